@@ -1,0 +1,46 @@
+"""gradclip: gradient clipping you can trust, see and understand.
+
+The NumPy API (:mod:`gradclip.numpy`) needs only NumPy. The torch functions below are imported
+on first use, so ``import gradclip`` works without torch and a torch feature raises a clear
+``ImportError`` naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_TORCH_API = {
+    "ClipStats": "gradclip.clip",
+    "clip_grad_norm_": "gradclip.clip",
+    "clip_grad_value_": "gradclip.clip",
+    "clip_grads_with_norm_": "gradclip.clip",
+    "get_total_norm": "gradclip.clip",
+    "tensor_norms": "gradclip.norms",
+    "FlatGrads": "gradclip.norms",
+}
+
+__all__ = ["__version__", *sorted(_TORCH_API)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradclip' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as err:
+        if err.name != "torch":
+            raise
+        raise ImportError(
+            f"gradclip.{name} needs PyTorch; install it with `pip install 'gradclip[torch]'` "
+            "(the NumPy API, gradclip.numpy, works without it)"
+        ) from err
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TORCH_API))

@@ -1,0 +1,56 @@
+"""Argument checks shared by the torch and NumPy APIs (framework-free).
+
+Every check names the argument, shows the bad value and says what is allowed, so that a wrong call
+fails at once with a message the user can act on instead of silently training on garbage.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+NONFINITE_POLICIES = ("propagate", "keep")
+
+
+def check_norm_type(norm_type: object) -> float:
+    """Return ``norm_type`` as a float p > 0 (``inf`` and the string ``'inf'`` allowed)."""
+    if isinstance(norm_type, str) and norm_type.strip().lower() == "inf":
+        return math.inf
+    if isinstance(norm_type, bool) or not isinstance(norm_type, Real):
+        raise TypeError(f"norm_type must be a number > 0 or 'inf', got {norm_type!r}")
+    p = float(norm_type)
+    if math.isnan(p) or p <= 0:
+        raise ValueError(f"norm_type must be > 0 (or inf), got {norm_type!r}")
+    return p
+
+
+def check_threshold(value: object, name: str) -> float:
+    """Return a clipping threshold (``max_norm``, ``clip_value``) as a float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number >= 0, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if math.isnan(v) or v < 0:
+        raise ValueError(f"{name} must be a real number >= 0 (inf allowed), got {value!r}")
+    return v
+
+
+def check_eps(eps: object) -> float:
+    """Return ``eps`` as a finite float >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(float(eps)) or eps < 0:
+        raise ValueError(f"eps must be a finite real number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def check_nonfinite(policy: object) -> str:
+    """Return the non-finite policy: 'propagate' (torch's behaviour) or 'keep'."""
+    if policy not in NONFINITE_POLICIES:
+        raise ValueError(f"unknown nonfinite policy {policy!r}; choose from {list(NONFINITE_POLICIES)}")
+    return str(policy)
+
+
+def nonfinite_message(norm_type: float) -> str:
+    return (
+        f"The total norm of order {norm_type} for gradients is non-finite, so it cannot be clipped. "
+        "To disable this error and scale the gradients by the non-finite norm anyway, "
+        "set `error_if_nonfinite=False`"
+    )

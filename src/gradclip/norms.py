@@ -1,0 +1,212 @@
+"""Gradient norms for torch: per-tensor norms and the total norm from one read pass.
+
+Norms are accumulated in float32 at least, whatever the gradient dtype: torch's own
+``get_total_norm`` reduces fp16/bf16 gradients in their own dtype, so a total above 65504 becomes
+``inf`` in fp16. Here each tensor is reduced with ``dtype=float32`` (float64 stays float64), the
+per-tensor norms are combined as ``||(n_1, ..., n_k)||_p`` (which equals the p-norm of all elements
+concatenated) and the total is returned as a 0-dim float32 tensor (float64 if any gradient is
+float64, as torch does) on the first gradient's device.
+Nothing here reads a value back to the host, so the pass is free of CUDA synchronisations.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from gradclip._validate import check_norm_type, nonfinite_message
+
+__all__ = [
+    "FlatGrads",
+    "collect_grads",
+    "get_total_norm",
+    "norms_and_total",
+    "tensor_norms",
+    "total_from_norms",
+]
+
+
+def _grad_of(t: Tensor) -> Tensor | None:
+    """The gradient a tensor stands for: a parameter's ``.grad``, or the tensor itself.
+
+    ``nn.Parameter`` and tensors that require grad are parameters: their ``.grad`` is used and they
+    are skipped when it is None (frozen or unused parameters). Any other tensor is taken to be a
+    gradient already, so that passing ``[p.grad for p in ...]`` clips instead of doing nothing.
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"parameters must be tensors, got an element of type {type(t).__name__}")
+    if isinstance(t, torch.nn.Parameter) or t.requires_grad:
+        if not (t.is_leaf or t.retains_grad):
+            return None
+        return t.grad
+    if t.grad is not None:  # a plain tensor that was given a gradient by hand
+        return t.grad
+    return t
+
+
+def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
+    """Turn a tensor, parameters or gradient tensors into the list of gradients to clip."""
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    param_type = torch.nn.Parameter
+    grads = []
+    for t in parameters:
+        # Plain parameters (the common case, always leaves) take the short path: this loop runs
+        # once per tensor per step, so it matters for models with thousands of tensors.
+        g = t.grad if type(t) is param_type else _grad_of(t)
+        if g is not None:
+            grads.append(g)
+    return grads
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every narrower float is reduced in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _group(grads: list[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+    for i, g in enumerate(grads):
+        groups[(g.device, g.dtype)].append(i)
+    for _, dtype in groups:
+        if not dtype.is_floating_point:
+            raise TypeError(f"gradients must be real floating point tensors, got dtype {dtype}")
+    return groups
+
+
+def _group_norms(
+    group: list[Tensor], p: float, device: torch.device, dtype: torch.dtype, foreach: bool | None
+):
+    use_foreach = foreach if foreach is not None else device.type in ("cpu", "cuda")
+    if use_foreach and device.type not in ("cpu", "cuda"):
+        raise ValueError(f"foreach=True was passed, but {device.type} tensors have no foreach kernels")
+    # Only narrower-than-fp32 grads need the dtype argument (it costs a little on CPU).
+    acc = None if dtype in (torch.float32, torch.float64) else torch.float32
+    if use_foreach:
+        return list(torch._foreach_norm(group, p, dtype=acc))
+    return [torch.linalg.vector_norm(g, p, dtype=acc) for g in group]
+
+
+def norms_and_total(
+    grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool | None = None
+) -> tuple[list[Tensor], Tensor]:
+    """Per-tensor norms (input order) and the total norm, from one read pass over the gradients.
+
+    Per-tensor norms are float32 (float64 for float64 grads). The total is ``||(n_1..n_k)||_p``, a
+    0-dim tensor on the first gradient's device, float32 unless a gradient is float64.
+    """
+    p = check_norm_type(norm_type)
+    if not grads:
+        return [], torch.zeros((), dtype=torch.float32)
+    groups = _group(grads)
+    if len(groups) == 1:  # one device, one dtype: no reordering, no extra stacking
+        ((device, dtype),) = groups
+        norms = _group_norms(grads, p, device, dtype, foreach)
+        return norms, torch.linalg.vector_norm(torch.stack(norms), p)
+    out: list[Tensor] = [grads[0]] * len(grads)
+    group_totals = []
+    for (device, dtype), idx in groups.items():
+        norms = _group_norms([grads[i] for i in idx], p, device, dtype, foreach)
+        for i, n in zip(idx, norms, strict=True):
+            out[i] = n
+        group_totals.append(torch.linalg.vector_norm(torch.stack(norms), p))
+    return out, total_from_norms(group_totals, p)
+
+
+def tensor_norms(grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool | None = None) -> list[Tensor]:
+    """Per-tensor p-norms ``||g_i||_p`` in float32 (float64 for float64 grads), in input order.
+
+    One read pass over the gradients; the foreach kernel is used per (device, dtype) group where
+    the device supports it (``foreach=None``), forced with ``True``, avoided with ``False``.
+    """
+    return norms_and_total(grads, norm_type, foreach=foreach)[0]
+
+
+def total_from_norms(norms: list[Tensor], norm_type: float = 2.0) -> Tensor:
+    """Combine per-tensor norms into the total norm: ``(sum n_i^p)^(1/p)``, or ``max n_i`` for inf.
+
+    Returned as a 0-dim tensor on the first norm's device: float32, or float64 when any gradient
+    is float64 (0 for an empty list).
+    """
+    p = check_norm_type(norm_type)
+    if not norms:
+        return torch.zeros((), dtype=torch.float32)
+    device = norms[0].device
+    acc = torch.float64 if any(n.dtype == torch.float64 for n in norms) else torch.float32
+    if any(n.device != device or n.dtype != acc for n in norms):
+        norms = [n.to(device=device, dtype=acc) for n in norms]
+    return torch.linalg.vector_norm(torch.stack(norms), p)
+
+
+def get_total_norm(
+    tensors: Tensor | Iterable[Tensor],
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> Tensor:
+    """Total p-norm of ``tensors`` (gradients, or parameters whose ``.grad`` is read).
+
+    ``||g||_p = (sum_i sum_j |g_ij|^p)^(1/p)``; ``max |g_ij|`` for ``inf``. Same signature as
+    ``torch.nn.utils.get_total_norm`` but accumulated in float32 at least.
+    """
+    p = check_norm_type(norm_type)
+    _, total = norms_and_total(collect_grads(tensors), p, foreach=foreach)
+    if error_if_nonfinite and not bool(torch.isfinite(total)):
+        raise RuntimeError(nonfinite_message(p))
+    return total
+
+
+class FlatGrads:
+    """Gradients laid out as views into one contiguous buffer, so norm and scale are one op each.
+
+    ``flat = FlatGrads(model.parameters())`` allocates ``flat.buffer`` and sets every parameter's
+    ``.grad`` to a view into it; ``backward()`` then accumulates in place into the buffer and
+    ``clip_grad_norm_(flat.buffer, c)`` reads and scales all gradients with a single kernel each,
+    instead of one per tensor. Zero the gradients with ``flat.zero_()`` or
+    ``optimizer.zero_grad(set_to_none=False)``: ``set_to_none=True`` drops the views, after which
+    the buffer no longer holds the gradients (``flat.attached`` turns False and the gradclip entry
+    points that take a ``FlatGrads`` raise instead of clipping stale zeros).
+    """
+
+    def __init__(self, parameters: Iterable[Tensor]) -> None:
+        self.params = [p for p in parameters if p.requires_grad]
+        if not self.params:
+            raise ValueError("FlatGrads needs at least one parameter that requires grad")
+        kinds = {(p.device, p.dtype) for p in self.params}
+        if len(kinds) != 1:
+            raise ValueError(
+                f"FlatGrads needs parameters on one device with one dtype, got {sorted(map(str, kinds))}"
+            )
+        ((device, dtype),) = kinds
+        self.buffer = torch.zeros(sum(p.numel() for p in self.params), device=device, dtype=dtype)
+        self.views: list[Tensor] = []
+        offset = 0
+        for p in self.params:
+            view = self.buffer[offset : offset + p.numel()].view_as(p)
+            if p.grad is not None:
+                view.copy_(p.grad)
+            p.grad = view
+            self.views.append(view)
+            offset += p.numel()
+
+    @property
+    def attached(self) -> bool:
+        """Whether the parameters' ``.grad`` still live in the buffer (checks the ends: O(1))."""
+        return all(
+            p.grad is not None and p.grad.data_ptr() == v.data_ptr()
+            for p, v in ((self.params[0], self.views[0]), (self.params[-1], self.views[-1]))
+        )
+
+    def zero_(self) -> None:
+        """Zero every gradient in one op (and re-attach views dropped by ``set_to_none``)."""
+        self.buffer.zero_()
+        for p, v in zip(self.params, self.views, strict=True):
+            if p.grad is None or p.grad.data_ptr() != v.data_ptr():
+                p.grad = v
+
+    def tensor_norms(self, norm_type: float = 2.0) -> list[Tensor]:
+        """Per-parameter norms, read from the views (one foreach pass)."""
+        return tensor_norms(self.views, norm_type)

@@ -1,0 +1,48 @@
+"""The main job: `gradclip demo` shows a bad batch wrecking training and clipping saving it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gradclip.sandbox.demo import train_digits
+
+
+def test_clipping_survives_the_bad_batch_that_wrecks_the_unclipped_run():
+    clean = train_digits(max_norm=None, spike=1.0, epochs=4)
+    wrecked = train_digits(max_norm=None, spike=1e4, epochs=4)
+    clipped = train_digits(max_norm=1.0, spike=1e4, epochs=4)
+    assert clean.clip_count == 0 and clean.max_grad_norm < 10
+    assert wrecked.max_grad_norm > 1000 and clipped.max_grad_norm > 1000  # the same spike hit both
+    assert wrecked.accuracy < 0.6  # one unclipped step threw the weights off
+    assert clipped.clip_count >= 1
+    assert clipped.accuracy > 0.93 and clipped.accuracy == pytest.approx(clean.accuracy, abs=0.03)
+
+
+def test_demo_command_prints_the_side_by_side_table():
+    out = subprocess.run(
+        [sys.executable, "-m", "gradclip", "demo", "--epochs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    for label in (
+        "no clipping",
+        "clip norm 1",
+        "final test loss",
+        "test accuracy",
+        "largest grad norm",
+        "clipped steps",
+        "NaN/Inf seen",
+    ):
+        assert label in out.stdout
+
+
+@pytest.mark.parametrize("argv", [["demo", "--epochs", "0"], ["demo", "--max-norm", "-1"], ["nope"]])
+def test_bad_command_lines_exit_2_with_one_line(argv):
+    out = subprocess.run([sys.executable, "-m", "gradclip", *argv], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "error" in out.stderr

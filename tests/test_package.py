@@ -1,0 +1,40 @@
+"""Packaging promises: the public API, and `import gradclip` without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import gradclip
+
+
+def test_all_names_resolve():
+    for name in gradclip.__all__:
+        assert getattr(gradclip, name) is not None, name
+
+
+def test_numpy_api_works_without_torch_and_torch_api_says_what_to_install():
+    # A meta-path finder that refuses torch stands in for an environment without it.
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class NoTorch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        sys.meta_path.insert(0, NoTorch())
+        import numpy as np
+        import gradclip, gradclip.numpy, gradclip.sandbox.data
+        g = [np.array([3.0, 4.0])]
+        assert gradclip.numpy.clip_grad_norm_(g, 1.0) == 5.0
+        assert "torch" not in sys.modules
+        try:
+            gradclip.clip_grad_norm_
+        except ImportError as err:
+            assert "gradclip[torch]" in str(err), err
+            print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok", out.stderr
