@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from gradclip.policies import Fixed, Percentile, Policy, ZScore
+
 __version__ = "0.1.0"
 
 _TORCH_API = {
@@ -20,9 +22,15 @@ _TORCH_API = {
     "get_total_norm": "gradclip.clip",
     "tensor_norms": "gradclip.norms",
     "FlatGrads": "gradclip.norms",
+    "NormClipper": "gradclip.clippers",
+    "ValueClipper": "gradclip.clippers",
+    "AGC": "gradclip.clippers",
+    "ClipResult": "gradclip.clippers",
+    "ClipOptimizer": "gradclip.optim",
+    "Lookahead": "gradclip.optim",
 }
 
-__all__ = ["__version__", *sorted(_TORCH_API)]
+__all__ = ["Fixed", "Percentile", "Policy", "ZScore", "__version__", *sorted(_TORCH_API)]
 
 
 def __getattr__(name: str) -> Any:

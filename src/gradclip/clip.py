@@ -18,7 +18,7 @@ match torch's; options beyond torch's are keyword-only. Differences from torch, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -31,6 +31,7 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
+from gradclip.distributed import local_tensor
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
 
 __all__ = [
@@ -68,6 +69,11 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
             check_threshold(float(value), name)
         return value
     return check_threshold(value, name)
+
+
+def _local(grads: list[Tensor]) -> list[Tensor]:
+    """The shards this rank holds, for in-place scaling (plain tensors pass through)."""
+    return [local_tensor(g) for g in grads]
 
 
 def _grads(parameters: Params) -> list[Tensor]:
@@ -144,7 +150,7 @@ def clip_grads_with_norm_(
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
     if not isinstance(total_norm, Tensor):
         raise TypeError(f"total_norm must be a tensor, got {type(total_norm).__name__}")
-    grads = _grads(parameters)
+    grads = _local(_grads(parameters))
     if grads:
         _apply_scale_(grads, max_norm, total_norm, eps, nonfinite, foreach)
 
@@ -160,6 +166,7 @@ def clip_grad_norm_(
     eps: float = 1e-6,
     nonfinite: str = "propagate",
     return_stats: bool = False,
+    process_groups: Sequence = (),
 ) -> Tensor | ClipStats:
     """Clip the global p-norm of the gradients to ``max_norm``, in place; return the pre-clip norm.
 
@@ -177,6 +184,9 @@ def clip_grad_norm_(
         nonfinite: ``'propagate'`` scales by the non-finite norm like torch; ``'keep'`` leaves the
             gradients as they are (skip the step using ``ClipStats.finite``).
         return_stats: return a :class:`ClipStats` instead of the bare norm.
+        process_groups: extra groups whose ranks hold different parameters (pipeline or hand-made
+            tensor parallelism): the norm is all-reduced over each. DTensor (FSDP2) gradients are
+            reduced over their mesh without being named here; DDP needs nothing.
 
     Returns:
         The pre-clip total norm, a 0-dim float32 tensor (float64 for float64 gradients) on the
@@ -188,9 +198,12 @@ def clip_grad_norm_(
     grads = _grads(parameters)
     if isinstance(parameters, FlatGrads) and return_stats:
         # Per-parameter norms from the views: still one pass over the buffer.
-        per_tensor, total = norms_and_total(parameters.views, p, foreach=foreach)
+        per_tensor, total = norms_and_total(
+            parameters.views, p, foreach=foreach, process_groups=process_groups
+        )
     else:
-        per_tensor, total = norms_and_total(grads, p, foreach=foreach)
+        per_tensor, total = norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)
+    grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
     if grads:
@@ -214,7 +227,7 @@ def clip_grad_value_(
     NaN elements stay NaN; +-inf become +-clip_value.
     """
     c = check_threshold(clip_value, "clip_value")
-    grads = _grads(parameters)
+    grads = _local(_grads(parameters))
     by_device: dict[torch.device, list[Tensor]] = {}
     for g in grads:
         by_device.setdefault(g.device, []).append(g)

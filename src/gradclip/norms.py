@@ -12,12 +12,13 @@ Nothing here reads a value back to the host, so the pass is free of CUDA synchro
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from gradclip._validate import check_norm_type, nonfinite_message
+from gradclip.distributed import is_dtensor_type, local_tensor, reduce_norms
 
 __all__ = [
     "FlatGrads",
@@ -91,14 +92,24 @@ def _group_norms(
 
 
 def norms_and_total(
-    grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool | None = None
+    grads: list[Tensor],
+    norm_type: float = 2.0,
+    *,
+    foreach: bool | None = None,
+    process_groups: Sequence = (),
 ) -> tuple[list[Tensor], Tensor]:
     """Per-tensor norms (input order) and the total norm, from one read pass over the gradients.
 
     Per-tensor norms are float32 (float64 for float64 grads). The total is ``||(n_1..n_k)||_p``, a
     0-dim tensor on the first gradient's device, float32 unless a gradient is float64.
+    DTensor (FSDP2) gradients and extra ``process_groups`` give global norms, reduced in float32
+    (see :mod:`gradclip.distributed`).
     """
     p = check_norm_type(norm_type)
+    if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+        local = [local_tensor(g) for g in grads]
+        local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
+        return reduce_norms(grads, local_norms, p, process_groups)
     if not grads:
         return [], torch.zeros((), dtype=torch.float32)
     groups = _group(grads)
@@ -146,6 +157,8 @@ def get_total_norm(
     norm_type: float = 2.0,
     error_if_nonfinite: bool = False,
     foreach: bool | None = None,
+    *,
+    process_groups: Sequence = (),
 ) -> Tensor:
     """Total p-norm of ``tensors`` (gradients, or parameters whose ``.grad`` is read).
 
@@ -153,7 +166,7 @@ def get_total_norm(
     ``torch.nn.utils.get_total_norm`` but accumulated in float32 at least.
     """
     p = check_norm_type(norm_type)
-    _, total = norms_and_total(collect_grads(tensors), p, foreach=foreach)
+    _, total = norms_and_total(collect_grads(tensors), p, foreach=foreach, process_groups=process_groups)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
     return total

@@ -1,0 +1,244 @@
+"""Optimizer wrappers for torch: clip-and-step with non-finite skipping (ClipOptimizer), and Lookahead.
+
+:class:`ClipOptimizer` makes ``step()`` clip the gradients with a clipper from
+:mod:`gradclip.clippers`, then step the wrapped optimizer; a step whose gradient norm is NaN/Inf is
+skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
+SGD and a :class:`~gradclip.clippers.NormClipper`, the clip factor and the skip flag go to the fused
+kernel through the optimizer's ``grad_scale``/``found_inf`` inputs (the mechanism ``GradScaler``
+uses): the gradients are divided by ``1/scale`` inside the update, so clipping adds no pass over the
+gradients beyond the norm and no host sync. :class:`Lookahead` keeps slow weights that follow the
+fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
+so pass ``wrapper.optimizer`` to an LR scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradclip.clippers import Clipper, ClipResult, NormClipper
+
+__all__ = ["ClipOptimizer", "Lookahead"]
+
+_FUSED_TYPES = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+
+
+def _params(param_groups: list[dict[str, Any]]) -> list[Tensor]:
+    return [p for group in param_groups for p in group["params"]]
+
+
+class _Wrapper:
+    """Shares the wrapped optimizer's param groups, state and ``zero_grad``."""
+
+    optimizer: Any
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.optimizer.state
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.optimizer.defaults
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.optimizer.add_param_group(param_group)
+
+
+class ClipOptimizer(_Wrapper):
+    """Wrap ``optimizer`` so that ``step()`` clips, then steps, and skips non-finite steps.
+
+    Args:
+        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as :class:`Lookahead`).
+        clipper: a clipper, or a float ``max_norm`` for ``NormClipper(max_norm)``.
+        skip_nonfinite: skip the step when the pre-clip norm is NaN/Inf (counted in
+            :attr:`skipped_steps`); with False the optimizer steps on whatever the gradients hold.
+        fused: pass the clip through ``grad_scale``/``found_inf`` (None: whenever possible, i.e. a
+            ``NormClipper`` and torch Adam/AdamW/SGD built with ``fused=True``; True: require it).
+
+    Host syncs: the fused path has none. Otherwise deciding to skip a step reads the ``finite``
+    flag (one sync per step on CUDA, free on the CPU): a plain optimizer cannot take the decision
+    on the device without a copy of its state. ``skip_nonfinite=False`` removes that sync.
+
+    Torch's fused SGD with momentum fills the momentum buffers of a skipped *first* step with
+    uninitialised memory, so that one step (no buffers yet) takes the unfused path.
+    """
+
+    def __init__(
+        self,
+        optimizer: Any,
+        clipper: Clipper | float = 1.0,
+        *,
+        skip_nonfinite: bool = True,
+        fused: bool | None = None,
+    ) -> None:
+        if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.clipper: Clipper = clipper if callable(clipper) else NormClipper(clipper)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        if fused not in (None, True, False):
+            raise ValueError(f"fused must be None, True or False, got {fused!r}")
+        can_fuse = isinstance(self.clipper, NormClipper) and self._fused_optimizer()
+        if fused and not can_fuse:
+            raise ValueError(
+                "fused=True needs a NormClipper and torch.optim Adam, AdamW or SGD built with fused=True; "
+                f"got {type(self.clipper).__name__} and {type(optimizer).__name__}"
+            )
+        self.fused = can_fuse if fused is None else fused
+        self.last_result: ClipResult | None = None
+        self._skipped: int | Tensor = 0
+
+    def _fused_optimizer(self) -> bool:
+        opt = self.optimizer
+        return isinstance(opt, _FUSED_TYPES) and all(g.get("fused") for g in opt.param_groups)
+
+    def _first_fused_sgd_step(self) -> bool:
+        opt = self.optimizer
+        return isinstance(opt, torch.optim.SGD) and any(
+            g["momentum"] != 0 and "momentum_buffer" not in opt.state.get(p, {})
+            for g in opt.param_groups
+            for p in g["params"]
+            if p.grad is not None
+        )
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for a non-finite norm (reading it syncs once on CUDA)."""
+        return int(self._skipped)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Clip the gradients, then step (or skip); returns the closure's loss, if any."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = _params(self.param_groups)
+        if self.fused and not self._first_fused_sgd_step():
+            self._fused_step(params)
+            return loss
+        result = self.last_result = self.clipper(params)
+        if self.skip_nonfinite and not bool(result.finite):
+            self._skipped = self._skipped + 1
+            return loss
+        self.optimizer.step()
+        return loss
+
+    def _fused_step(self, params: list[Tensor]) -> None:
+        clipper: NormClipper = self.clipper  # type: ignore[assignment]
+        grads, result = clipper.measure(params)
+        self.last_result = result
+        if not grads:
+            return
+        opt = self.optimizer
+        opt.grad_scale = torch.reciprocal(result.scale)  # the kernel divides the gradients by it
+        found_inf = torch.logical_not(result.finite)
+        if self.skip_nonfinite:
+            opt.found_inf = found_inf.float()  # the kernel leaves params and state as they are
+            self._skipped = self._skipped + found_inf.long()
+        try:
+            opt.step()
+        finally:
+            del opt.grad_scale
+            if self.skip_nonfinite:
+                del opt.found_inf
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's and the clipper's state, and the skip count."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "clipper": self.clipper.state_dict(),
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        self.clipper.load_state_dict(state_dict["clipper"])
+        self._skipped = int(state_dict["skipped_steps"])
+
+    def __repr__(self) -> str:
+        return f"ClipOptimizer({type(self.optimizer).__name__}, {self.clipper!r}, fused={self.fused})"
+
+
+def _by_device(tensors: list[Tensor], others: list[Tensor]) -> list[tuple[list[Tensor], list[Tensor]]]:
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+    for a, b in zip(tensors, others, strict=True):
+        pair = groups.setdefault((a.device, a.dtype), ([], []))
+        pair[0].append(a)
+        pair[1].append(b)
+    return list(groups.values())
+
+
+class Lookahead(_Wrapper):
+    """Lookahead (Zhang et al. 2019): every ``k`` steps ``phi += alpha (theta - phi)``; ``theta <- phi``.
+
+    The fast weights ``theta`` are the parameters, updated by the wrapped optimizer; the slow
+    weights ``phi`` start as a copy of the parameters at the first step. The inner optimizer's state
+    is kept across synchronisations. Every call to :meth:`step` counts as an inner step, also one a
+    wrapped :class:`ClipOptimizer` skipped (its parameters did not move, so the sync is still exact
+    maths, only one step earlier). Composable both ways: ``Lookahead(ClipOptimizer(opt))`` clips the
+    fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the counting on non-finite steps.
+
+    References: M. R. Zhang, J. Lucas, G. Hinton, J. Ba, "Lookahead Optimizer: k steps forward, 1 step
+    back", NeurIPS 2019, arXiv:1907.08610.
+    """
+
+    def __init__(self, optimizer: Any, k: int = 5, alpha: float = 0.5) -> None:
+        if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be a real number in (0, 1], got {alpha!r}")
+        self.optimizer, self.k, self.alpha = optimizer, k, float(alpha)
+        self.steps = 0
+        self.slow: list[Tensor] | None = None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One fast step of the wrapped optimizer; every ``k``-th also synchronises the weights."""
+        params = _params(self.param_groups)
+        if self.slow is None:
+            self.slow = [p.detach().clone() for p in params]
+        loss = self.optimizer.step(closure)
+        self.steps += 1
+        if self.steps % self.k == 0:
+            for slow, fast in _by_device(self.slow, params):
+                torch._foreach_lerp_(slow, fast, self.alpha)  # phi += alpha * (theta - phi)
+                torch._foreach_copy_(fast, slow)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped optimizer's state, the step count and the slow weights."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "lookahead": {"k": self.k, "alpha": self.alpha, "steps": self.steps, "slow": self.slow},
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        own = state_dict["lookahead"]
+        if (own["k"], own["alpha"]) != (self.k, self.alpha):
+            raise ValueError(
+                f"state_dict has k={own['k']!r}, alpha={own['alpha']!r}; this Lookahead has "
+                f"k={self.k!r}, alpha={self.alpha!r}"
+            )
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        self.steps = int(own["steps"])
+        params = _params(self.param_groups)
+        slow = own["slow"]
+        if slow is not None and len(slow) != len(params):
+            raise ValueError(f"state_dict holds {len(slow)} slow weights for {len(params)} parameters")
+        self.slow = None if slow is None else [s.to(p).clone() for s, p in zip(slow, params, strict=True)]
+
+    def __repr__(self) -> str:
+        return f"Lookahead({type(self.optimizer).__name__}, k={self.k}, alpha={self.alpha})"

@@ -1,0 +1,399 @@
+"""Clipping thresholds as small policies: fixed, percentile of past norms (AutoClip), z-score (ZClip).
+
+Each policy is a pure pair ``init() -> state`` and ``update(norm, state) -> (threshold, state)``
+(:class:`PolicyFns`, built by :func:`fixed`, :func:`percentile`, :func:`zscore`), plus a thin stateful
+wrapper (:class:`Fixed`, :class:`Percentile`, :class:`ZScore`) that holds the state, is called once per
+step with the pre-clip total norm and round-trips through ``state_dict()``/``load_state_dict()``. The
+threshold for a step depends only on norms seen so far (and, for ``Percentile``, optionally the current
+one). Memory is bounded: ``ZScore`` keeps three numbers, ``Percentile`` a window of the last N norms.
+No framework is imported here. ``ZScore`` also accepts a 0-dim tensor as the norm: it then keeps its
+statistics as tensors on that device and computes with tensor methods only (no ``if`` on a value, no
+read-back), so a CUDA training step stays free of host synchronisations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from numbers import Real
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "Fixed",
+    "FixedState",
+    "Percentile",
+    "PercentileState",
+    "Policy",
+    "PolicyFns",
+    "ZScore",
+    "ZScoreState",
+    "fixed",
+    "percentile",
+    "zscore",
+]
+
+Norm = Any  # a Python float, or a 0-dim tensor-like object (torch.Tensor) for ZScore
+
+
+class PolicyFns(NamedTuple):
+    """A threshold policy as two pure functions (no hidden state)."""
+
+    init: Callable[[], Any]
+    update: Callable[[Norm, Any], tuple[Norm, Any]]
+
+
+class Policy(Protocol):
+    """What a clipper needs from a threshold policy."""
+
+    sync_free: bool  # True when ``update`` accepts a device tensor and never reads it back
+
+    def update(self, norm: Norm) -> Norm: ...
+    def __call__(self, norm: Norm) -> Norm: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
+
+
+# --- argument checks (each names the argument, the value and what is allowed) ---------------------
+
+
+def _real(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def _int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _in_range(value: object, name: str, lo: float, hi: float, allowed: str) -> float:
+    v = _real(value, name)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return v
+
+
+def _cap(value: object, name: str) -> float:
+    if value is None:
+        return math.inf
+    v = _real(value, name)
+    if math.isnan(v) or v < 0:
+        raise ValueError(f"{name} must be None or a real number >= 0, got {value!r}")
+    return v
+
+
+# --- the few operations ZScore needs, for Python floats and for tensors ----------------------------
+
+
+class _FloatOps:
+    """Plain floats: branches are free (there is no device to wait for)."""
+
+    @staticmethod
+    def lift(value: Any, like: Any) -> float:
+        return float(value)
+
+    @staticmethod
+    def where(cond: bool, a: Any, b: Any) -> Any:
+        return a if cond else b
+
+    isfinite = staticmethod(math.isfinite)
+    sqrt = staticmethod(math.sqrt)
+
+    @staticmethod
+    def clamp_min(x: float, lo: float) -> float:
+        return x if math.isnan(x) else max(x, lo)
+
+    @staticmethod
+    def minimum(x: float, y: float) -> float:
+        return x if math.isnan(x) else min(x, y)
+
+
+class _TensorOps:
+    """Tensor-likes, through their methods only: no framework import and no value read back."""
+
+    @staticmethod
+    def lift(value: Any, like: Any) -> Any:
+        if hasattr(value, "to"):  # a tensor (e.g. restored from a checkpoint): move it, keep its value
+            return value.to(device=like.device, dtype=like.dtype)
+        return like.new_full((), float(value))
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> Any:
+        if not hasattr(a, "where"):
+            return b.where(cond.logical_not(), a)
+        return a.where(cond, b)
+
+    @staticmethod
+    def isfinite(x: Any) -> Any:
+        return x.isfinite()
+
+    @staticmethod
+    def sqrt(x: Any) -> Any:
+        return x.sqrt()
+
+    @staticmethod
+    def clamp_min(x: Any, lo: float) -> Any:
+        return x.clamp(min=lo)
+
+    @staticmethod
+    def minimum(x: Any, y: Any) -> Any:
+        return x.minimum(y) if hasattr(y, "shape") else x.clamp(max=y)
+
+
+def _ops_for(norm: Norm) -> tuple[Any, Any]:
+    """Return (ops, norm): floats for real numbers, tensor methods for tensor-likes."""
+    if isinstance(norm, Real):
+        return _FloatOps, float(norm)
+    if all(hasattr(norm, m) for m in ("where", "isfinite", "new_full")):
+        return _TensorOps, norm
+    raise TypeError(f"norm must be a real number or a 0-dim tensor, got {type(norm).__name__}")
+
+
+# --- pure policies --------------------------------------------------------------------------------
+
+
+class FixedState(NamedTuple):
+    """A fixed threshold has nothing to remember."""
+
+
+def fixed(max_norm: float) -> PolicyFns:
+    """Constant threshold ``c``: ``update(norm, state) = (c, state)``."""
+    if max_norm is None:
+        raise TypeError("max_norm must be a real number >= 0 (inf allowed), got None")
+    c = _cap(max_norm, "max_norm")
+
+    def update(norm: Norm, state: FixedState) -> tuple[float, FixedState]:
+        return c, state
+
+    return PolicyFns(FixedState, update)
+
+
+class PercentileState(NamedTuple):
+    """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first."""
+
+    count: int
+    history: tuple[float, ...]
+
+
+def _percentile_sorted(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks (NumPy's default): rank ``p/100 * (n-1)``."""
+    rank = p / 100.0 * (len(values) - 1)
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (rank - lo)
+
+
+def percentile(
+    p: float = 10.0, *, window: int = 1000, warmup: int = 0, include_current: bool = True
+) -> PolicyFns:
+    """AutoClip: threshold = p-th percentile of the recent total norms (Seetharaman et al. 2020).
+
+    ``c_t = percentile_p({||g_s|| : s in the last `window` finite steps})``, the current norm included
+    when ``include_current`` (as in the paper, where the norm is recorded before the threshold is
+    taken), so with ``p=100`` nothing is ever clipped. Percentiles interpolate linearly between ranks.
+
+    Choices, each documented: ``p=10`` is the value the paper recommends from its experiments (clip
+    the 90 % of steps whose norm is above the 10th percentile); the paper keeps the whole history,
+    here the last ``window`` norms are kept (memory and the per-step sort stay bounded; a long window
+    approximates the full history, a short one follows drifting norms); during ``warmup`` finite norms
+    are recorded but the threshold is ``inf`` (the paper has no warm-up: 0). A non-finite norm is not
+    recorded (it would make every later percentile meaningless); its threshold comes from the
+    history alone (``inf`` when it is empty).
+
+    The norm is read as a Python float: on CUDA that is one host sync per step, the only one.
+
+    References: P. Seetharaman, G. Wichern, B. Pardo, J. Le Roux, "AutoClip: Adaptive Gradient
+    Clipping for Source Separation Networks", MLSP 2020, arXiv:2007.14469.
+    """
+    p = _in_range(p, "p", 0.0, 100.0, "in [0, 100]")
+    window = _int(window, "window", 1)
+    warmup = _int(warmup, "warmup", 0)
+
+    def update(norm: Norm, state: PercentileState) -> tuple[float, PercentileState]:
+        x = float(norm)
+        history = state.history
+        if math.isfinite(x):
+            state = PercentileState(state.count + 1, (*history, x)[-window:])
+        finite = math.isfinite(x)
+        pool = state.history if include_current and finite else history
+        warm = state.count <= warmup if finite else state.count < warmup
+        if warm or not pool:
+            return math.inf, state
+        return _percentile_sorted(sorted(pool), p), state
+
+    return PolicyFns(lambda: PercentileState(0, ()), update)
+
+
+class ZScoreState(NamedTuple):
+    """``count``: finite norms fed so far; ``mean``/``var``: their running mean and variance.
+
+    Python floats, or 0-dim tensors on the norm's device once a tensor norm has been seen.
+    """
+
+    count: Any
+    mean: Any
+    var: Any
+
+
+def zscore(
+    *,
+    alpha: float = 0.97,
+    z_thresh: float = 2.5,
+    warmup: int = 25,
+    max_norm: float | None = None,
+    eps: float = 1e-6,
+) -> PolicyFns:
+    """ZClip: clip norms that are z-score outliers of an EMA of past norms (Kumar et al. 2025).
+
+    With running mean ``mu`` and standard deviation ``sigma`` of the past (clipped) norms and
+    ``z = (g - mu) / (sigma + eps)``, the threshold is ``mu + z_thresh * sigma`` while
+    ``z <= z_thresh`` (not clipped) and ``mu + z_thresh**2 * sigma / z`` for a spike (the paper's
+    adaptive scaling: the larger the spike, the lower the threshold). Both are
+    ``c = mu + z_thresh**2 * sigma / max(z, z_thresh)``, capped at ``max_norm`` when given.
+
+    The statistics are then fed the clipped norm ``min(g, c)``: during the first ``warmup`` finite
+    norms they are the plain mean and (population) variance (Welford's update) and the threshold is
+    ``max_norm`` (``inf`` if None); afterwards ``mu <- alpha mu + (1-alpha) x`` and
+    ``var <- alpha var + (1-alpha) (x - mu_new)^2``. A non-finite norm leaves the statistics as they
+    are (unlike the reference code, one NaN does not poison every later threshold); its threshold
+    is the one of a non-spike, ``mu + z_thresh * sigma``.
+
+    References: A. Kumar, L. Owen, N. R. Chowdhury, F. Güra, "ZClip: Adaptive Spike Mitigation for
+    LLM Pre-Training", 2025, arXiv:2504.02507.
+    """
+    alpha = _in_range(alpha, "alpha", 0.0, 1.0, "in [0, 1)")
+    if alpha == 1.0:
+        raise ValueError(f"alpha must be in [0, 1), got {alpha!r} (1 would freeze the statistics)")
+    z_thresh = _real(z_thresh, "z_thresh")
+    if not (math.isfinite(z_thresh) and z_thresh > 0):
+        raise ValueError(f"z_thresh must be a finite real number > 0, got {z_thresh!r}")
+    warmup = _int(warmup, "warmup", 1)  # the statistics need at least one norm
+    cap = _cap(max_norm, "max_norm")
+    eps = _real(eps, "eps")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite real number > 0, got {eps!r}")
+
+    def update(norm: Norm, state: ZScoreState) -> tuple[Norm, ZScoreState]:
+        ops, g = _ops_for(norm)
+        count, mean, var = (ops.lift(v, g) for v in state)
+        finite, warm = ops.isfinite(g), count < warmup
+        sigma = ops.sqrt(ops.clamp_min(var, 0.0))
+        z = (g - mean) / (sigma + eps)
+        calm = mean + z_thresh * sigma
+        c = ops.where(finite, mean + z_thresh**2 * sigma / ops.clamp_min(z, z_thresh), calm)
+        c = ops.minimum(ops.where(warm, cap, c), cap)
+        x = ops.minimum(g, c)  # the statistics see the clipped norm
+        n = count + 1
+        mean_w = mean + (x - mean) / n  # Welford: exact mean/variance of the warm-up norms
+        var_w = var + ((x - mean) * (x - mean_w) - var) / n
+        mean_e = alpha * mean + (1 - alpha) * x
+        var_e = alpha * var + (1 - alpha) * (x - mean_e) * (x - mean_e)
+        new = ZScoreState(
+            ops.where(finite, n, count),
+            ops.where(finite, ops.where(warm, mean_w, mean_e), mean),
+            ops.where(finite, ops.where(warm, var_w, var_e), var),
+        )
+        return c, new
+
+    return PolicyFns(lambda: ZScoreState(0.0, 0.0, 0.0), update)
+
+
+# --- stateful wrappers ----------------------------------------------------------------------------
+
+
+class _Stateful:
+    """Holds a policy's state; ``update(norm)`` returns this step's threshold."""
+
+    kind: str
+    sync_free: bool
+    _state_type: type
+
+    def __init__(self, fns: PolicyFns, config: dict[str, Any]) -> None:
+        self._fns, self.config = fns, config
+        self.state = fns.init()
+
+    def update(self, norm: Norm) -> Norm:
+        threshold, self.state = self._fns.update(norm, self.state)
+        return threshold
+
+    __call__ = update
+
+    def reset(self) -> None:
+        """Forget every norm seen."""
+        self.state = self._fns.init()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"policy": kind, "config": {...}, "state": {...}}``; values are kept as they are held."""
+        return {"policy": self.kind, "config": dict(self.config), "state": dict(self.state._asdict())}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state saved by a policy of the same kind and configuration."""
+        kind = state_dict.get("policy")
+        if kind != self.kind:
+            raise ValueError(f"state_dict is for policy {kind!r}, not {self.kind!r}")
+        if dict(state_dict.get("config", {})) != self.config:
+            raise ValueError(
+                f"state_dict config {dict(state_dict.get('config', {}))!r} differs from this "
+                f"policy's {self.config!r}; build the policy with the saved config"
+            )
+        fields = dict(state_dict["state"])
+        if set(fields) != set(self._state_type._fields):
+            expected = list(self._state_type._fields)
+            raise ValueError(f"state_dict state has fields {sorted(fields)}, expected {expected}")
+        self.state = self._restore(fields)
+
+    def _restore(self, fields: dict[str, Any]) -> Any:
+        return self._state_type(**fields)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Fixed(_Stateful):
+    """Constant threshold ``max_norm`` (plain clip-by-norm, Pascanu et al. 2013, arXiv:1211.5063)."""
+
+    kind, sync_free, _state_type = "fixed", True, FixedState
+
+    def __init__(self, max_norm: float) -> None:
+        fns = fixed(max_norm)
+        super().__init__(fns, {"max_norm": fns.update(0.0, FixedState())[0]})
+
+    @property
+    def max_norm(self) -> float:
+        return self.config["max_norm"]
+
+
+class Percentile(_Stateful):
+    """AutoClip thresholds, see :func:`percentile` (formula, defaults, the one sync per step)."""
+
+    kind, sync_free, _state_type = "percentile", False, PercentileState
+
+    def __init__(
+        self, p: float = 10.0, *, window: int = 1000, warmup: int = 0, include_current: bool = True
+    ) -> None:
+        config = {"p": p, "window": window, "warmup": warmup, "include_current": bool(include_current)}
+        super().__init__(percentile(**config), config)
+
+    def _restore(self, fields: dict[str, Any]) -> PercentileState:
+        return PercentileState(int(fields["count"]), tuple(float(v) for v in fields["history"]))
+
+
+class ZScore(_Stateful):
+    """ZClip thresholds, see :func:`zscore` (formula, warm-up, non-finite norms)."""
+
+    kind, sync_free, _state_type = "zscore", True, ZScoreState
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.97,
+        z_thresh: float = 2.5,
+        warmup: int = 25,
+        max_norm: float | None = None,
+        eps: float = 1e-6,
+    ) -> None:
+        config = {"alpha": alpha, "z_thresh": z_thresh, "warmup": warmup, "max_norm": max_norm, "eps": eps}
+        super().__init__(zscore(**config), config)
