@@ -46,3 +46,22 @@ def test_bad_command_lines_exit_2_with_one_line(argv):
     out = subprocess.run([sys.executable, "-m", "gradclip", *argv], capture_output=True, text=True)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "error" in out.stderr
+
+
+def test_train_vectorized_subcommand_trains_and_writes_its_run(tmp_path):
+    argv = ["train", "vectorized", "--epochs", "3", "--grad-clip", "1.0", "--quiet", "--out", str(tmp_path)]
+    out = subprocess.run(
+        [sys.executable, "-m", "gradclip", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "test accuracy" in out.stdout
+    assert (tmp_path / "checkpoint.npz").stat().st_size > 0 and (tmp_path / "history.json").exists()
+
+
+def test_train_vectorized_bad_value_exits_2_and_writes_nothing(tmp_path):
+    argv = ["train", "vectorized", "--batch-size", "0", "--quiet", "--out", str(tmp_path / "run")]
+    out = subprocess.run(
+        [sys.executable, "-m", "gradclip", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "batch_size" in out.stderr
+    assert not (tmp_path / "run").exists()

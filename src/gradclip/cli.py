@@ -1,41 +1,16 @@
-"""The ``gradclip`` command: ``gradclip demo`` (more subcommands arrive with the sandboxes).
+"""The ``gradclip`` command: ``demo`` and ``train vectorized`` (more arrive with later issues).
 
-Errors in the command line print one line, ``gradclip: error: ...``, and exit with code 2.
+Errors in the command line or in the values it carries print one line, ``gradclip: error: ...``,
+and exit with code 2; nothing is written before the arguments are known to be good.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (no usage dump) and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+from gradclip._argparse import Parser, positive_float, positive_int
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -50,21 +25,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from gradclip.sandbox.vectorized import cli as vcli
+
+    train = sub.add_parser("train", help="train in a sandbox (vectorized: NumPy MLP)")
+    kinds = train.add_subparsers(dest="sandbox", required=True, parser_class=Parser)
+    vec = kinds.add_parser("vectorized", help="NumPy MLP on digits, two-moons or circles")
+    vcli.add_arguments(vec)
+    vec.set_defaults(func=vcli.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gradclip", description="Gradient clipping you can trust, see and understand.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="gradclip", description="Gradient clipping you can trust, see and understand.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     demo = sub.add_parser("demo", help="train on embedded digits with and without clipping, side by side")
-    demo.add_argument("--max-norm", type=_positive_float, default=1.0, help="clipping threshold (default 1)")
-    demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs per run (default 8)")
-    demo.add_argument("--spike", type=_positive_float, default=1e4, help="loss factor of the bad batch")
+    demo.add_argument("--max-norm", type=positive_float, default=1.0, help="clipping threshold (default 1)")
+    demo.add_argument("--epochs", type=positive_int, default=8, help="epochs per run (default 8)")
+    demo.add_argument("--spike", type=positive_float, default=1e4, help="loss factor of the bad batch")
     demo.add_argument("--seed", type=int, default=0, help="seed for data split, init and order")
     demo.set_defaults(func=_cmd_demo)
+    _add_train(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError) as err:  # bad values found after parsing: one line, exit 2
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

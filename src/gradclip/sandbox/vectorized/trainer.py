@@ -1,0 +1,289 @@
+"""VTrainer: mini-batch training of a :class:`Sequential` with gradient clipping from gradclip.numpy.
+
+One step is forward, loss, backward, ``_clip_gradients`` (global-norm or value clipping of the flat
+gradient buffer, with a fixed threshold or an adaptive policy), then the optimizer step; a step whose
+gradient norm is not finite is skipped. ``grad_clip_norm=None`` or ``<= 0`` disables clipping, as
+in the seed system. Inputs are checked before the first step. ``save``/``load`` store weights,
+optimizer, policy, generators and history in one ``.npz``; resuming continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gradclip import numpy as gnp
+from gradclip.sandbox.vectorized.checkpoint import load_state, save_state
+from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
+from gradclip.sandbox.vectorized.model import Sequential
+from gradclip.sandbox.vectorized.optim import Lookahead, Optimizer
+
+__all__ = ["Metrics", "VTrainer"]
+
+CLIP_MODES = ("norm", "value")
+EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "clip_fraction", "skipped")
+STEP_KEYS = ("grad_norm", "clipped_norm", "threshold")  # one float per step, pre/post clip
+
+
+# Overflow and NaN in a step are caught by the gradient norm (the step is skipped and counted in
+# history["skipped"]), so NumPy's floating-point warnings would only repeat that, once per layer.
+_QUIET_FP = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+
+
+class Metrics(NamedTuple):
+    loss: float
+    accuracy: float  # NaN for regression losses
+
+
+def _clip_threshold(value: object) -> float | None:
+    """The seed's rule: ``None``, ``0`` or negative disables clipping; NaN is an error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"grad_clip_norm must be a real number or None, got {value!r}")
+    if math.isnan(value):
+        raise ValueError("grad_clip_norm must be a real number or None, got nan")
+    return float(value) if value > 0 else None
+
+
+def _policy_call(clipper: object) -> Callable[[float], float] | None:
+    """A threshold policy is called ``policy(norm)`` or ``policy.update(norm)``; both return c."""
+    if clipper is None:
+        return None
+    if callable(clipper):
+        return clipper  # type: ignore[return-value]
+    update = getattr(clipper, "update", None)
+    if callable(update):
+        return update
+    raise TypeError(
+        f"clipper must be a threshold policy callable as policy(norm) or with .update(norm), "
+        f"got {type(clipper).__name__}"
+    )
+
+
+class VTrainer:
+    """``VTrainer(model, Adam(lr=1e-3), grad_clip_norm=1.0).fit(X, y, epochs=10, batch_size=64)``.
+
+    ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
+    ``'value'`` clamps each element to [-c, c]. ``clipper`` (a policy from ``gradclip.policies``
+    or any object as above) replaces the fixed c by one computed from the norm history.
+    ``monitor``, if given, has ``record(**fields)`` called after every step with floats.
+    """
+
+    def __init__(
+        self,
+        model: Sequential,
+        optimizer: Optimizer | Lookahead,
+        grad_clip_norm: float | None = None,
+        *,
+        clip_mode: str = "norm",
+        clipper: object = None,
+        monitor: object = None,
+        loss: Loss | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
+        if not isinstance(optimizer, (Optimizer, Lookahead)):
+            raise TypeError(f"optimizer must be SGD, Adam or Lookahead, got {type(optimizer).__name__}")
+        if clip_mode not in CLIP_MODES:
+            raise ValueError(f"unknown clip_mode {clip_mode!r}; choose from {list(CLIP_MODES)}")
+        self.grad_clip_norm = _clip_threshold(grad_clip_norm)
+        self._policy = _policy_call(clipper)
+        if clipper is not None and (self.grad_clip_norm is not None or clip_mode != "norm"):
+            raise ValueError(
+                "clipper sets the norm threshold itself: use it with clip_mode='norm' and no grad_clip_norm"
+            )
+        if monitor is not None and not callable(getattr(monitor, "record", None)):
+            raise TypeError(f"monitor must have a record(**fields) method, got {type(monitor).__name__}")
+        self.model, self.optimizer, self.clip_mode = model, optimizer, clip_mode
+        self.clipper, self.monitor = clipper, monitor
+        self.loss = loss if loss is not None else SoftmaxCrossEntropy()
+        self.rng = np.random.default_rng(seed)  # batch order
+        self.epoch = 0
+        self.step_count = 0
+        self.history: dict[str, list[float]] = {k: [] for k in EPOCH_KEYS + STEP_KEYS}
+
+    # -- one step ---------------------------------------------------------------------------------------
+    def _clip_gradients(self) -> tuple[float, float, float]:
+        """Clip ``model.grads`` in place; return (pre-clip norm, post-clip norm, threshold or inf)."""
+        grads = self.model.grads
+        pre = gnp.get_total_norm(grads)
+        if self._policy is not None:
+            threshold = float(self._policy(pre))
+        elif self.grad_clip_norm is not None:
+            threshold = self.grad_clip_norm
+        else:
+            return pre, pre, math.inf
+        if not math.isfinite(pre):
+            return pre, pre, threshold  # the step is skipped; nothing to scale
+        if self.clip_mode == "value":
+            gnp.clip_grad_value_(grads, threshold)
+            return pre, gnp.get_total_norm(grads), threshold
+        gnp.clip_grads_with_norm_(grads, threshold, pre)
+        return pre, pre * min(threshold / (pre + 1e-6), 1.0), threshold  # eps as in gradclip.numpy
+
+    @np.errstate(**_QUIET_FP)
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, int, bool]:
+        """One update; return (batch loss, correct predictions, clipped?)."""
+        out = self.model.forward(xb, training=True)
+        loss = self.loss.forward(out, yb)
+        self.model.backward(self.loss.backward())
+        pre, post, threshold = self._clip_gradients()
+        lr, skipped = self.optimizer.lr, not math.isfinite(pre)
+        if not skipped:
+            self.optimizer.step(self.model.params, self.model.grads)
+        self.step_count += 1
+        self.history["grad_norm"].append(pre)
+        self.history["clipped_norm"].append(post)
+        self.history["threshold"].append(threshold)
+        clipped = bool(post < pre)
+        if self.monitor is not None:
+            self.monitor.record(  # type: ignore[attr-defined]
+                step=self.step_count, loss=loss, grad_norm=pre, clipped_norm=post,
+                threshold=threshold, clipped=clipped, skipped=skipped, lr=lr,
+            )  # fmt: skip
+        return loss, self._correct(out, yb), clipped or skipped
+
+    def _correct(self, out: np.ndarray, y: np.ndarray) -> int:
+        if not isinstance(self.loss, SoftmaxCrossEntropy):
+            return 0
+        return int(np.count_nonzero(out.argmax(axis=1) == y))
+
+    # -- public API -------------------------------------------------------------------------------------
+    def check_data(
+        self, X: Any, y: Any, *, names: tuple[str, str] = ("X", "y")
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Validate and convert one data set; raise ValueError/TypeError naming the bad argument."""
+        nx, ny = names
+        X = np.asarray(X)
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+            raise TypeError(f"{nx} must be a numeric array, got dtype {X.dtype}")
+        if X.ndim < 2 or len(X) == 0:
+            raise ValueError(
+                f"{nx} must have shape (samples, features...) with at least one sample, got {X.shape}"
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError(f"{nx} contains {np.count_nonzero(~np.isfinite(X))} NaN or inf values")
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != len(X):
+            raise ValueError(
+                f"{nx} and {ny} must have the same number of samples, got {len(X)} and {y.shape}"
+            )
+        try:
+            with np.errstate(**_QUIET_FP):
+                out_shape = self.model.forward(X[:1]).shape
+        except ValueError as err:
+            raise ValueError(f"{nx} of shape {X.shape} does not fit the model: {err}") from err
+        y = self.loss.check_targets(y, out_shape, name=ny)
+        if np.issubdtype(y.dtype, np.floating):
+            y = np.ascontiguousarray(y, dtype=self.model.dtype)
+        return np.ascontiguousarray(X, dtype=self.model.dtype), y
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        *,
+        validation: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        progress: bool = False,
+    ) -> dict[str, list[float]]:
+        """Train for ``epochs`` more epochs; return the history (per epoch and per step)."""
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        X, y = self.check_data(X, y)
+        val = (
+            None
+            if validation is None
+            else self.check_data(*validation, names=("validation[0]", "validation[1]"))
+        )
+        n = len(X)
+        for _ in range(epochs):
+            order = self.rng.permutation(n) if shuffle else np.arange(n)
+            total_loss, correct, clipped, steps0 = 0.0, 0, 0, self.step_count
+            lr = self.optimizer.lr
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                loss, right, was_clipped = self._train_step(X[idx], y[idx])
+                total_loss += loss * len(idx)
+                correct += right
+                clipped += was_clipped
+                if progress:
+                    self._progress(start + len(idx), n, total_loss / (start + len(idx)))
+            self.epoch += 1
+            steps = self.step_count - steps0
+            skipped = sum(not math.isfinite(v) for v in self.history["grad_norm"][steps0:])
+            acc = correct / n if isinstance(self.loss, SoftmaxCrossEntropy) else math.nan
+            vl, va = self.evaluate(*val, checked=True) if val is not None else (math.nan, math.nan)
+            for key, value in zip(
+                EPOCH_KEYS, (total_loss / n, acc, vl, va, lr, clipped / steps, float(skipped)), strict=True
+            ):
+                self.history[key].append(value)
+            if progress:
+                print(
+                    f" epoch {self.epoch}: loss {total_loss / n:.4f} acc {acc:.4f} val_acc {va:.4f}",
+                    file=sys.stderr,
+                )
+        return self.history
+
+    @np.errstate(**_QUIET_FP)
+    def evaluate(self, X: Any, y: Any, *, batch_size: int = 1024, checked: bool = False) -> Metrics:
+        """Mean loss and accuracy on (X, y) in evaluation mode (dropout off)."""
+        if not checked:
+            X, y = self.check_data(X, y)
+        total, correct = 0.0, 0
+        for start in range(0, len(X), batch_size):
+            out = self.model.forward(X[start : start + batch_size])
+            yb = y[start : start + batch_size]
+            total += self.loss.forward(out, yb) * len(out)
+            correct += self._correct(out, yb)
+        acc = correct / len(X) if isinstance(self.loss, SoftmaxCrossEntropy) else math.nan
+        return Metrics(total / len(X), acc)
+
+    @staticmethod
+    def _progress(done: int, total: int, loss: float) -> None:
+        bar = "#" * (30 * done // total)
+        print(f"\r[{bar:<30}] {done}/{total} loss {loss:.4f}", end="", file=sys.stderr, flush=True)
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state_fn = getattr(self.clipper, "state_dict", None)
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "optimizer_type": type(self.optimizer).__name__,
+            "clipper": state_fn() if callable(state_fn) else None,
+            "trainer": {"epoch": self.epoch, "step": self.step_count, "rng": self.rng.bit_generator.state},
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["optimizer_type"] != type(self.optimizer).__name__:
+            raise ValueError(
+                f"checkpoint was saved with a {state['optimizer_type']} optimizer, "
+                f"this trainer has {type(self.optimizer).__name__}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["clipper"] is not None:
+            self.clipper.load_state_dict(state["clipper"])  # type: ignore[union-attr]
+        self.epoch, self.step_count = state["trainer"]["epoch"], state["trainer"]["step"]
+        self.rng.bit_generator.state = state["trainer"]["rng"]
+        self.history = {k: [float(v) for v in state["history"][k]] for k in EPOCH_KEYS + STEP_KEYS}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the full training state to ``path`` (.npz) atomically."""
+        save_state(path, self.state_dict())
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Restore a state written by :meth:`save` into this (identically built) trainer."""
+        self.load_state_dict(load_state(path))
