@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: demo test lint bench clean
 
 $(BIN)/python:
@@ -22,11 +24,16 @@ $(VENV)/.dev-installed: pyproject.toml constraints.txt | $(BIN)/python
 demo: $(VENV)/.demo-installed
 	$(BIN)/gradclip demo
 
+# The explorer's browser tests drive Debian's chromium (no browser download: it comes from apt).
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.demo-installed

@@ -21,14 +21,14 @@ def test_clipping_survives_the_bad_batch_that_wrecks_the_unclipped_run():
     assert clipped.accuracy > 0.93 and clipped.accuracy == pytest.approx(clean.accuracy, abs=0.03)
 
 
-def test_demo_command_prints_the_side_by_side_table():
-    out = subprocess.run(
-        [sys.executable, "-m", "gradclip", "demo", "--epochs", "2"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_demo_command_prints_the_side_by_side_table_and_writes_a_report(tmp_path):
+    argv = [sys.executable, "-m", "gradclip", "demo", "--epochs", "2", "--out", str(tmp_path)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    for run in ("no-clipping", "clipped"):
+        assert (tmp_path / run / "grads.jsonl").stat().st_size > 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "no clipping" in page and "clip norm 1" in page and "data:image/png;base64" in page
     for label in (
         "no clipping",
         "clip norm 1",
@@ -65,3 +65,28 @@ def test_train_vectorized_bad_value_exits_2_and_writes_nothing(tmp_path):
     )
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "batch_size" in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_report_command_reads_monitored_runs_and_rejects_missing_ones(tmp_path):
+    from gradclip.sandbox.demo import run_demo
+
+    run_demo(epochs=1, out_dir=tmp_path / "demo")
+    argv = [
+        sys.executable,
+        "-m",
+        "gradclip",
+        "report",
+        str(tmp_path / "demo" / "clipped"),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r" / "report.html").exists() and (
+        tmp_path / "r" / "norms.png"
+    ).stat().st_size > 10_000
+    assert "clip norm 1" in out.stdout  # the terminal summary table
+    missing = subprocess.run(
+        [sys.executable, "-m", "gradclip", "report", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1

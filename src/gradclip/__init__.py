@@ -30,11 +30,25 @@ _TORCH_API = {
     "Lookahead": "gradclip.optim",
 }
 
-__all__ = ["Fixed", "Percentile", "Policy", "ZScore", "__version__", *sorted(_TORCH_API)]
+# Torch-free but heavier modules (matplotlib for reports): imported on first use too.
+_LAZY_API = {
+    "GradMonitor": "gradclip.monitor",
+    "MonitorConfig": "gradclip.monitor",
+    "GradMonitorWarning": "gradclip.monitor",
+    "ClipRateWarning": "gradclip.monitor",
+    "SpikeWarning": "gradclip.monitor",
+    "VanishingGradientWarning": "gradclip.monitor",
+    "ClipMisuseWarning": "gradclip.monitor",
+    "threshold_advice": "gradclip.advice",
+    "read_run": "gradclip.sinks",
+    "write_report": "gradclip.report",
+}
+
+__all__ = ["Fixed", "Percentile", "Policy", "ZScore", "__version__", *sorted(_TORCH_API), *sorted(_LAZY_API)]
 
 
 def __getattr__(name: str) -> Any:
-    module = _TORCH_API.get(name)
+    module = _TORCH_API.get(name) or _LAZY_API.get(name)
     if module is None:
         raise AttributeError(f"module 'gradclip' has no attribute {name!r}")
     try:
@@ -51,4 +65,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_TORCH_API))
+    return sorted(set(globals()) | set(_TORCH_API) | set(_LAZY_API))

@@ -1,4 +1,4 @@
-"""The ``gradclip`` command: ``demo`` and ``train vectorized`` (more arrive with later issues).
+"""The ``gradclip`` command: ``demo``, ``report`` and ``train vectorized``.
 
 Errors in the command line or in the values it carries print one line, ``gradclip: error: ...``,
 and exit with code 2; nothing is written before the arguments are known to be good.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gradclip._argparse import Parser, positive_float, positive_int
 
@@ -20,8 +21,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"Training an MLP on scikit-learn digits twice ({args.epochs} epochs, SGD lr 0.1 momentum 0.9); "
         f"at step 100 one bad batch has its loss multiplied by {args.spike:g}."
     )
-    runs = run_demo(max_norm=args.max_norm, epochs=args.epochs, spike=args.spike, seed=args.seed)
+    runs = run_demo(
+        max_norm=args.max_norm, epochs=args.epochs, spike=args.spike, seed=args.seed, out_dir=args.out
+    )
     print(format_table(runs))
+    print(f"runs: {args.out / 'no-clipping'}, {args.out / 'clipped'}")
+    print(f"report: {args.out / 'report' / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gradclip.report import print_summary, write_report
+    from gradclip.sinks import read_run
+
+    dirs = args.run_dirs
+    out = args.out or (dirs[0] / "report" if len(dirs) == 1 else dirs[0].parent / "report")
+    try:
+        runs = [read_run(d) for d in dirs]
+        page = write_report(dirs, out, title=args.title)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
+    print_summary(runs)
+    print(f"report: {page}")
     return 0
 
 
@@ -43,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=positive_int, default=8, help="epochs per run (default 8)")
     demo.add_argument("--spike", type=positive_float, default=1e4, help="loss factor of the bad batch")
     demo.add_argument("--seed", type=int, default=0, help="seed for data split, init and order")
+    demo.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="runs and report (default runs/demo)"
+    )
     demo.set_defaults(func=_cmd_demo)
+    report = sub.add_parser("report", help="plots, an HTML page and a summary table from monitored runs")
+    report.add_argument(
+        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="directories holding grads.jsonl"
+    )
+    report.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/report)")
+    report.add_argument("--title", default=None, help="title of the HTML page")
+    report.set_defaults(func=_cmd_report)
     _add_train(sub)
     return parser
 

@@ -1,0 +1,48 @@
+"""Threshold advice from observed gradient norms (framework-free).
+
+Two rules side by side: the 90th-95th percentile of the pre-clip norms seen after a warm-up
+(AutoClip, Seetharaman et al. 2020, arXiv:2007.14469, clips at a percentile of past norms), and
+Pascanu et al. 2013 (arXiv:1211.5063, section 3.2): look at the average norm over many updates;
+training is not very sensitive to c, and half to ten times the average is usually safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Advice", "threshold_advice"]
+
+
+class Advice(NamedTuple):
+    """Suggested thresholds: ``[low, high]`` = 90th-95th percentile of norms; ``mean`` for Pascanu's rule."""
+
+    low: float
+    high: float
+    mean: float
+    samples: int
+
+    def text(self) -> str:
+        return (
+            f"suggested max_norm: {self.low:.3g} to {self.high:.3g} (90th-95th percentile of "
+            f"{self.samples} pre-clip norms after warm-up); Pascanu's rule: average norm {self.mean:.3g}, "
+            f"half to ten times it ({0.5 * self.mean:.3g} to {10 * self.mean:.3g}) is usually safe"
+        )
+
+
+def threshold_advice(
+    norms: Iterable[float], *, mean: float | None = None, min_samples: int = 20
+) -> Advice | None:
+    """90th/95th percentiles (linear interpolation) and mean of the finite ``norms``; None if too few.
+
+    ``mean`` overrides the sample mean (the monitor passes its exact running mean, the percentiles
+    coming from a reservoir sample).
+    """
+    values = np.asarray([v for v in norms if math.isfinite(v)], dtype=np.float64)
+    if len(values) < min_samples:
+        return None
+    p90, p95 = np.percentile(values, [90, 95])
+    return Advice(float(p90), float(p95), float(values.mean()) if mean is None else mean, len(values))

@@ -1,0 +1,491 @@
+"""GradMonitor: records every step's gradient norms, warns when clipping is misused or mis-set, advises c.
+
+The core, :meth:`GradMonitor.record`, takes Python floats, so the monitor serves a NumPy loop as well
+as a torch one; the torch glue (layer names, optimizer and gradient hooks, one host transfer per step)
+imports torch only when a model or optimizer is attached. State is bounded: rolling windows of
+``window`` steps, a fixed-size reservoir sample for percentiles, counters; the history itself goes
+to the sinks (:mod:`gradclip.sinks`), which reports read back. Warnings go through :mod:`warnings`
+with one category per concern (all subclasses of :class:`GradMonitorWarning`), once per episode:
+a warning re-arms only after its condition has cleared.
+
+Threshold advice follows two rules: the 90th-95th percentile of the pre-clip norms seen after a
+warm-up (AutoClip, Seetharaman et al. 2020, arXiv:2007.14469, clips at a percentile of past norms),
+and Pascanu et al. 2013 (arXiv:1211.5063, §3.2): look at the average norm over many updates; training
+is not very sensitive to c, half to ten times the average is usually safe.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gradclip._monitor_torch import host_floats
+from gradclip.advice import Advice, threshold_advice
+from gradclip.sinks import SCHEMA, SCHEMA_VERSION, Sink, make_sink
+
+__all__ = [
+    "Advice",
+    "ClipMisuseWarning",
+    "ClipRateWarning",
+    "GradMonitor",
+    "GradMonitorWarning",
+    "MonitorConfig",
+    "SpikeWarning",
+    "Summary",
+    "VanishingGradientWarning",
+    "threshold_advice",
+]
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+class GradMonitorWarning(UserWarning):
+    """Something the gradient monitor noticed (filter this to silence them all)."""
+
+
+class ClipRateWarning(GradMonitorWarning):
+    """Clipping too often (lr too high or c too low), on nearly every step, or never (idle)."""
+
+
+class SpikeWarning(GradMonitorWarning):
+    """A gradient norm far above recent history, or non-finite."""
+
+
+class VanishingGradientWarning(GradMonitorWarning):
+    """Gradient norms near zero for many steps: something clipping cannot fix."""
+
+
+class ClipMisuseWarning(GradMonitorWarning):
+    """Clipping in the wrong place: skipped, on empty gradients, or after ``optimizer.step()``."""
+
+
+_KINDS = {
+    ClipRateWarning: "clip_rate",
+    SpikeWarning: "spike",
+    VanishingGradientWarning: "vanishing",
+    ClipMisuseWarning: "misuse",
+}
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Warning levels and window sizes; the defaults suit a few hundred steps or more."""
+
+    window: int = 100  # steps in the rolling clip rate and in the spike baseline
+    clip_rate: float = 0.25  # warn above this rolling clip rate (the 20-30% band of common practice)
+    always_clip_rate: float = 0.9  # above this, c is too small: clipping acts as a smaller lr
+    idle_steps: int = 1000  # no clip in this many steps with a threshold set: clipping is idle
+    spike_factor: float = 10.0  # a spike: norm > spike_factor * median of the window
+    min_history: int = 20  # finite norms needed before spikes are judged
+    vanish_below: float = 1e-6  # a total norm under this is "near zero"
+    vanish_steps: int = 50  # consecutive near-zero steps before warning
+    warmup: int = 100  # steps left out of the advice (early norms are transients)
+    reservoir: int = 4096  # sampled post-warm-up norms kept for the percentiles
+    top_k: int = 3  # layers named in a spike warning
+
+    def __post_init__(self) -> None:
+        for name in ("window", "idle_steps", "min_history", "vanish_steps", "reservoir", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MonitorConfig.{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"MonitorConfig.warmup must be a whole number >= 0, got {self.warmup!r}")
+        for name, lo, hi in (("clip_rate", 0, 1), ("always_clip_rate", 0, 1), ("spike_factor", 1, math.inf)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and lo < value <= hi):
+                raise ValueError(f"MonitorConfig.{name} must be a number in ({lo}, {hi}], got {value!r}")
+        if not (isinstance(self.vanish_below, (int, float)) and self.vanish_below >= 0):
+            raise ValueError(f"MonitorConfig.vanish_below must be a number >= 0, got {self.vanish_below!r}")
+
+
+class Summary(NamedTuple):
+    """The run so far: counts, rates, norm range, warnings per kind, and the advice (or None)."""
+
+    steps: int
+    clipped: int
+    clip_rate: float  # overall
+    rolling_clip_rate: float  # over the last ``window`` steps with a threshold
+    nonfinite: int
+    skipped: int
+    spikes: int
+    threshold: float | None  # the last one seen
+    norm_min: float
+    norm_mean: float
+    norm_max: float  # over finite norms
+    warnings: dict[str, int]
+    advice: Advice | None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = self._asdict()
+        out["advice"] = self.advice._asdict() if self.advice else None
+        return out
+
+
+def _stacklevel() -> int:
+    """Stack level of the first frame outside gradclip, so a warning points at the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class GradMonitor:
+    """Watches gradient norms step by step; warns, advises a threshold and logs to sinks.
+
+    Torch, one line plus one call per step::
+
+        monitor = GradMonitor(model, optimizer=opt, log_dir="runs/a")
+        ...; loss.backward(); monitor.clip_(1.0, loss=loss); opt.step()
+
+    ``monitor.observe(stats)`` takes what a clipping call returned instead (``ClipStats`` of
+    :mod:`gradclip.clip` or :mod:`gradclip.numpy`, a ``ClipResult`` of :mod:`gradclip.clippers`);
+    :meth:`record` takes plain floats (NumPy loops: pass ``names=`` for the layers).
+
+    Args:
+        model: a ``torch.nn.Module`` or an iterable of parameters (layer names are the module's
+            parameter names); None for a framework-free monitor.
+        optimizer: a torch optimizer (or ``ClipOptimizer``): its lr is logged and its step hooks
+            detect misuse (stepping without clipping, clipping after stepping).
+        log_dir: run directory for the sinks; None keeps nothing on disk.
+        sinks: sink names (``'jsonl'``, ``'csv'``, ``'tensorboard'``) or objects; JSONL is always added.
+        names: layer names for ``layer_norms`` (defaults: the model's, else ``layer0``, ...).
+        max_norm: the fixed threshold in use when it is not passed per step; it also tells the
+            monitor from the first step that every step should be clipped.
+        name: the run's name in reports (default: the log directory's name).
+        config: warning levels and windows, a :class:`MonitorConfig`.
+        seed: seed of the reservoir sampler (the advice is reproducible).
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        optimizer: Any = None,
+        log_dir: str | Path | None = None,
+        sinks: Sequence[str | Sink] = ("jsonl",),
+        names: Sequence[str] | None = None,
+        max_norm: float | None = None,
+        name: str | None = None,
+        config: MonitorConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.config = config if config is not None else MonitorConfig()
+        if not isinstance(self.config, MonitorConfig):
+            raise TypeError(f"config must be a MonitorConfig, got {type(self.config).__name__}")
+        if max_norm is not None and not (isinstance(max_norm, (int, float)) and max_norm >= 0):
+            raise ValueError(f"max_norm must be a number >= 0 or None, got {max_norm!r}")
+        self.max_norm = None if max_norm is None else float(max_norm)
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.name = name or (self.log_dir.name if self.log_dir else "run")
+        self._torch = None
+        if model is not None or optimizer is not None:
+            from gradclip._monitor_torch import TorchGlue
+
+            self._torch = TorchGlue(self, model, optimizer)
+        self.names = list(names) if names is not None else (self._torch.names if self._torch else None)
+        self._sinks = self._make_sinks(sinks)
+        self._opened, self._closed = False, False
+        w = self.config.window
+        self._clip_flags: deque[bool] = deque(maxlen=w)  # steps with a threshold only
+        self._recent: deque[float] = deque(maxlen=w)  # finite norms, the spike baseline
+        self._reservoir: list[float] = []
+        self._rng = random.Random(seed)
+        self._post_warmup = 0  # finite norms offered to the reservoir
+        self._post_sum = 0.0
+        self.step = 0
+        self._clipped = self._nonfinite = self._skipped = self._spikes = 0
+        self._finite, self._sum, self._min, self._max = 0, 0.0, math.inf, 0.0
+        self._threshold: float | None = None
+        self._since_clip = self._with_threshold = self._near_zero = 0
+        self._latched: dict[str, Any] = {"rate": 0, "idle": False, "spike": False, "zero": False}
+        self._warn_counts = dict.fromkeys(_KINDS.values(), 0)
+        self._start = time.perf_counter()
+
+    def _make_sinks(self, sinks: Sequence[str | Sink]) -> list[Sink]:
+        if isinstance(sinks, str):
+            raise TypeError(f"sinks must be a sequence of sink names or objects, got the string {sinks!r}")
+        if self.log_dir is None:
+            if any(isinstance(s, str) for s in sinks if s != "jsonl"):
+                raise ValueError(f"sinks {list(sinks)!r} write files: pass log_dir= too")
+            return [s for s in sinks if not isinstance(s, str)]
+        kinds = ["jsonl", *(s for s in sinks if isinstance(s, str) and s != "jsonl")]
+        return [make_sink(k, self.log_dir) for k in kinds] + [s for s in sinks if not isinstance(s, str)]
+
+    # -- torch and NumPy entry points -------------------------------------------------------------
+
+    def clip_(self, clipper: Any, *, norm_type: float | str = 2.0, loss: Any = None, lr: float | None = None):
+        """Clip the attached model's gradients and record the step; returns the pre-clip norm tensor.
+
+        ``clipper`` is a float ``max_norm`` (:func:`gradclip.clip.clip_grad_norm_`) or a clipper
+        object from :mod:`gradclip.clippers` (its ``ClipResult`` is returned instead).
+        """
+        if self._torch is None:
+            raise RuntimeError("clip_() needs a torch model: GradMonitor(model, ...); use record() otherwise")
+        return self._torch.clip_(clipper, norm_type=norm_type, loss=loss, lr=lr)
+
+    def observe(
+        self,
+        stats: Any,
+        *,
+        threshold: Any = None,
+        loss: Any = None,
+        lr: float | None = None,
+        skipped: bool | None = None,
+    ) -> None:
+        """Record what a clipping call returned: torch/NumPy ``ClipStats`` or a ``ClipResult``.
+
+        The tensors of the step (norms, flags, ``loss``) reach the host in one transfer, the only
+        sync the monitor adds (none on the CPU). ``threshold`` defaults to the result's own
+        (``ClipResult``) or the monitor's ``max_norm``.
+        """
+        if threshold is None:
+            threshold = getattr(stats, "threshold", None)
+        if threshold is None:
+            threshold = self.max_norm
+        scale = getattr(stats, "scale", None)
+        norms = list(stats.tensor_norms)
+        head = [stats.total_norm, stats.clipped, stats.finite, scale, threshold, loss]
+        values = host_floats(head + norms)
+        total, clipped, finite, scale_f, threshold_f, loss_f = values[:6]
+        layer_norms = values[6:]
+        if self._torch is not None:
+            layer_norms = self._torch.align(layer_norms)
+            lr = self._torch.lr() if lr is None else lr
+            skipped = self._torch.skipped(bool(finite)) if skipped is None else skipped
+            self._torch.clipped_now()
+        post = total * scale_f if scale_f is not None else None
+        self.record(
+            total, threshold=threshold_f, clipped=bool(clipped), post_clip_norm=post, finite=bool(finite),
+            skipped=bool(skipped), loss=loss_f, lr=lr, layer_norms=layer_norms,
+        )  # fmt: skip
+
+    def record(
+        self,
+        total_norm: float,
+        *,
+        threshold: float | None = None,
+        clipped: bool | None = None,
+        post_clip_norm: float | None = None,
+        finite: bool | None = None,
+        skipped: bool = False,
+        loss: float | None = None,
+        lr: float | None = None,
+        layer_norms: Sequence[float] | None = None,
+    ) -> None:
+        """Record one step from plain floats: the framework-free core every entry point ends in.
+
+        Defaults: ``finite = isfinite(total_norm)``; ``clipped = total_norm > threshold``;
+        ``post_clip_norm = min(total_norm, threshold)`` under norm clipping.
+        """
+        total = float(total_norm)
+        if finite is None:
+            finite = math.isfinite(total)
+        if clipped is None:
+            clipped = threshold is not None and total > threshold
+        if post_clip_norm is None and threshold is not None and finite:
+            post_clip_norm = min(total, float(threshold))
+        if layer_norms is not None and self.names is not None and len(layer_norms) != len(self.names):
+            raise ValueError(
+                f"layer_norms has {len(layer_norms)} values for {len(self.names)} names {self.names}"
+            )
+        if not self._opened:
+            self._open(layer_norms)
+        rec = {
+            "type": "step", "step": self.step, "total_norm": total, "post_clip_norm": post_clip_norm,
+            "threshold": threshold, "clipped": bool(clipped), "finite": bool(finite),
+            "skipped": bool(skipped),
+            "loss": None if loss is None else float(loss), "lr": None if lr is None else float(lr),
+            "layer_norms": None if layer_norms is None else list(layer_norms),
+            "time": round(time.perf_counter() - self._start, 6),
+        }  # fmt: skip
+        for sink in self._sinks:
+            sink.write_step(rec)
+        self._update(total, threshold, bool(clipped), bool(finite), bool(skipped), layer_norms)
+        self.step += 1
+
+    # -- statistics and warnings -------------------------------------------------------------------
+
+    def _open(self, layer_norms: Sequence[float] | None) -> None:
+        if self.names is None and layer_norms is not None:
+            self.names = [f"layer{i}" for i in range(len(layer_norms))]
+        header = {
+            "type": "header", "schema": SCHEMA, "version": SCHEMA_VERSION, "name": self.name,
+            "layers": self.names or [], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": asdict(self.config),
+        }  # fmt: skip
+        for sink in self._sinks:
+            sink.open(header)
+        self._opened = True
+
+    def _update(self, total: float, threshold, clipped, finite, skipped, layer_norms) -> None:
+        cfg = self.config
+        self._clipped += clipped
+        self._skipped += skipped
+        if threshold is not None:
+            self._threshold = float(threshold)
+            self._clip_flags.append(clipped)
+            self._with_threshold += 1
+            self._since_clip = 0 if clipped else self._since_clip + 1
+        if not finite:
+            self._nonfinite += 1
+            self._check_spike(total, layer_norms, nonfinite=True)
+            return
+        self._finite += 1
+        self._sum += total
+        self._min, self._max = min(self._min, total), max(self._max, total)
+        if self.step >= cfg.warmup:
+            self._sample(total)
+        self._check_spike(total, layer_norms, nonfinite=False)
+        self._recent.append(total)
+        self._check_vanishing(total, layer_norms)
+        if threshold is not None:
+            self._check_zero(total)
+            self._check_rate()
+
+    def _sample(self, norm: float) -> None:
+        """Reservoir sampling, Algorithm R (Vitter 1985): a uniform sample of every norm offered."""
+        self._post_warmup += 1
+        self._post_sum += norm
+        if len(self._reservoir) < self.config.reservoir:
+            self._reservoir.append(norm)
+        else:
+            j = self._rng.randrange(self._post_warmup)
+            if j < self.config.reservoir:
+                self._reservoir[j] = norm
+
+    def _warn(self, category: type[GradMonitorWarning], message: str) -> None:
+        kind = _KINDS[category]
+        self._warn_counts[kind] += 1
+        event = {"type": "warning", "step": self.step, "kind": kind, "message": message}
+        if not self._opened:  # misuse can be seen before the first step is recorded
+            self._open(None)
+        for sink in self._sinks:
+            sink.write_event(event)
+        warnings.warn(message, category, stacklevel=_stacklevel())
+
+    def _top_layers(self, layer_norms: Sequence[float] | None, *, largest: bool) -> str:
+        if not layer_norms or not self.names:
+            return ""
+        order = sorted(range(len(layer_norms)), key=lambda i: layer_norms[i], reverse=largest)
+        top = ", ".join(f"{self.names[i]} ({layer_norms[i]:.3g})" for i in order[: self.config.top_k])
+        return f"; {'largest' if largest else 'smallest'} layers: {top}"
+
+    def _check_spike(self, total: float, layer_norms, *, nonfinite: bool) -> None:
+        cfg = self.config
+        baseline = statistics.median(self._recent) if len(self._recent) >= cfg.min_history else None
+        spike = nonfinite or (baseline is not None and total > cfg.spike_factor * baseline)
+        if spike and not self._latched["spike"]:
+            self._spikes += 1
+            if nonfinite:
+                what = f"non-finite gradient norm ({total})"
+            else:
+                what = f"gradient norm {total:.3g} is {total / baseline:.0f}x the median of the last "
+                what += f"{len(self._recent)} steps"
+            self._warn(SpikeWarning, f"step {self.step}: {what}{self._top_layers(layer_norms, largest=True)}")
+        self._latched["spike"] = spike
+
+    def _check_vanishing(self, total: float, layer_norms) -> None:
+        cfg = self.config
+        self._near_zero = self._near_zero + 1 if total < cfg.vanish_below else 0
+        if self._near_zero == cfg.vanish_steps:
+            self._warn(
+                VanishingGradientWarning,
+                f"step {self.step}: gradient norm below {cfg.vanish_below:g} for {cfg.vanish_steps} steps "
+                f"(last {total:.3g}){self._top_layers(layer_norms, largest=False)}. Clipping cannot help: it "
+                "only shrinks large gradients. Look at the architecture: residual connections, gating "
+                "(LSTM/GRU), initialisation (orthogonal, He/Xavier), normalisation layers.",
+            )
+
+    def _check_zero(self, total: float) -> None:
+        zero = total == 0.0
+        if zero and not self._latched["zero"]:
+            self._warn(
+                ClipMisuseWarning,
+                f"step {self.step}: clipping saw no gradient (every gradient is None or zero): was it called "
+                "after optimizer.zero_grad() or before loss.backward()? Clip between backward() and step().",
+            )
+        self._latched["zero"] = zero
+
+    def _check_rate(self) -> None:
+        cfg, flags, c = self.config, self._clip_flags, self._threshold
+        if len(flags) == cfg.window:
+            rate = sum(flags) / len(flags)
+            level = 2 if rate >= cfg.always_clip_rate else 1 if rate > cfg.clip_rate else 0
+            if level > self._latched["rate"]:
+                advice = self.advice()
+                hint = f" Advice: {advice.text()}." if advice else ""
+                if level == 2:
+                    why = (
+                        f"the threshold c={c:.3g} is too small: every update is rescaled to norm c, so "
+                        "clipping acts as a smaller learning rate."
+                    )
+                else:
+                    why = f"the learning rate is probably too high or the threshold c={c:.3g} too low."
+                msg = f"step {self.step}: {rate:.0%} of the last {len(flags)} steps were clipped; {why}{hint}"
+                self._warn(ClipRateWarning, msg)
+            self._latched["rate"] = max(level, self._latched["rate"]) if level else 0
+        idle = self._with_threshold >= cfg.idle_steps and self._since_clip >= cfg.idle_steps
+        if idle and not self._latched["idle"]:
+            peak, advice = max(self._recent), self.advice()
+            self._warn(
+                ClipRateWarning,
+                f"step {self.step}: no step clipped in {self._since_clip} steps; the largest recent norm "
+                f"{peak:.3g} is {c / peak if peak else math.inf:.1f}x below c={c:.3g}, so clipping is idle. "
+                "Fine as a safety net against rare spikes; to make it act, lower c "
+                f"({advice.text() if advice else 'more steps needed for advice'}).",
+            )
+        self._latched["idle"] = idle
+
+    # -- results -------------------------------------------------------------------------------------
+
+    def advice(self) -> Advice | None:
+        """Threshold advice from the post-warm-up norms seen so far (None before enough steps)."""
+        mean = self._post_sum / self._post_warmup if self._post_warmup else None
+        return threshold_advice(self._reservoir, mean=mean)
+
+    def summary(self) -> Summary:
+        flags = self._clip_flags
+        return Summary(
+            steps=self.step,
+            clipped=self._clipped,
+            clip_rate=self._clipped / self.step if self.step else 0.0,
+            rolling_clip_rate=sum(flags) / len(flags) if flags else 0.0,
+            nonfinite=self._nonfinite,
+            skipped=self._skipped,
+            spikes=self._spikes,
+            threshold=self._threshold,
+            norm_min=self._min if self._finite else math.nan,
+            norm_mean=self._sum / self._finite if self._finite else math.nan,
+            norm_max=self._max if self._finite else math.nan,
+            warnings=dict(self._warn_counts),
+            advice=self.advice(),
+        )
+
+    def close(self) -> Summary:
+        """Check the last step for misuse, write the summary record, close the sinks and hooks."""
+        if self._closed:
+            return self.summary()
+        if self._torch is not None:
+            self._torch.close()
+        summary = self.summary()
+        record = {"type": "summary", **summary.as_dict()}
+        for sink in self._sinks:
+            sink.close(record if self._opened else None)
+        self._closed = True
+        return summary
+
+    def __enter__(self) -> GradMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,296 @@
+"""Reports of monitored runs: PNG plots, one self-contained HTML page, and a terminal summary table.
+
+Everything is read back from the runs' JSONL (:func:`gradclip.sinks.read_run`), so a report can be
+made from a finished run, a crashed one, or one still training, and several runs can be compared
+on the same axes. Plots use matplotlib's object API (``Figure`` saved with the Agg canvas): no
+pyplot state, no GUI backend, safe in threads and on headless machines. Norms span decades (a spike
+is 10^3-10^4 times a normal step), so norm axes are logarithmic.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradclip.monitor import Advice, threshold_advice
+from gradclip.sinks import RunLog, read_run
+
+__all__ = [
+    "PLOTS",
+    "plot_histogram",
+    "plot_layers",
+    "plot_loss",
+    "plot_norms",
+    "print_summary",
+    "run_advice",
+    "summary_rows",
+    "write_report",
+]
+
+PERCENTILES = (50, 90, 95, 99)
+_MAX_COLUMNS = 600  # heatmap columns: longer runs are binned, keeping each bin's largest norm
+_MAX_LAYER_LABELS = 40
+
+
+def _figure(rows: int = 1, *, height: float = 4.0) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, height * rows), dpi=100, layout="constrained")
+    return fig, fig.subplots(rows, 1, squeeze=False)[:, 0]
+
+
+def _colors(n: int) -> list[str]:
+    return [f"C{i % 10}" for i in range(n)]
+
+
+def _finite_norms(run: RunLog) -> np.ndarray:
+    norms = run.columns["total_norm"]
+    return norms[np.isfinite(norms)]
+
+
+def run_advice(run: RunLog) -> Advice | None:
+    """Threshold advice from every finite pre-clip norm after the run's warm-up (exact, no sampling)."""
+    warmup = int(run.header.get("config", {}).get("warmup", 0))
+    keep = run.columns["step"] >= warmup
+    return threshold_advice(run.columns["total_norm"][keep].tolist())
+
+
+def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
+    """Pre-clip norm per step (log axis), the threshold as a dashed line, clipped steps as triangles."""
+    fig, (ax,) = _figure()
+    for run, color in zip(runs, _colors(len(runs)), strict=True):
+        c = run.columns
+        step, norm = c["step"], np.where(c["total_norm"] > 0, c["total_norm"], np.nan)
+        ax.plot(step, norm, color=color, lw=0.8, label=f"{run.name}: pre-clip norm")
+        if np.isfinite(c["threshold"]).any():
+            ax.plot(step, c["threshold"], color=color, ls="--", lw=1.2, drawstyle="steps-post",
+                    label=f"{run.name}: threshold")  # fmt: skip
+        hit = c["clipped"] == 1
+        if hit.any():
+            ax.scatter(step[hit], norm[hit], color=color, marker="v", s=18, zorder=3,
+                       label=f"{run.name}: clipped ({int(hit.sum())} steps)")  # fmt: skip
+        for s in step[c["finite"] == 0]:
+            ax.axvline(s, color=color, ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="gradient norm (pre-clip, log scale)", title="Gradient norm per step")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    fig.savefig(path)
+    return path
+
+
+def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
+    """Histogram of the finite pre-clip norms on log-spaced bins, with percentile lines."""
+    fig, (ax,) = _figure()
+    all_norms = np.concatenate([_finite_norms(r) for r in runs])
+    positive = all_norms[all_norms > 0]
+    if positive.size == 0:
+        ax.text(0.5, 0.5, "no finite, non-zero norms recorded", ha="center", transform=ax.transAxes)
+    else:
+        lo, hi = positive.min(), positive.max()
+        bins = np.geomspace(lo, hi * 1.0001 if hi > lo else lo * 10, 60)
+        styles = dict(zip(PERCENTILES, (":", "--", "-.", (0, (1, 3))), strict=True))
+        for run, color in zip(runs, _colors(len(runs)), strict=True):
+            norms = _finite_norms(run)
+            norms = norms[norms > 0]
+            if norms.size == 0:
+                continue
+            ax.hist(
+                norms,
+                bins=bins,
+                histtype="step",
+                lw=1.5,
+                color=color,
+                label=f"{run.name} ({norms.size} steps)",
+            )
+            for q, value in zip(PERCENTILES, np.percentile(norms, PERCENTILES), strict=True):
+                ax.axvline(value, color=color, ls=styles[q], lw=1, label=f"{run.name}: p{q} = {value:.3g}")
+        ax.set_xscale("log")
+        ax.legend(fontsize="small", ncols=2 if len(runs) > 1 else 1)
+    ax.set(
+        xlabel="gradient norm (pre-clip, log scale)", ylabel="steps", title="Distribution of gradient norms"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    fig.savefig(path)
+    return path
+
+
+def _binned_max(values: np.ndarray, columns: int) -> tuple[np.ndarray, int]:
+    """``(steps, layers)`` -> at most ``columns`` rows, each the max over its bin (NaN-aware)."""
+    width = max(1, math.ceil(len(values) / columns))
+    pad = (-len(values)) % width
+    padded = np.concatenate([values, np.full((pad, values.shape[1]), np.nan)])
+    blocks = padded.reshape(-1, width, values.shape[1])
+    all_nan = np.isnan(blocks).all(axis=1)
+    return np.where(all_nan, np.nan, np.nanmax(np.where(np.isnan(blocks), -np.inf, blocks), axis=1)), width
+
+
+def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
+    """Per-layer norm heatmap (layers x steps, colour = log10 norm), one panel per run."""
+    fig, axes = _figure(len(runs), height=max(3.0, min(9.0, 1.5 + 0.18 * max(len(r.layers) for r in runs))))
+    for ax, run in zip(axes, runs, strict=True):
+        if run.layer_norms is None or run.steps == 0:
+            ax.text(0.5, 0.5, f"{run.name}: no per-layer norms recorded", ha="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        binned, width = _binned_max(run.layer_norms, _MAX_COLUMNS)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(np.where(binned > 0, binned, np.nan))
+        first, last = run.columns["step"][0], run.columns["step"][-1]
+        image = ax.imshow(logs.T, aspect="auto", interpolation="nearest", cmap="viridis",
+                          extent=(first - 0.5, last + 0.5, len(run.layers) - 0.5, -0.5))  # fmt: skip
+        ticks = np.arange(len(run.layers))[:: max(1, math.ceil(len(run.layers) / _MAX_LAYER_LABELS))]
+        ax.set_yticks(ticks, [run.layers[i] for i in ticks], fontsize="small")
+        binning = f" (max over bins of {width} steps)" if width > 1 else ""
+        ax.set(
+            xlabel="step",
+            ylabel="layer",
+            title=f"{run.name}: per-layer gradient norm{binning}; white: zero or not recorded",
+        )
+        fig.colorbar(image, ax=ax, label="log10 gradient norm")
+    fig.savefig(path)
+    return path
+
+
+def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
+    """Training loss per step for each run; log axis when it is positive and spans two decades."""
+    fig, (ax,) = _figure()
+    losses = [r.columns["loss"] for r in runs]
+    finite = np.concatenate([x[np.isfinite(x)] for x in losses])
+    if finite.size == 0:
+        ax.text(0.5, 0.5, "no loss recorded", ha="center", transform=ax.transAxes)
+    for run, loss, color in zip(runs, losses, _colors(len(runs)), strict=True):
+        if np.isfinite(loss).any():
+            ax.plot(run.columns["step"], loss, color=color, lw=0.8, label=run.name)
+    log = finite.size > 0 and finite.min() > 0 and finite.max() / finite.min() > 100
+    if log:
+        ax.set_yscale("log")
+    ax.set(
+        xlabel="step", ylabel="training loss (log scale)" if log else "training loss", title="Training loss"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    if finite.size:
+        ax.legend(fontsize="small")
+    fig.savefig(path)
+    return path
+
+
+PLOTS = {"norms": plot_norms, "histogram": plot_histogram, "layers": plot_layers, "loss": plot_loss}
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+
+def summary_rows(runs: Sequence[RunLog]) -> list[tuple[str, list[str]]]:
+    """The summary table: one row per statistic, one column per run (text cells)."""
+
+    def col(fn: Any) -> list[str]:
+        return [fn(r) for r in runs]
+
+    def pct(run: RunLog, q: int) -> str:
+        norms = _finite_norms(run)
+        return _fmt(float(np.percentile(norms, q))) if norms.size else "-"
+
+    def last_loss(run: RunLog) -> str:
+        loss = run.columns["loss"]
+        return _fmt(float(loss[-1])) if loss.size else "-"
+
+    return [
+        ("steps", col(lambda r: f"{r.steps}" + (" (last line cut off)" if r.truncated else ""))),
+        ("clipped steps", col(lambda r: f"{int(np.nansum(r.columns['clipped']))} ({_rate(r):.1%})")),
+        ("non-finite norms", col(lambda r: f"{int(np.sum(r.columns['finite'] == 0))}")),
+        ("skipped steps", col(lambda r: f"{int(np.nansum(r.columns['skipped']))}")),
+        ("median norm", col(lambda r: pct(r, 50))),
+        ("p95 norm", col(lambda r: pct(r, 95))),
+        (
+            "largest norm",
+            col(lambda r: _fmt(float(_finite_norms(r).max())) if _finite_norms(r).size else "-"),
+        ),
+        ("last threshold", col(lambda r: _fmt(float(r.columns["threshold"][-1])) if r.steps else "-")),
+        ("last loss", col(last_loss)),
+        ("warnings", col(lambda r: f"{len(r.warnings)}")),
+    ]
+
+
+def _rate(run: RunLog) -> float:
+    return float(np.nansum(run.columns["clipped"])) / run.steps if run.steps else 0.0
+
+
+def print_summary(runs: Sequence[RunLog], *, console: Any = None) -> None:
+    """Print the summary table and the advice with rich (to ``console``, default stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="Gradient monitor summary")
+    table.add_column("")
+    for run in runs:
+        table.add_column(run.name, justify="right")
+    for label, values in summary_rows(runs):
+        table.add_row(label, *values)
+    console.print(table)
+    for run in runs:
+        advice = run_advice(run)
+        console.print(f"[bold]{run.name}[/bold]: {advice.text() if advice else 'too few steps for advice'}")
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"></figure>'
+
+
+def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(r.name)}</th>" for r in runs)
+    body = "".join(
+        f"<tr><th>{esc(label)}</th>" + "".join(f"<td>{esc(v)}</td>" for v in values) + "</tr>"
+        for label, values in summary_rows(runs)
+    )
+    parts = [
+        f"<h1>{esc(title)}</h1>",
+        f"<table><tr><th></th>{head}</tr>{body}</table>",
+        "<h2>Threshold advice</h2>",
+    ]
+    for run in runs:
+        advice = run_advice(run)
+        parts.append(
+            f"<p><b>{esc(run.name)}</b>: {esc(advice.text() if advice else 'too few steps for advice')}</p>"
+        )
+    parts.append("<h2>Plots</h2>")
+    parts += [_img(path, f"{key} plot") for key, path in images.items()]
+    parts.append("<h2>Warnings</h2>")
+    for run in runs:
+        items = "".join(f"<li>{esc(w['message'])}</li>" for w in run.warnings[:50])
+        more = f"<li>... and {len(run.warnings) - 50} more</li>" if len(run.warnings) > 50 else ""
+        parts.append(f"<h3>{esc(run.name)}</h3><ul>{items or '<li>none</li>'}{more}</ul>")
+    style = (
+        "body{font-family:sans-serif;max-width:1050px;margin:auto;padding:1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "img{max-width:100%}"
+    )
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, title: str | None = None) -> Path:
+    """Write the PNG plots and ``report.html`` (plots embedded) for one or more runs; return the HTML path."""
+    if isinstance(run_dirs, (str, Path)) or not run_dirs:
+        raise ValueError(f"run_dirs must be a non-empty list of run directories, got {run_dirs!r}")
+    runs = [read_run(d) for d in run_dirs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {key: plot(runs, out / f"{key}.png") for key, plot in PLOTS.items()}
+    page = out / "report.html"
+    page.write_text(
+        _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs)), "utf-8"
+    )
+    return page

@@ -1,0 +1,298 @@
+"""Where the gradient monitor's records go: JSONL (the run's history), CSV, TensorBoard; and the reader.
+
+A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"type"``:
+
+* ``header`` (first line): ``schema`` (``"gradclip.monitor"``), ``version`` (:data:`SCHEMA_VERSION`),
+  ``name`` (run name), ``layers`` (per-layer names, in the order of ``layer_norms``), ``created``
+  (ISO 8601 time), ``config`` (the monitor's warning levels);
+* ``step``: ``step`` (int, from 0), ``total_norm`` (pre-clip), ``post_clip_norm`` (null when the
+  clipper does not say), ``threshold`` (null without clipping), ``clipped``, ``finite``, ``skipped``
+  (bools), ``loss``, ``lr`` (null when not given), ``layer_norms`` (list or null), ``time`` (seconds
+  since the monitor started);
+* ``warning``: ``step``, ``kind`` (``clip_rate``, ``spike``, ``vanishing``, ``misuse``), ``message``;
+* ``summary`` (last line, written by ``close()``): the monitor's summary and threshold advice.
+
+JSON has no NaN or infinity, so non-finite floats are written as the strings ``"nan"``, ``"inf"``
+and ``"-inf"`` (:func:`read_run` turns them back into floats). Each record is written with a single
+``write`` of the whole line and flushed at once, so a crash loses at most the record being written,
+and :func:`read_run` skips a last line that has no newline or does not parse. Flushing hands the
+line to the operating system (it survives the process dying, not a power cut: no ``fsync``, which
+would cost milliseconds per step).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = [
+    "COLUMNS",
+    "JSONL_NAME",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "CsvSink",
+    "JsonlSink",
+    "RunLog",
+    "Sink",
+    "TensorBoardSink",
+    "make_sink",
+    "read_run",
+]
+
+SCHEMA = "gradclip.monitor"
+SCHEMA_VERSION = 1
+JSONL_NAME = "grads.jsonl"
+CSV_NAME = "grads.csv"
+# The scalar fields of a step record, in file order (CSV columns, RunLog arrays).
+COLUMNS = ("step", "total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr")
+
+_NONFINITE_TOKEN = re.compile(r"-?Infinity|NaN")
+_TOKEN_TEXT = {"NaN": '"nan"', "Infinity": '"inf"', "-Infinity": '"-inf"'}
+_TEXT_FLOAT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+class Sink(Protocol):
+    """Receives a run's header once, then step and warning records, then the summary."""
+
+    def open(self, header: Mapping[str, Any]) -> None: ...
+    def write_step(self, record: Mapping[str, Any]) -> None: ...
+    def write_event(self, event: Mapping[str, Any]) -> None: ...
+    def close(self, summary: Mapping[str, Any] | None) -> None: ...
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by their text form (for rare, free-text records)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def _step_line(record: Mapping[str, Any]) -> str:
+    """One step record as a JSON line; the fast path of the per-step cost.
+
+    Step records hold only fixed lower-case keys, numbers, bools and null, so the tokens ``NaN`` and
+    ``Infinity`` that ``json.dumps`` emits can only be values: replacing them by their string forms
+    is exact, and costs nothing on the (usual) finite step.
+    """
+    text = json.dumps(record, separators=(",", ":"))
+    if "N" in text or "I" in text:
+        text = _NONFINITE_TOKEN.sub(lambda m: _TOKEN_TEXT[m.group()], text)
+    return text + "\n"
+
+
+class JsonlSink:
+    """Appends records to ``RUN_DIR/grads.jsonl``, one flushed ``write`` per record."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.path = Path(log_dir) / JSONL_NAME
+        self._file: io.TextIOWrapper | None = None
+
+    def open(self, header: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w", encoding="utf-8")
+        self._write(json.dumps(_finite_json(header)) + "\n")
+
+    def _write(self, line: str) -> None:
+        if self._file is None:
+            raise RuntimeError(f"{self.path}: the sink is not open (open() first, and not after close())")
+        self._file.write(line)
+        self._file.flush()
+
+    def write_step(self, record: Mapping[str, Any]) -> None:
+        self._write(_step_line(record))
+
+    def write_event(self, event: Mapping[str, Any]) -> None:
+        self._write(json.dumps(_finite_json(event)) + "\n")
+
+    def close(self, summary: Mapping[str, Any] | None) -> None:
+        if self._file is None:
+            return
+        if summary is not None:
+            self.write_event(summary)
+        self._file.close()
+        self._file = None
+
+
+class CsvSink:
+    """Writes ``RUN_DIR/grads.csv``: the :data:`COLUMNS`, then one ``norm/<layer>`` column per layer."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.path = Path(log_dir) / CSV_NAME
+        self._file: io.TextIOWrapper | None = None
+        self._writer: Any = None
+
+    def open(self, header: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow([*COLUMNS, *(f"norm/{name}" for name in header["layers"])])
+        self._file.flush()
+
+    def write_step(self, record: Mapping[str, Any]) -> None:
+        if self._file is None:
+            raise RuntimeError(f"{self.path}: the sink is not open (open() first, and not after close())")
+        row = ["" if record[c] is None else record[c] for c in COLUMNS]
+        self._writer.writerow(row + list(record["layer_norms"] or ()))
+        self._file.flush()
+
+    def write_event(self, event: Mapping[str, Any]) -> None:
+        pass  # warnings live in the JSONL; a CSV row is one step
+
+    def close(self, summary: Mapping[str, Any] | None) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class TensorBoardSink:
+    """Scalars (``grad/*``, ``loss``, ``lr``, ``grad_layers/<name>``) and a histogram of layer norms.
+
+    Uses ``torch.utils.tensorboard.SummaryWriter`` (torch and tensorboard are imported on open).
+    One scalar per layer per step; the histogram of log10 layer norms every ``histogram_every`` steps.
+    """
+
+    def __init__(self, log_dir: str | Path, *, histogram_every: int = 100) -> None:
+        if isinstance(histogram_every, bool) or not isinstance(histogram_every, int) or histogram_every < 1:
+            raise ValueError(f"histogram_every must be a whole number >= 1, got {histogram_every!r}")
+        self.log_dir = Path(log_dir)
+        self.histogram_every = histogram_every
+        self._writer: Any = None
+        self._layers: list[str] = []
+
+    def open(self, header: Mapping[str, Any]) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ModuleNotFoundError as err:
+            raise ImportError(
+                "the TensorBoard sink needs torch and tensorboard; install them with "
+                "`pip install 'gradclip[torch,monitor]'` or leave 'tensorboard' out of sinks"
+            ) from err
+        self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        self._layers = list(header["layers"])
+
+    def write_step(self, record: Mapping[str, Any]) -> None:
+        w, step = self._writer, record["step"]
+        for key in ("total_norm", "post_clip_norm", "threshold", "clipped"):
+            if record[key] is not None:
+                w.add_scalar(f"grad/{key}", float(record[key]), step)
+        for key in ("loss", "lr"):
+            if record[key] is not None:
+                w.add_scalar(key, record[key], step)
+        norms = record["layer_norms"]
+        if norms:
+            for name, value in zip(self._layers, norms, strict=True):
+                w.add_scalar(f"grad_layers/{name}", value, step)
+            if step % self.histogram_every == 0:
+                with np.errstate(divide="ignore"):  # a zero norm is -inf, dropped below
+                    logs = np.log10(np.asarray(norms, dtype=np.float64))
+                if np.isfinite(logs).any():
+                    w.add_histogram("grad/log10_layer_norms", logs[np.isfinite(logs)], step)
+
+    def write_event(self, event: Mapping[str, Any]) -> None:
+        self._writer.add_text(f"warnings/{event['kind']}", event["message"], event["step"])
+
+    def close(self, summary: Mapping[str, Any] | None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+_SINKS = {"jsonl": JsonlSink, "csv": CsvSink, "tensorboard": TensorBoardSink}
+
+
+def make_sink(kind: str, log_dir: str | Path) -> Sink:
+    """The sink called ``kind`` (``'jsonl'``, ``'csv'`` or ``'tensorboard'``) writing into ``log_dir``."""
+    if kind not in _SINKS:
+        raise ValueError(f"unknown sink {kind!r}; choose from {sorted(_SINKS)}")
+    return _SINKS[kind](log_dir)
+
+
+@dataclass
+class RunLog:
+    """One run read back from its JSONL: columns as arrays, missing values as NaN.
+
+    ``columns`` maps each name in :data:`COLUMNS` to a float64 array of length ``steps`` (bools as
+    0/1); ``layer_norms`` is ``(steps, layers)`` or None when no step recorded them; ``truncated``
+    says whether an unfinished last line was skipped (the run crashed or is still being written).
+    """
+
+    header: dict[str, Any]
+    columns: dict[str, np.ndarray]
+    layer_norms: np.ndarray | None
+    warnings: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    truncated: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.header.get("name") or "run")
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.header.get("layers", []))
+
+    @property
+    def steps(self) -> int:
+        return len(self.columns["step"])
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    return _TEXT_FLOAT[value] if isinstance(value, str) else float(value)
+
+
+def _parse_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    # A complete file ends with "\n", leaving "" last; anything else is an interrupted write.
+    tail, lines = lines[-1], lines[:-1]
+    records, truncated = [], tail != ""
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a JSON record ({err.msg}); the file is damaged") from None
+    return records, truncated
+
+
+def read_run(path: str | Path) -> RunLog:
+    """Read a run directory (or its ``grads.jsonl``) written by :class:`JsonlSink`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / JSONL_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no gradient log at {path} (a run directory holds {JSONL_NAME})")
+    records, truncated = _parse_lines(path)
+    if not records or records[0].get("schema") != SCHEMA:
+        raise ValueError(f"{path}: the first line is not a {SCHEMA} header")
+    header = records[0]
+    if header.get("version", 0) > SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema version {header['version']} is newer than this gradclip reads "
+            f"({SCHEMA_VERSION}); upgrade gradclip"
+        )
+    steps = [r for r in records if r.get("type") == "step"]
+    columns = {c: np.array([_number(r.get(c)) for r in steps], dtype=np.float64) for c in COLUMNS}
+    n_layers = len(header.get("layers", []))
+    layer_norms = None
+    if n_layers and any(r.get("layer_norms") for r in steps):
+        nan_row = [math.nan] * n_layers
+        rows = [[_number(v) for v in (r.get("layer_norms") or nan_row)] for r in steps]
+        layer_norms = np.array(rows, dtype=np.float64).reshape(len(steps), n_layers)
+    warns = [r for r in records if r.get("type") == "warning"]
+    summaries = [r for r in records if r.get("type") == "summary"]
+    return RunLog(header, columns, layer_norms, warns, summaries[-1] if summaries else None, truncated)
