@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradclip.monitor import GradMonitor, SpikeWarning
 from gradclip.sandbox.data import circles, load_digits, two_moons
 from gradclip.sandbox.vectorized import MSE, SGD, Adam, Dense, Lookahead, Sequential, VTrainer, mlp
 from gradclip.sandbox.vectorized.cli import main
+from gradclip.sinks import read_run
 
 MOONS = two_moons(400, seed=1)
 
@@ -109,24 +111,33 @@ def test_gradclip_policies_plug_in() -> None:
     np.testing.assert_allclose(trainer.history["threshold"][2], np.median(pre[:3]))
 
 
-def test_non_finite_gradients_skip_the_step() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.rows: list[dict] = []
-
-        def record(self, **fields) -> None:
-            self.rows.append(fields)
-
+def test_non_finite_gradients_skip_the_step(tmp_path) -> None:
     x = MOONS.x_train[:32].copy()
-    monitor = Recorder()
-    trainer = VTrainer(mlp([2, 4, 2], seed=0), SGD(0.1), 1.0, monitor=monitor)
+    trainer = VTrainer(mlp([2, 4, 2], seed=0), SGD(0.1), 1.0)
+    trainer.monitor = GradMonitor(names=trainer.grad_names(), log_dir=tmp_path)
     trainer.model.params[0] = np.inf  # every forward gives NaN gradients from here on
     before = trainer.model.params.copy()
-    trainer.fit(x, MOONS.y_train[:32], epochs=1, batch_size=16)
+    with pytest.warns(SpikeWarning, match="non-finite"):
+        trainer.fit(x, MOONS.y_train[:32], epochs=1, batch_size=16)
+    trainer.monitor.close()
     np.testing.assert_array_equal(trainer.model.params, before)
     assert trainer.history["skipped"] == [2.0]
-    assert [row["skipped"] for row in monitor.rows] == [True, True]
-    assert [row["step"] for row in monitor.rows] == [1, 2]
+    run = read_run(tmp_path)
+    assert run.columns["skipped"].tolist() == [1.0, 1.0] and len(run.columns["step"]) == 2
+
+
+def test_real_monitor_records_every_step_with_layer_norms(tmp_path) -> None:
+    trainer = small_trainer()
+    monitor = GradMonitor(names=trainer.grad_names(), log_dir=tmp_path)
+    trainer.monitor = monitor
+    trainer.fit(MOONS.x_train, MOONS.y_train, epochs=1, batch_size=16)
+    monitor.close()
+    run = read_run(tmp_path)
+    assert len(run.columns["total_norm"]) == trainer.step_count
+    np.testing.assert_allclose(run.columns["total_norm"], trainer.history["grad_norm"], rtol=1e-12)
+    # per-layer norms combine into the total: sqrt(sum n_i^2) == ||g||
+    layers = np.asarray(run.layer_norms, dtype=np.float64)
+    np.testing.assert_allclose(np.sqrt((layers**2).sum(axis=1)), trainer.history["grad_norm"], rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,10 @@ class VTrainer:
     ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
     ``'value'`` clamps each element to [-c, c]. ``clipper`` (a policy from ``gradclip.policies``
     or any object as above) replaces the fixed c by one computed from the norm history.
-    ``monitor``, if given, has ``record(**fields)`` called after every step with floats.
+    ``monitor``, if given, is a :class:`gradclip.monitor.GradMonitor` (or anything with its
+    ``record(total_norm, *, threshold, clipped, post_clip_norm, skipped, loss, lr, layer_norms)``),
+    called after every step with floats; build it with ``names=trainer.grad_names()`` to get
+    per-layer norms labelled.
     """
 
     def __init__(
@@ -100,7 +103,9 @@ class VTrainer:
                 "clipper sets the norm threshold itself: use it with clip_mode='norm' and no grad_clip_norm"
             )
         if monitor is not None and not callable(getattr(monitor, "record", None)):
-            raise TypeError(f"monitor must have a record(**fields) method, got {type(monitor).__name__}")
+            raise TypeError(
+                f"monitor must be a GradMonitor (with a record() method), got {type(monitor).__name__}"
+            )
         self.model, self.optimizer, self.clip_mode = model, optimizer, clip_mode
         self.clipper, self.monitor = clipper, monitor
         self.loss = loss if loss is not None else SoftmaxCrossEntropy()
@@ -134,6 +139,8 @@ class VTrainer:
         out = self.model.forward(xb, training=True)
         loss = self.loss.forward(out, yb)
         self.model.backward(self.loss.backward())
+        # Per-layer norms cost one more read of the gradients: only when a monitor wants them.
+        layer_norms = gnp.tensor_norms(self._grad_views()) if self.monitor is not None else None
         pre, post, threshold = self._clip_gradients()
         lr, skipped = self.optimizer.lr, not math.isfinite(pre)
         if not skipped:
@@ -145,10 +152,21 @@ class VTrainer:
         clipped = bool(post < pre)
         if self.monitor is not None:
             self.monitor.record(  # type: ignore[attr-defined]
-                step=self.step_count, loss=loss, grad_norm=pre, clipped_norm=post,
-                threshold=threshold, clipped=clipped, skipped=skipped, lr=lr,
+                pre, threshold=threshold if math.isfinite(threshold) else None, clipped=clipped,
+                post_clip_norm=post, skipped=skipped, loss=float(loss), lr=float(lr), layer_norms=layer_norms,
             )  # fmt: skip
         return loss, self._correct(out, yb), clipped or skipped
+
+    def _grad_views(self) -> list[np.ndarray]:
+        return [g for layer in self.model.layers for g in getattr(layer, "grads", {}).values()]
+
+    def grad_names(self) -> list[str]:
+        """One name per gradient array, in buffer order (``"0.Dense.W"``): the monitor's layer names."""
+        return [
+            f"{i}.{type(layer).__name__}.{name}"
+            for i, layer in enumerate(self.model.layers)
+            for name in getattr(layer, "grads", {})
+        ]
 
     def _correct(self, out: np.ndarray, y: np.ndarray) -> int:
         if not isinstance(self.loss, SoftmaxCrossEntropy):
