@@ -1,0 +1,39 @@
+"""gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer.
+
+* :func:`clipping` (``gradclip.integrations.loop``): ``with clipping(optimizer, 1.0) as clip:`` around
+  an existing loop; needs torch only.
+* ``gradclip.integrations.lightning.GradClipCallback``: a Lightning ``Callback`` (extra
+  ``gradclip[lightning]``).
+* ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
+  ``gradclip[hf]``).
+
+All three share :class:`StepClipper`: clip once per optimizer step, skip NaN/Inf steps, keep the
+fields they log (:data:`METRICS`). Nothing is imported here until used: importing this package
+loads neither torch nor any framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "clipping": "gradclip.integrations.loop",
+    "StepClipper": "gradclip.integrations._step",
+    "METRICS": "gradclip.integrations._step",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradclip.integrations' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,119 @@
+"""A Lightning ``Callback`` that replaces ``Trainer(gradient_clip_val=...)`` with a gradclip clipper.
+
+The clip runs in ``on_before_optimizer_step``: Lightning calls it after the closure (``backward()``,
+every accumulated micro-batch included) and, under ``precision="16-mixed"``, after
+``MixedPrecision.optimizer_step`` has called ``scaler.unscale_(optimizer)``, so the clipper sees true
+gradients; its own ``gradient_clip_val`` clipping comes later in the same place (``_after_closure``).
+A NaN/Inf step is skipped by setting the gradients to None (see :mod:`gradclip.integrations._step`);
+the LR scheduler and ``global_step`` still advance, as for a step ``GradScaler`` skips. Per step it
+logs ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`` and
+``skipped_steps`` through ``pl_module.log``, and its clipper state goes into the checkpoint.
+
+Not supported, each with an error at ``fit``: manual optimisation (call a clipper in
+``training_step`` instead), ``gradient_clip_val`` or an overridden ``configure_gradient_clipping``
+(two clippers), sharded strategies (FSDP, DeepSpeed: the gradients each rank holds are shards, so
+the norm would be local), and fused optimizers that unscale inside ``step()`` under a ``GradScaler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gradclip.clippers import Clipper
+from gradclip.integrations._step import StepClipper
+
+try:
+    from lightning.pytorch import LightningModule, Trainer
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+except ModuleNotFoundError as err:
+    if not (err.name or "").startswith("lightning"):
+        raise
+    raise ImportError(
+        "gradclip.integrations.lightning needs Lightning 2.x; install it with "
+        "`pip install 'gradclip[lightning]'`"
+    ) from err
+
+__all__ = ["GradClipCallback"]
+
+_SHARDED = (FSDPStrategy, DeepSpeedStrategy)
+
+
+class GradClipCallback(Callback):
+    """Clip with ``clipper`` before every optimizer step, log what happened, checkpoint its state.
+
+    Args:
+        clipper: ``NormClipper(max_norm)``, ``NormClipper(Percentile())``, ``NormClipper(ZScore())``,
+            ``ValueClipper(c)``, ``AGC(f)``, or a float ``max_norm``.
+        skip_nonfinite: skip the optimizer step when the pre-clip norm is NaN/Inf.
+        rate_window: steps over which ``gradclip/clip_rate`` is measured.
+        prog_bar: also show the pre-clip norm and the clip rate in the progress bar.
+
+    Example::
+
+        trainer = Trainer(callbacks=[GradClipCallback(NormClipper(ZScore()))])  # no gradient_clip_val
+    """
+
+    def __init__(
+        self,
+        clipper: Clipper | float = 1.0,
+        *,
+        skip_nonfinite: bool = True,
+        rate_window: int = 100,
+        prog_bar: bool = False,
+    ) -> None:
+        self.step = StepClipper(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.prog_bar = bool(prog_bar)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            _check_setup(trainer, pl_module)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
+            # Lightning leaves unscaling to such optimizers' step(): here the gradients are still scaled.
+            raise ValueError(
+                f"GradClipCallback cannot clip for {type(optimizer).__name__} under a GradScaler: it "
+                "unscales inside step() (a fused optimizer?), after the clip; build it with fused=False"
+            )
+        self.step(trainer.precision_plugin.main_params(optimizer))
+        for name, value in self.step.metrics().items():
+            show = self.prog_bar and name in ("gradclip/pre_clip_norm", "gradclip/clip_rate")
+            pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=show)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.step.state_dict()
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        self.step.load_state_dict(state_dict)
+
+    def __repr__(self) -> str:
+        return f"GradClipCallback({self.step.clipper!r}, skip_nonfinite={self.step.skip_nonfinite})"
+
+
+def _check_setup(trainer: Trainer, pl_module: LightningModule) -> None:
+    """Refuse the setups where the callback would not clip, or clip twice, with the reason."""
+    if not pl_module.automatic_optimization:
+        raise ValueError(
+            "GradClipCallback needs automatic optimisation, got a LightningModule with "
+            "automatic_optimization=False; with manual optimisation call a clipper yourself between "
+            "self.manual_backward(loss) and opt.step() (e.g. gradclip.NormClipper(1.0)(self.parameters()))"
+        )
+    if trainer.gradient_clip_val not in (None, 0):
+        raise ValueError(
+            f"Trainer(gradient_clip_val={trainer.gradient_clip_val!r}) clips as well as GradClipCallback; "
+            "leave gradient_clip_val unset (None) and let the callback clip"
+        )
+    if type(pl_module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping:
+        raise ValueError(
+            f"{type(pl_module).__name__} overrides configure_gradient_clipping, which Lightning calls "
+            "after GradClipCallback has clipped; remove the override or the callback"
+        )
+    if isinstance(trainer.strategy, _SHARDED):
+        raise ValueError(
+            f"GradClipCallback does not support {type(trainer.strategy).__name__}: each rank holds a "
+            "shard of the gradients, so its norm would not be the global one; supported strategies "
+            "keep full gradients on every rank (single device, DDP)"
+        )

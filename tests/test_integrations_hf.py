@@ -1,0 +1,175 @@
+"""GradClipCallback in a real transformers Trainer (CPU, offline, a tiny random GPT-2)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+# Nothing may reach the Hub: the model is built from a config and the data are random tokens.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+transformers = pytest.importorskip("transformers")
+
+from gradclip.integrations import METRICS  # noqa: E402 (after the importorskip)
+from gradclip.integrations.huggingface import GradClipCallback  # noqa: E402
+
+pytestmark = pytest.mark.slow  # every test builds a Trainer (or a Python that imports torch)
+
+STEPS = 6
+
+
+class Tokens(torch.utils.data.Dataset):
+    """Random token sequences; the labels are the inputs (GPT-2 shifts them itself)."""
+
+    def __init__(self, n: int = 4 * STEPS, length: int = 16) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, 64, (n, length), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def gpt2() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        vocab_size=64,
+        n_positions=16,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,  # no dropout: two forwards give equal gradients
+    )
+    return transformers.GPT2LMHeadModel(config)
+
+
+def make_trainer(tmp_path, model, callbacks=(), **overrides) -> transformers.Trainer:
+    options = {
+        "output_dir": str(tmp_path),
+        "max_steps": STEPS,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "seed": 0,
+        "max_grad_norm": 0.0,
+        **overrides,
+    }
+    args = transformers.TrainingArguments(**options)
+    return transformers.Trainer(model=model, args=args, train_dataset=Tokens(), callbacks=list(callbacks))
+
+
+def step_logs(trainer: transformers.Trainer) -> list[dict[str, float]]:
+    return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def test_clips_like_max_grad_norm_and_logs_the_fields(tmp_path):
+    model, ref = gpt2(), gpt2()
+    cb = GradClipCallback(0.05)  # far below the norms of a fresh model: every step is clipped
+    ours = make_trainer(tmp_path / "ours", model, [cb])
+    ours.train()
+    make_trainer(tmp_path / "ref", ref, max_grad_norm=0.05).train()  # the Trainer's own clipping
+
+    logs = step_logs(ours)
+    assert len(logs) == STEPS
+    for entry in logs:
+        assert set(METRICS) <= set(entry)
+        # The Trainer measured the unclipped norm (max_grad_norm=0) just before our hook.
+        assert entry["gradclip/pre_clip_norm"] == pytest.approx(entry["grad_norm"], rel=1e-5)
+        assert entry["gradclip/post_clip_norm"] == pytest.approx(0.05, rel=1e-4)
+        assert entry["gradclip/clip_rate"] == 1.0 and entry["gradclip/skipped_steps"] == 0.0
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_nonfinite_step_is_skipped(tmp_path):
+    model = gpt2()
+    backwards = []
+
+    def poison(grad: torch.Tensor) -> torch.Tensor:
+        backwards.append(None)
+        return grad * math.nan if len(backwards) == 3 else grad  # the third step's gradient is NaN
+
+    model.transformer.wte.weight.register_hook(poison)
+    trainer = make_trainer(tmp_path, model, [GradClipCallback(1.0)])
+    trainer.train()
+
+    skipped = [entry["gradclip/skipped_steps"] for entry in step_logs(trainer)]
+    assert skipped == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(float(s["step"]) == STEPS - 1 for s in trainer.optimizer.state.values())
+
+
+@pytest.mark.parametrize("unscaled_by_trainer", [True, False])
+def test_fp16_gradients_are_clipped_unscaled(tmp_path, unscaled_by_trainer):
+    # A real accelerate optimizer with a real GradScaler on the CPU (the Trainer builds no scaler
+    # there). transformers 5 unscales in _get_grad_norm before the event; older versions did not.
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    Accelerator(cpu=True)  # the optimizer wrapper reads accelerate's (process-wide) state
+    model, ref = gpt2(), gpt2()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    opt = AcceleratedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), scaler=scaler)
+    ids = Tokens()[0]["input_ids"][None]
+    scaler.scale(model(input_ids=ids, labels=ids).loss).backward()
+    if unscaled_by_trainer:
+        scaler.unscale_(opt.optimizer)
+    cb = GradClipCallback(1e-3)
+    args = transformers.TrainingArguments(str(tmp_path), max_grad_norm=0.0, use_cpu=True, report_to="none")
+    state, control = transformers.TrainerState(), transformers.TrainerControl()
+    cb.on_pre_optimizer_step(args, state, control, model=model, optimizer=opt)
+
+    ref(input_ids=ids, labels=ids).loss.backward()
+    true_norm = float(torch.nn.utils.get_total_norm([p.grad for p in ref.parameters()]))
+    assert float(cb.step.last.total_norm) == pytest.approx(true_norm, rel=1e-5)
+    assert float(cb.step.last_post_norm) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_max_grad_norm_conflict_is_reported_when_the_trainer_is_built(tmp_path):
+    with pytest.raises(ValueError, match=r"TrainingArguments\(max_grad_norm=1.0\).*pass max_grad_norm=0"):
+        make_trainer(tmp_path, gpt2(), [GradClipCallback(1.0)], max_grad_norm=1.0)
+
+
+def test_max_grad_norm_conflict_is_reported_for_a_callback_added_later(tmp_path):
+    trainer = make_trainer(tmp_path, gpt2(), max_grad_norm=1.0)
+    trainer.add_callback(GradClipCallback(1.0))
+    with pytest.raises(ValueError, match=r"max_grad_norm=1.0"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_missing_transformers_names_the_extra():
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class NoTransformers(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "transformers" or name.startswith("transformers."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, NoTransformers())
+        try:
+            import gradclip.integrations.huggingface
+        except ImportError as err:
+            assert "gradclip[hf]" in str(err), err
+            print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -1,0 +1,228 @@
+"""GradClipCallback in a real Lightning Trainer (CPU): clipping, logs, skipping, checkpoints, AMP, errors."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+pl = pytest.importorskip("lightning.pytorch")
+
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402 (after the importorskip)
+from lightning.pytorch.plugins.precision import MixedPrecision  # noqa: E402
+
+from gradclip.clippers import NormClipper  # noqa: E402
+from gradclip.integrations.lightning import GradClipCallback  # noqa: E402
+from gradclip.policies import ZScore  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,  # every test starts a Trainer (or a Python that imports torch)
+    # On machines with more than two CPUs Lightning warns that a DataLoader with num_workers=0 may be
+    # a bottleneck; these loaders hold a few hundred in-memory numbers, workers would only slow them.
+    pytest.mark.filterwarnings("ignore:The '.*dataloader' does not have many workers:UserWarning"),
+    # FutureWarning: Lightning 2.6's utilities/_pytree.py calls isinstance(treespec, LeafSpec), which
+    # torch 2.13 deprecates; it is inside Lightning, harmless here and not ours to fix.
+    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"),
+]
+
+STEPS_PER_EPOCH = 20
+
+
+class Regressor(pl.LightningModule):
+    """A small MLP on fixed random data; ``spikes`` multiplies the loss at chosen optimizer steps."""
+
+    def __init__(self, spikes: dict[int, float] | None = None, *, fused: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+        self.spikes = spikes or {}
+        self.fused = fused
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x).float(), y)
+        return loss * self.spikes.get(self.global_step, 1.0)  # global_step counts optimizer steps
+
+    def train_dataloader(self):
+        gen = torch.Generator().manual_seed(1)
+        data = torch.utils.data.TensorDataset(
+            torch.randn(8 * STEPS_PER_EPOCH, 8, generator=gen),
+            torch.randn(8 * STEPS_PER_EPOCH, 1, generator=gen),
+        )
+        return torch.utils.data.DataLoader(data, batch_size=8)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2, fused=self.fused or None)
+
+
+class GradProbe(pl.Callback):
+    """Runs after GradClipCallback: records the gradient norm the optimizer is about to apply."""
+
+    def __init__(self) -> None:
+        self.norms: list[float | None] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.nn.utils.get_total_norm(grads)) if grads else None)
+
+
+def trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
+    options = {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "logger": CSVLogger(tmp_path, name="run"),
+        "log_every_n_steps": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": tmp_path,
+        **kwargs,
+    }
+    return pl.Trainer(callbacks=callbacks, **options)
+
+
+def read_metrics(t: pl.Trainer) -> list[dict[str, float]]:
+    with open(Path(t.logger.log_dir) / "metrics.csv") as f:
+        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    return [r for r in rows if "gradclip/pre_clip_norm" in r]
+
+
+def test_fit_clips_the_spike_skips_the_nan_and_logs_every_step(tmp_path):
+    spike, nan = 12, 15
+    probe = GradProbe()
+    cb = GradClipCallback(NormClipper(ZScore(warmup=5)))
+    t = trainer(tmp_path, [cb, probe])
+    module = Regressor({spike: 1e3, nan: math.nan})
+    t.fit(module)
+
+    rows = read_metrics(t)
+    assert [int(r["step"]) for r in rows] == list(range(STEPS_PER_EPOCH))
+    row = rows[spike]
+    assert row["gradclip/pre_clip_norm"] > 100 * rows[spike - 1]["gradclip/pre_clip_norm"]
+    assert row["gradclip/post_clip_norm"] == pytest.approx(row["gradclip/threshold"], rel=1e-4)
+    assert row["gradclip/clip_rate"] > 0
+    # What was logged as post-clip is what the optimizer received (measured by torch after us).
+    for r, seen in zip(rows, probe.norms, strict=True):
+        if seen is not None:
+            assert r["gradclip/post_clip_norm"] == pytest.approx(seen, rel=1e-5)
+    # The NaN step: gradients dropped, logged as skipped, parameters and Adam state untouched.
+    assert probe.norms[nan] is None
+    assert [r["gradclip/skipped_steps"] for r in rows] == [0.0] * nan + [1.0] * (STEPS_PER_EPOCH - nan)
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    opt = t.optimizers[0]
+    assert all(float(s["step"]) == STEPS_PER_EPOCH - 1 for s in opt.state.values())
+
+
+def test_checkpoint_resume_restores_the_clipper_state(tmp_path):
+    def make_callback():
+        return GradClipCallback(NormClipper(ZScore(warmup=5)))
+
+    spikes = {25: 1e3}  # in the second epoch, so the resumed half clips with the restored statistics
+    straight = make_callback()
+    trainer(tmp_path / "a", [straight], max_epochs=2).fit(Regressor(spikes))
+
+    first = make_callback()
+    t1 = trainer(tmp_path / "b", [first], max_epochs=1)
+    t1.fit(Regressor(spikes))
+    ckpt = tmp_path / "b.ckpt"
+    t1.save_checkpoint(ckpt)
+    saved = torch.load(ckpt, weights_only=True)["callbacks"]["GradClipCallback"]
+    assert saved["clipper"] == first.step.state_dict()["clipper"] and saved["steps"] == STEPS_PER_EPOCH
+
+    resumed = make_callback()
+    t2 = trainer(tmp_path / "c", [resumed], max_epochs=2)
+    t2.fit(Regressor(spikes), ckpt_path=ckpt)
+
+    a, b = straight.step.state_dict(), resumed.step.state_dict()
+    assert b["steps"] == a["steps"] == 2 * STEPS_PER_EPOCH
+    assert b["clipper"]["policy"]["state"] == pytest.approx(a["clipper"]["policy"]["state"], rel=1e-6)
+    rows = read_metrics(t2)
+    assert rows[25 - STEPS_PER_EPOCH]["gradclip/clip_rate"] > 0  # the spike was clipped after resume
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_amp_clips_unscaled_gradients(tmp_path, precision):
+    # 16-mixed: fp16 autocast with a real GradScaler on the CPU (Lightning's own "16-mixed" flag
+    # falls back to bf16 there, so the plugin is built by hand). bf16-mixed has no scaler.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12) if precision == "16-mixed" else None
+    plugin = MixedPrecision(precision, "cpu", scaler=scaler)
+    amp_cb, ref_cb = GradClipCallback(1e-3), GradClipCallback(1e-3)
+    amp = trainer(tmp_path / "amp", [amp_cb], max_steps=1, plugins=[plugin])
+    amp.fit(Regressor())
+    trainer(tmp_path / "ref", [ref_cb], max_steps=1).fit(Regressor())
+    if precision == "16-mixed":
+        assert amp.precision_plugin.scaler.get_scale() == 2.0**12  # the step ran at this scale
+    else:
+        assert amp.precision_plugin.scaler is None
+    # Clipped with the true norm, not the one scaled 4096x: same as the fp32 run, to AMP rounding.
+    norm, ref_norm = float(amp_cb.step.last.total_norm), float(ref_cb.step.last.total_norm)
+    assert norm == pytest.approx(ref_norm, rel=5e-2)
+    assert float(amp_cb.step.last_post_norm) == pytest.approx(1e-3, rel=1e-3)
+
+
+class Manual(Regressor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(super().training_step(batch, batch_idx))
+        opt.step()
+
+
+class OwnClipping(Regressor):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=0.5)
+
+
+@pytest.mark.parametrize(
+    ("module", "options", "error", "match"),
+    [
+        (Manual, {}, ValueError, "automatic_optimization=False"),
+        (Regressor, {"gradient_clip_val": 0.5}, ValueError, r"Trainer\(gradient_clip_val=0.5\)"),
+        (OwnClipping, {}, ValueError, "OwnClipping overrides configure_gradient_clipping"),
+    ],
+)
+def test_unsupported_setups_fail_before_training(tmp_path, module, options, error, match):
+    instance = module()
+    start = [p.detach().clone() for p in instance.parameters()]
+    with pytest.raises(error, match=match):
+        trainer(tmp_path, [GradClipCallback(1.0)], max_steps=2, **options).fit(instance)
+    for p, p0 in zip(instance.parameters(), start, strict=True):
+        assert torch.equal(p, p0)
+
+
+def test_fused_optimizer_under_a_grad_scaler_is_refused(tmp_path):
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    t = trainer(tmp_path, [GradClipCallback(1.0)], max_steps=1, plugins=[plugin])
+    with pytest.raises(ValueError, match="Adam under a GradScaler: it unscales inside step"):
+        t.fit(Regressor(fused=True))
+
+
+def test_missing_lightning_names_the_extra():
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class NoLightning(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "lightning" or name.startswith("lightning."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, NoLightning())
+        import gradclip.integrations
+        try:
+            import gradclip.integrations.lightning
+        except ImportError as err:
+            assert "gradclip[lightning]" in str(err), err
+            print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok", out.stderr
