@@ -1,4 +1,4 @@
-"""The ``gradclip`` command: ``demo``, ``report`` and ``train vectorized``.
+"""The ``gradclip`` command: ``demo``, ``report``, ``train``, ``experiment`` and ``explore``.
 
 Errors in the command line or in the values it carries print one line, ``gradclip: error: ...``,
 and exit with code 2; nothing is written before the arguments are known to be good.
@@ -56,6 +56,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     vec.set_defaults(func=vcli.run)
 
 
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    from gradclip.sandbox.recurrent import cli as rcli
+
+    exp = sub.add_parser("experiment", help="paper reproductions: pascanu (RNN tasks), cliff (Fig. 6)")
+    rcli.add_subcommands(exp.add_subparsers(dest="experiment", required=True, parser_class=Parser))
+
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    from gradclip.explorer import cli as ecli  # imports no starlette/uvicorn until run()
+
+    explore = sub.add_parser("explore", help="local web page: the cliff, value vs norm, curves, your runs")
+    ecli.add_arguments(explore)  # --host 127.0.0.1, --port 8765 (0: any free), --runs-dir runs, --no-browser
+    explore.set_defaults(func=ecli.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="gradclip", description="Gradient clipping you can trust, see and understand.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -76,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default=None, help="title of the HTML page")
     report.set_defaults(func=_cmd_report)
     _add_train(sub)
+    _add_experiment(sub)
+    _add_explore(sub)
     return parser
 
 

@@ -1,0 +1,5 @@
+"""``python -m gradclip.sandbox.recurrent``: see :mod:`gradclip.sandbox.recurrent.cli`."""
+
+from gradclip.sandbox.recurrent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Training runs, the threshold rule, spike bookkeeping, the table, the CLI and the cliff experiment."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gradclip.sandbox.recurrent import cli
+from gradclip.sandbox.recurrent.cliff import run_cliff
+from gradclip.sandbox.recurrent.experiment import format_table, run_pascanu, summarise
+from gradclip.sandbox.recurrent.train import RunConfig, average_norm_threshold, spike_outcomes, train_run
+from gradclip.sinks import read_run
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The matrices are tiny: on shared cores extra torch threads only contend (runs get 10-40x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = RunConfig(task="temporal-order", length=10, steps=30, hidden=8, eval_every=10, eval_size=50)
+
+
+def test_clipped_and_unclipped_runs_share_init_and_data_until_the_first_clip() -> None:
+    free = train_run(TINY)
+    c = sorted(free.grad_norms)[len(free.grad_norms) // 2]  # the median: roughly half the steps clip
+    clipped = train_run(RunConfig(**{**free.config, "threshold": c}))
+    first = next(i for i, n in enumerate(free.grad_norms) if n > c)
+    np.testing.assert_allclose(clipped.grad_norms[: first + 1], free.grad_norms[: first + 1], rtol=1e-6)
+    assert clipped.grad_norms[first + 1] != pytest.approx(free.grad_norms[first + 1], rel=1e-9)
+    assert clipped.clipped_steps == sum(n > c for n in clipped.grad_norms)
+    assert free.clipped_steps == 0
+
+
+def test_a_run_logs_every_step_through_the_monitor(tmp_path) -> None:
+    result = train_run(replace(TINY, threshold=0.05), log_dir=tmp_path)
+    log = read_run(tmp_path / "grads.jsonl")
+    assert log.steps == len(result.grad_norms)
+    np.testing.assert_allclose(log.columns["total_norm"], result.grad_norms, rtol=1e-6)
+    assert list(log.columns["clipped"] == 1) == [n > 0.05 for n in result.grad_norms]
+    assert log.layers == ["W_uh", "W_hh", "b_h", "W_hy", "b_y"]
+
+
+def test_success_stops_the_run_at_the_first_evaluation_under_target() -> None:
+    # A target error of 100% is met by any network: the run must stop at the first evaluation.
+    result = train_run(replace(TINY, target_error=1.01))
+    assert result.solved and result.steps_to_success == 10 and len(result.losses) == 10
+
+
+def test_divergence_is_detected_and_stops_the_run() -> None:
+    result = train_run(RunConfig(task="addition", length=10, steps=200, hidden=8, lr=1e6, eval_every=0))
+    assert result.diverged and not result.solved
+    assert not math.isfinite(result.losses[-1]) or not math.isfinite(result.grad_norms[-1])
+    assert len(result.losses) < 200
+
+
+def test_average_norm_rule_is_the_mean_of_the_unclipped_warmup() -> None:
+    warm = train_run(replace(TINY, steps=25, eval_every=0))
+    assert average_norm_threshold(TINY, warmup=25, factor=3.0) == pytest.approx(3 * np.mean(warm.grad_norms))
+
+
+def test_spike_outcomes_count_spikes_and_the_jumps_after_them() -> None:
+    norms = [1.0] * 40 + [50.0] + [1.0] * 39 + [50.0] + [1.0] * 39
+    calm = [1.0] * 120  # the loss ignores the first spike ...
+    assert spike_outcomes(norms, calm) == (2, 0)
+    thrown = [1.0] * 81 + [5.0] * 39  # ... this one is thrown up after the second
+    assert spike_outcomes(norms, thrown) == (2, 1)
+    assert spike_outcomes([1.0] * 30 + [math.nan], [1.0] * 30 + [math.nan]) == (1, 1)
+
+
+def test_summary_rows_and_table_count_what_the_runs_did() -> None:
+    results = run_pascanu(TINY, seeds=2, threshold=0.05, workers=1)
+    rows = summarise(results)
+    assert [r.variant for r in rows] == ["SGD", "SGD-C (clipped)"] and all(r.runs == 2 for r in rows)
+    assert rows[1].median_threshold == 0.05 and math.isnan(rows[0].median_threshold)
+    assert rows[0].max_grad_norm == max(max(r.grad_norms) for r in results[:2])
+    table = format_table(rows)
+    assert "SGD-C (clipped)" in table and f"{rows[0].solved}/2" in table
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: RunConfig(task="adding"), "unknown task 'adding'"),
+        (lambda: RunConfig(lr=0), "lr must be a finite number > 0, got 0"),
+        (lambda: RunConfig(threshold=-1.0), "threshold must be a finite number > 0, got -1.0"),
+        (lambda: RunConfig(init="xavier"), "unknown init 'xavier'; choose from"),
+        (lambda: run_pascanu(TINY, seeds=0), "seeds must be an integer >= 1, got 0"),
+        (lambda: average_norm_threshold(TINY, warmup=0), "warmup must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_arguments_are_named(call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_cli_rejects_a_bad_task_in_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["pascanu", "--task", "adding"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "invalid choice: 'adding'" in err
+
+
+def test_quick_preset_fills_only_the_unset_options() -> None:
+    args = cli.build_parser().parse_args(["pascanu", "--quick", "--seeds", "3"])
+    settings = cli._settings(args)
+    assert settings["seeds"] == 3 and settings["length"] == 20 and settings["lr"] == 0.05
+    assert settings["hidden"] == cli.DEFAULTS["hidden"]
+
+
+def test_cliff_clipping_keeps_every_step_short_and_unclipped_descent_is_thrown_off(tmp_path) -> None:
+    result = run_cliff(out=tmp_path, grid=41)
+    free, clipped = result.trajectories["none"], result.trajectories["norm"]
+    assert clipped.step_length.max() <= 0.1 * 1.0 + 1e-9  # lr · c
+    assert free.step_length.max() > 10.0  # a step off the wall: the cliff of Fig. 6
+    assert clipped.loss[-1] < free.loss[-1]
+    assert result.path == tmp_path / "cliff.png" and result.path.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_pascanu_experiment_end_to_end_in_worker_processes(tmp_path, capsys) -> None:
+    code = cli.main(["pascanu", "--task", "addition", "--length", "10", "--seeds", "2", "--steps", "40",
+                     "--hidden", "8", "--eval-every", "20", "--eval-size", "50", "--warmup", "10",
+                     "--workers", "2", "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "SGD-C (clipped)" in out and "2 seeds" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["runs"] for row in summary["rows"]] == [2, 2]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == [f"addition-L10-{kind}-s{s}" for kind in ("clip", "noclip") for s in (0, 1)]
+    for name in runs:
+        log = read_run(tmp_path / "runs" / name / "grads.jsonl")
+        assert 0 < log.steps <= 40
+        assert (log.columns["threshold"] > 0).all() == name.startswith("addition-L10-clip")
+    assert (tmp_path / "pascanu.png").stat().st_size > 10_000

@@ -1,0 +1,231 @@
+"""The explorer's HTTP API through Starlette's test client: answers, and HTTP 400 for every bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette", reason="the explorer needs the 'explorer' extra")
+from starlette.testclient import TestClient
+
+from gradclip.explorer import cliff, runs
+from gradclip.explorer.server import MAX_GRID, MAX_STEPS, STATIC, create_app
+from gradclip.monitor import GradMonitor
+from gradclip.sinks import JSONL_NAME
+
+SIM = {"surface": "cliff", "u": "5", "v": "-3.5", "lr": "0.1", "threshold": "1", "steps": "200"}
+
+
+def _write_run(path: Path, steps: int, *, spikes=(), threshold: float = 1.0) -> None:
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the spikes are meant to warn
+        with GradMonitor(log_dir=path, max_norm=threshold) as monitor:
+            for i in range(steps):
+                norm = abs(rng.normal(0.8, 0.2)) * (100.0 if i in spikes else 1.0)
+                monitor.record(norm, threshold=threshold, loss=1.0 / (1 + i))
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    _write_run(root / "exp" / "a", 300, spikes=(150,))
+    _write_run(root / "long", 9000, spikes=(4321,))
+    secret = tmp_path_factory.mktemp("outside") / "secret"
+    _write_run(secret, 10)
+    (root / "link").symlink_to(secret, target_is_directory=True)  # a link out of the runs directory
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(runs_dir) -> TestClient:
+    # raise_server_exceptions (the default) turns any 500 into a failing test.
+    with TestClient(create_app(runs_dir=runs_dir)) as c:
+        yield c
+
+
+def test_surfaces_lists_landscapes_defaults_and_limits(client):
+    body = client.get("/api/surfaces").json()
+    assert [s["name"] for s in body["surfaces"]] == list(cliff.LANDSCAPES)
+    assert body["methods"] == ["none", "norm", "value"] and body["limits"]["steps"] == MAX_STEPS
+    cliff_info = body["surfaces"][0]
+    assert cliff_info["axes"] == ["w", "b"] and cliff_info["bounds"] == [[2.0, 10.0], [-7.0, 0.0]]
+
+
+def test_surface_returns_the_grid(client):
+    body = client.get("/api/surface", params={"surface": "bowl", "grid": 11}).json()
+    assert len(body["u"]) == len(body["v"]) == 11 and len(body["loss"]) == 11 and len(body["loss"][0]) == 11
+    assert body["loss"][5][5] == pytest.approx(0.0) and body["loss"][0][0] == pytest.approx(0.5 * (25 + 100))
+
+
+def test_simulate_returns_three_runs_matching_the_library(client):
+    body = client.get("/api/simulate", params=SIM).json()
+    expected = cliff.simulate_all("cliff", (5.0, -3.5), lr=0.1, threshold=1.0, steps=200)
+    assert set(body["runs"]) == {"none", "norm", "value"}
+    for method, run in body["runs"].items():
+        t = expected[method]
+        assert run["u"] == t.points[:, 0].tolist() and run["v"] == t.points[:, 1].tolist()
+        assert run["clip_count"] == int(t.clipped.sum()) and run["max_step"] == pytest.approx(
+            t.step_length.max()
+        )
+    assert body["runs"]["norm"]["max_step"] <= 0.1 * 1.0 * (1 + 1e-12)
+    assert body["runs"]["none"]["max_step"] > 10
+
+
+def test_diverged_loss_is_sent_as_null_not_nan(client):
+    params = {"surface": "valley", "u": "-8", "v": "2.6", "lr": "0.1", "threshold": "2", "steps": "300"}
+    response = client.get("/api/simulate", params=params)
+    assert response.status_code == 200 and "NaN" not in response.text and "Infinity" not in response.text
+    none = response.json()["runs"]["none"]
+    assert none["diverged"] and none["loss"][-1] is None
+
+
+def test_the_largest_simulation_allowed_is_answered(client):
+    response = client.get("/api/simulate", params={**SIM, "steps": str(MAX_STEPS)})
+    assert response.status_code == 200
+    assert len(response.json()["runs"]["norm"]["u"]) == MAX_STEPS + 1
+
+
+def test_vector_compares_norm_and_value_clipping(client):
+    body = client.get("/api/vector", params={"gx": "3", "gy": "1", "threshold": "1"}).json()
+    assert body["value_clipped"] == [1.0, 1.0]
+    assert body["angle_deg"] == pytest.approx(45.0 - math.degrees(math.atan(1 / 3)))
+    assert body["norm_clipped_norm"] == pytest.approx(1.0, abs=1e-5)
+
+
+BAD = [
+    ("/api/surface", {"surface": "cliffs"}, "unknown surface 'cliffs'"),
+    ("/api/surface", {}, "missing parameter 'surface'"),
+    (
+        "/api/surface",
+        {"surface": "cliff", "grid": str(MAX_GRID + 1)},
+        "grid must be a whole number in [8, 400]",
+    ),
+    ("/api/surface", {"surface": "cliff", "grid": "7"}, "grid must be"),
+    ("/api/surface", {"surface": "cliff", "grid": "12.5"}, "grid must be a whole number"),
+    ("/api/surface", {"surface": "cliff", "colour": "red"}, "unknown parameter 'colour'"),
+    ("/api/simulate", {**SIM, "steps": str(MAX_STEPS + 1)}, "steps must be a whole number in [1, 10000]"),
+    ("/api/simulate", {**SIM, "steps": "0"}, "steps must be"),
+    ("/api/simulate", {**SIM, "steps": "1e3"}, "steps must be a whole number"),
+    ("/api/simulate", {**SIM, "lr": "0"}, "lr must be a number in (0, 100]"),
+    ("/api/simulate", {**SIM, "lr": "-1"}, "lr must be"),
+    ("/api/simulate", {**SIM, "lr": "nan"}, "lr must be"),
+    ("/api/simulate", {**SIM, "lr": "inf"}, "lr must be"),
+    ("/api/simulate", {**SIM, "lr": "1e999"}, "lr must be"),
+    ("/api/simulate", {**SIM, "lr": "abc"}, "lr must be a number"),
+    ("/api/simulate", {**SIM, "lr": ""}, "lr must be"),
+    ("/api/simulate", {**SIM, "threshold": "0"}, "threshold must be"),
+    ("/api/simulate", {**SIM, "threshold": "1e5"}, "threshold must be"),
+    ("/api/simulate", {**SIM, "u": "11"}, "u must be a number in [2, 10]"),
+    ("/api/simulate", {**SIM, "v": "0.5"}, "v must be a number in [-7, 0]"),
+    ("/api/simulate", {**SIM, "surface": "moon"}, "unknown surface 'moon'"),
+    ("/api/simulate", {k: v for k, v in SIM.items() if k != "lr"}, "missing parameter 'lr'"),
+    ("/api/simulate", {**SIM, "lr": "1" * 400}, "at most 300"),
+    ("/api/vector", {"gx": "1", "gy": "1"}, "missing parameter 'threshold'"),
+    ("/api/vector", {"gx": "1e5", "gy": "1", "threshold": "1"}, "gx must be a number in [-10000, 10000]"),
+    ("/api/vector", {"gx": "1", "gy": "-nan", "threshold": "1"}, "gy must be"),
+    ("/api/runs", {"x": "1"}, "unknown parameter 'x'"),
+    ("/api/run", {}, "missing parameter 'run'"),
+    ("/api/run", {"run": "../outside"}, "unknown run '../outside'"),
+    ("/api/run", {"run": "exp/../../etc"}, "unknown run"),
+    ("/api/run", {"run": "/etc/passwd"}, "unknown run"),
+    ("/api/run", {"run": "link"}, "unknown run 'link'"),
+    ("/api/run", {"run": "exp"}, "unknown run 'exp'"),
+    ("/api/run", {"run": "exp/a\x00"}, "printable"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "message"), BAD, ids=[f"{p}-{m[:30]}" for p, _, m in BAD])
+def test_bad_input_is_a_400_with_a_json_message(client, path, params, message):
+    response = client.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert message in response.json()["error"]
+
+
+def test_repeated_parameter_is_refused(client):
+    response = client.get("/api/simulate?" + "&".join(f"{k}={v}" for k, v in SIM.items()) + "&lr=0.2")
+    assert response.status_code == 400 and "'lr' given more than once" in response.json()["error"]
+
+
+def test_unknown_paths_and_methods_answer_json(client):
+    assert client.get("/api/nothing").status_code == 404
+    assert client.get("/api/nothing").json() == {"error": "Not Found"}
+    assert client.post("/api/simulate", params=SIM).status_code == 405
+    assert client.get("/static/../server.py").status_code == 404
+
+
+def test_page_and_plotly_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200 and '<script src="/vendor/plotly.min.js">' in page.text
+    js = client.get("/vendor/plotly.min.js")
+    assert (
+        js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
+    )
+    for name in ("app.js", "cliff.js", "vector.js", "runs.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_static_files_reference_no_remote_host():
+    # Offline: the page must not pull anything from a CDN or any other host.
+    for path in STATIC.iterdir():
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", path.read_text()), path
+
+
+def test_runs_lists_only_real_files_inside_the_directory(client):
+    body = client.get("/api/runs").json()
+    assert sorted(r["id"] for r in body["runs"]) == ["exp/a", "long"]
+
+
+def test_run_reports_clip_rate_warnings_and_advice(client, runs_dir):
+    body = client.get("/api/run", params={"run": "exp/a"}).json()
+    steps = [json.loads(line) for line in (runs_dir / "exp" / "a" / JSONL_NAME).read_text().splitlines()]
+    steps = [r for r in steps if r["type"] == "step"]
+    assert body["steps"] == 300 and not body["truncated"]
+    assert body["clip_rate"] == pytest.approx(sum(r["clipped"] for r in steps) / 300)
+    assert any(w["kind"] == "spike" and w["step"] == 150 for w in body["warnings"])
+    assert body["advice"]["low"] <= body["advice"]["high"] and "suggested max_norm" in body["advice"]["text"]
+    assert body["timeline"]["total_norm"][150] == pytest.approx(steps[150]["total_norm"])
+
+
+def test_long_run_is_bucketed_and_keeps_its_spike(client):
+    body = client.get("/api/run", params={"run": "long"}).json()
+    t = body["timeline"]
+    assert body["steps"] == 9000 and len(t["step"]) <= runs.MAX_POINTS and body["bucket"] == 5
+    assert max(t["total_norm"]) > 20  # the 100x spike at step 4321 survives the reduction
+
+
+def test_truncated_last_line_is_skipped_and_damage_is_a_400(tmp_path):
+    _write_run(tmp_path / "r", 150)
+    path = tmp_path / "r" / JSONL_NAME
+    with TestClient(create_app(runs_dir=tmp_path)) as c:
+        lines = path.read_text().splitlines(keepends=True)
+        # Drop the summary (last line) and crash in the middle of writing step 150.
+        path.write_text("".join(lines[:-1]) + '{"type":"step","step":150,"total_')
+        body = c.get("/api/run", params={"run": "r"}).json()
+        assert body["truncated"] and body["steps"] == 150 and body["summary"] is None
+        assert body["advice"] is not None  # recomputed from the steps when no summary was written
+        path.write_text(lines[0] + "not json\n" + "".join(lines[1:]))
+        response = c.get("/api/run", params={"run": "r"})
+        assert response.status_code == 400 and "cannot be read" in response.json()["error"]
+        path.write_text('{"type": "step"}\n')
+        assert c.get("/api/run", params={"run": "r"}).status_code == 400
+
+
+def test_missing_runs_directory_lists_nothing(tmp_path):
+    with TestClient(create_app(runs_dir=tmp_path / "absent")) as c:
+        assert c.get("/api/runs").json()["runs"] == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO to stand in for an unreadable file")
+def test_a_fifo_named_like_a_run_is_not_listed(tmp_path):
+    (tmp_path / "f").mkdir()
+    os.mkfifo(tmp_path / "f" / JSONL_NAME)  # opening it would block: it must never be read
+    assert runs.list_runs(tmp_path) == []
