@@ -18,8 +18,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from gradclip.sandbox.demo import format_table, run_demo
 
     print(
-        f"Training an MLP on scikit-learn digits twice ({args.epochs} epochs, SGD lr 0.1 momentum 0.9); "
-        f"at step 100 one bad batch has its loss multiplied by {args.spike:g}."
+        f"Training a small CNN on scikit-learn digits twice ({args.epochs} epochs, SGD lr 0.05, Nesterov "
+        f"momentum 0.9); at step 60 one bad batch has its loss multiplied by {args.spike:g}."
     )
     runs = run_demo(
         max_norm=args.max_norm, epochs=args.epochs, spike=args.spike, seed=args.seed, out_dir=args.out
@@ -49,11 +49,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from gradclip.sandbox.vectorized import cli as vcli
 
-    train = sub.add_parser("train", help="train in a sandbox (vectorized: NumPy MLP)")
+    train = sub.add_parser("train", help="train in a sandbox (vectorized: NumPy MLP; conv: torch CNNs)")
     kinds = train.add_subparsers(dest="sandbox", required=True, parser_class=Parser)
     vec = kinds.add_parser("vectorized", help="NumPy MLP on digits, two-moons or circles")
     vcli.add_arguments(vec)
     vec.set_defaults(func=vcli.run)
+
+    from gradclip.sandbox.convolutional import cli as ccli
+
+    conv = kinds.add_parser(
+        "conv", help="torch CNNs (resnet18, small_cnn, deep_cnn) on digits, CIFAR-10 or a folder"
+    )
+    ccli.add_arguments(conv)
+    conv.set_defaults(func=lambda a: ccli.run(a, parser=conv))
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
@@ -75,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="gradclip", description="Gradient clipping you can trust, see and understand.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     demo = sub.add_parser("demo", help="train on embedded digits with and without clipping, side by side")
-    demo.add_argument("--max-norm", type=positive_float, default=1.0, help="clipping threshold (default 1)")
-    demo.add_argument("--epochs", type=positive_int, default=8, help="epochs per run (default 8)")
+    demo.add_argument("--max-norm", type=positive_float, default=5.0, help="clipping threshold (default 5)")
+    demo.add_argument("--epochs", type=positive_int, default=5, help="epochs per run (default 5)")
     demo.add_argument("--spike", type=positive_float, default=1e4, help="loss factor of the bad batch")
     demo.add_argument("--seed", type=int, default=0, help="seed for data split, init and order")
     demo.add_argument(

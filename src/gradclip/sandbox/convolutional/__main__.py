@@ -1,0 +1,5 @@
+import sys
+
+from gradclip.sandbox.convolutional.cli import main
+
+sys.exit(main())

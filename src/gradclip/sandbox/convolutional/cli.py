@@ -1,0 +1,208 @@
+"""Command line of the convolutional sandbox: train a CNN on digits, CIFAR-10 or an image folder.
+
+``python -m gradclip.sandbox.convolutional resnet18 --epochs 5 --batch-size 128 --gpu --grad-clip 5.0``
+(the seed system's command; ``--grad-clip`` unset disables clipping). With ``--out DIR`` the run
+writes ``DIR/checkpoint.pt`` after every epoch, ``DIR/history.json``, the monitor's ``grads.jsonl``
+and TensorBoard events; ``--resume`` continues the run saved in ``DIR``. Bad arguments print one
+line, ``...: error: ...``, and exit with code 2 before anything is written. ``add_arguments`` and
+``run`` let ``gradclip train conv`` reuse the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradclip._argparse import Parser, positive_float, positive_int
+from gradclip.sandbox.convolutional.checkpoint import load_checkpoint
+from gradclip.sandbox.convolutional.clipping import CLIP_MODES
+from gradclip.sandbox.convolutional.data import DATASETS, load_data
+from gradclip.sandbox.convolutional.models import MODELS, build_model
+from gradclip.sandbox.convolutional.trainer import ConvTrainer
+
+__all__ = ["add_arguments", "main", "run"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+CHECKPOINT = "checkpoint.pt"
+# Options that must match between a run and its resumption (epochs may grow; paths, device and
+# verbosity may change).
+SAME_ON_RESUME = ("model", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr", "lookahead",
+                  "grad_clip", "clip_mode", "amp", "seed", "inject_spike")  # fmt: skip
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work: reported in one line, exit code 2."""
+
+
+def _spike(text: str) -> tuple[int, float]:
+    step, sep, factor = text.partition(":")
+    try:
+        value = (int(step), float(factor))
+    except ValueError:
+        value = None
+    if not sep or value is None or value[0] < 0 or not math.isfinite(value[1]):
+        raise argparse.ArgumentTypeError(f"expected STEP:FACTOR (step >= 0, finite factor), got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the convolutional-sandbox options to ``parser`` (grouped as timm does)."""
+    parser.add_argument("model", choices=sorted(MODELS), help="network to train")
+    task = parser.add_argument_group("data")
+    task.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default: embedded digits)")
+    task.add_argument("--data-dir", type=Path, default=None, help="cifar10 batches or class folders")
+    task.add_argument("--image-size", type=positive_int, default=None, help="side in pixels (digits: 16)")
+    clip = parser.add_argument_group("clipping")
+    clip.add_argument("--grad-clip", type=float, default=None,
+                      help="the clip mode's knob (norm/value: c, agc: factor, percentile: p, zscore: z); "
+                           "unset, 0 or < 0 disables clipping")  # fmt: skip
+    clip.add_argument("--clip-mode", choices=sorted(CLIP_MODES), default="norm")
+    clip.add_argument("--inject-spike", type=_spike, default=None, metavar="STEP:FACTOR",
+                      help="multiply the loss of global step STEP by FACTOR (a bad batch)")  # fmt: skip
+    opt = parser.add_argument_group("optimizer")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd has Nesterov momentum 0.9")
+    opt.add_argument("--lr", type=positive_float, default=None, help="default: sgd 0.05, adam(w) 1e-3")
+    opt.add_argument("--lookahead", action="store_true", help="wrap in Lookahead(k=5, alpha=0.5)")
+    run_ = parser.add_argument_group("run")
+    run_.add_argument("--epochs", type=positive_int, default=5)
+    run_.add_argument("--batch-size", type=positive_int, default=128)
+    run_.add_argument("--gpu", action="store_true", help="train on CUDA (error if none is available)")
+    run_.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bfloat16 on CPU)")
+    run_.add_argument("--seed", type=int, default=0, help="seed of split, initialisation and data order")
+    run_.add_argument("--out", type=Path, default=None, help="run directory: checkpoint, history, logs")
+    run_.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    run_.add_argument("--no-monitor", action="store_true", help="do not attach the GradMonitor")
+    run_.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> Path | None:
+    """Reject combinations that cannot work, before anything is read or written; return the checkpoint."""
+    if args.gpu and not torch.cuda.is_available():
+        built = "with" if torch.backends.cuda.is_built() else "without"
+        raise UsageError(f"--gpu was given but CUDA is not available (torch {torch.__version__}, "
+                         f"built {built} CUDA); drop --gpu to train on the CPU")  # fmt: skip
+    if args.grad_clip is not None and not math.isfinite(args.grad_clip):
+        raise UsageError(f"--grad-clip must be a finite number, got {args.grad_clip!r}")
+    clipping = args.grad_clip is not None and args.grad_clip > 0
+    if args.clip_mode != "norm" and not clipping:
+        raise UsageError(f"--clip-mode {args.clip_mode} needs --grad-clip > 0 (its knob: see --help)")
+    if args.data != "digits" and args.data_dir is None:
+        raise UsageError(f"--data {args.data} is read from disk: give --data-dir")
+    if args.out is None:
+        if args.resume:
+            raise UsageError("--resume needs --out, the run directory to continue")
+        return None
+    ckpt = args.out / CHECKPOINT
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {str(args.out)!r} exists and is not a directory")
+    if args.resume and not ckpt.is_file():
+        raise UsageError(f"--resume: no {CHECKPOINT} in {str(args.out)!r} to continue")
+    if not args.resume and ckpt.exists():
+        raise UsageError(f"--out {str(args.out)!r} already holds a run ({CHECKPOINT}); "
+                         "pass --resume to continue it or choose another --out")  # fmt: skip
+    return ckpt
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: None if getattr(args, k) is None else str(getattr(args, k)) for k in SAME_ON_RESUME}
+
+
+def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> Any:
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    if args.optimizer == "sgd":
+        opt: Any = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    elif args.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    if args.lookahead:
+        from gradclip.optim import Lookahead
+
+        opt = Lookahead(opt, k=5, alpha=0.5)
+    return opt
+
+
+def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, start_epoch: int) -> Any:
+    if args.no_monitor:
+        return None
+    from gradclip.monitor import GradMonitor
+
+    log_dir = None
+    if args.out is not None:  # a resumed run logs beside the first part, never over it
+        log_dir = args.out / ("monitor" if start_epoch == 0 else f"monitor-from-epoch-{start_epoch}")
+    max_norm = args.grad_clip if args.clip_mode == "norm" and args.grad_clip and args.grad_clip > 0 else None
+    return GradMonitor(model, optimizer=opt, log_dir=log_dir, max_norm=max_norm)
+
+
+def run(args: argparse.Namespace, *, parser: argparse.ArgumentParser | None = None) -> int:
+    """Train as ``args`` says; print the test metrics. Returns an exit code (2: bad arguments)."""
+    try:
+        return _run(args)
+    except (UsageError, FileNotFoundError, ImportError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if parser is not None:
+            parser.error(message)  # exits with code 2
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    ckpt = _check(args)
+    split = load_data(args.data, data_dir=args.data_dir, size=args.image_size, seed=args.seed)
+    device = torch.device("cuda" if args.gpu else "cpu")
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)  # noqa: NPY002 -- seeds the legacy global generator third-party code may use
+    model = build_model(args.model, in_channels=split.in_channels, num_classes=split.num_classes)
+    opt = _optimizer(args, model)
+    trainer = ConvTrainer(
+        model, opt, args.grad_clip, clip_mode=args.clip_mode, device=device, amp=args.amp,
+        spike=args.inject_spike, progress=not args.quiet, seed=args.seed,
+        log_dir=None if args.out is None else args.out / "tensorboard",
+    )  # fmt: skip
+    config = _config(args)
+    if args.resume:
+        state = load_checkpoint(ckpt, map_location=device)
+        saved = state.get("extra", {}).get("config", {})
+        diff = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        if diff:
+            raise UsageError("--resume with options that differ from the saved run: "
+                             + ", ".join(f"{k} was {a} now {b}" for k, (a, b) in diff.items()))  # fmt: skip
+        trainer.load_state_dict(state)
+        if trainer.epoch >= args.epochs:
+            raise UsageError(f"--resume: the run already has {trainer.epoch} epochs; raise --epochs to go on")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    trainer.monitor = _monitor(args, model, opt, trainer.epoch)
+    try:
+        trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt, extra={"config": config})
+    finally:
+        if trainer.monitor is not None:
+            trainer.monitor.close()
+        if trainer.writer is not None:
+            trainer.writer.close()
+    h = trainer.history
+    print(f"{args.model} on {args.data}: test loss {h['val_loss'][-1]:.4f}, test accuracy "
+          f"{h['val_accuracy'][-1]:.4f}, clipped {int(sum(h['clipped']))}/{trainer.step_count} steps, "
+          f"{sum(h['seconds']):.1f}s")  # fmt: skip
+    if args.out is not None:
+        (args.out / "history.json").write_text(json.dumps({"config": config, **h}, indent=1))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gradclip.sandbox.convolutional ...``; returns the exit code."""
+    parser = Parser(prog="python -m gradclip.sandbox.convolutional", description=__doc__.split("\n\n")[0])
+    args = add_arguments(parser).parse_args(argv)
+    return run(args, parser=parser)

@@ -1,0 +1,109 @@
+"""The convolutional sandbox's command line: one-line errors, run directories, SIGKILL and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gradclip.sandbox.convolutional.checkpoint import load_checkpoint
+from gradclip.sandbox.convolutional.cli import main
+
+CMD = [sys.executable, "-m", "gradclip.sandbox.convolutional"]
+TINY = ["small_cnn", "--image-size", "8", "--quiet"]
+
+
+def _error_line(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and ": error: " in err
+    return err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when CUDA is missing")
+def test_gpu_without_cuda_is_a_one_line_error_with_exit_code_2():
+    argv = ["resnet18", "--epochs", "5", "--batch-size", "128", "--gpu", "--grad-clip", "5.0"]
+    out = subprocess.run([*CMD, *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "--gpu was given but CUDA is not available" in out.stderr
+
+
+def test_unknown_model_lists_the_choices(capsys):
+    err = _error_line(capsys, ["resnet50"])
+    assert "invalid choice: 'resnet50' (choose from 'deep_cnn', 'resnet18', 'small_cnn')" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*TINY, "--inject-spike", "10"], "expected STEP:FACTOR"),
+        ([*TINY, "--inject-spike", "a:2"], "expected STEP:FACTOR"),
+        ([*TINY, "--epochs", "0"], "expected a whole number >= 1, got '0'"),
+        ([*TINY, "--lr", "-1"], "expected a finite number > 0"),
+        ([*TINY, "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+        ([*TINY, "--clip-mode", "agc"], "--clip-mode agc needs --grad-clip > 0"),
+        ([*TINY, "--grad-clip", "nan"], "--grad-clip must be a finite number"),
+        ([*TINY, "--data", "cifar10"], "--data cifar10 is read from disk: give --data-dir"),
+        ([*TINY, "--resume"], "--resume needs --out"),
+        ([*TINY, "--clip-mode", "percentile", "--grad-clip", "500"], "grad_clip_norm is p in (0, 100]"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(capsys, argv, message):
+    assert message in _error_line(capsys, argv)
+
+
+def test_missing_cifar_files_are_a_one_line_error(capsys, tmp_path):
+    err = _error_line(capsys, ["small_cnn", "--data", "cifar10", "--data-dir", str(tmp_path)])
+    assert "no CIFAR-10 python batches in" in err
+    assert "size must be 32" in _error_line(capsys, [*TINY, "--data", "cifar10", "--data-dir", str(tmp_path)])
+
+
+def test_a_run_writes_its_directory_and_refuses_to_overwrite_it(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main([*TINY, "--epochs", "1", "--batch-size", "64", "--grad-clip", "1", "--out", str(out)]) == 0
+    assert "small_cnn on digits: test loss" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["grad_clip"] == "1.0" and len(history["val_accuracy"]) == 1
+    assert (out / "monitor" / "grads.jsonl").is_file() and list((out / "tensorboard").iterdir())
+    saved = (out / "checkpoint.pt").read_bytes()
+    assert "already holds a run" in _error_line(capsys, [*TINY, "--out", str(out)])
+    same = [*TINY, "--epochs", "1", "--batch-size", "64", "--grad-clip", "1", "--out", str(out), "--resume"]
+    assert "raise --epochs" in _error_line(capsys, same)
+    err = _error_line(capsys, [*TINY, "--epochs", "2", "--batch-size", "64", "--out", str(out), "--resume"])
+    assert "differ from the saved run: grad_clip was 1.0 now None" in err
+    assert (out / "checkpoint.pt").read_bytes() == saved  # nothing was lost
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_epoch_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    args = [*TINY, "--epochs", "4", "--batch-size", "8", "--grad-clip", "2", "--no-monitor", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count in every run: same float sums
+    straight = subprocess.run([*CMD, *args, "--out", str(tmp_path / "a")], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    proc = subprocess.Popen([*CMD, *args, "--out", str(tmp_path / "b")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.1)  # into the second epoch (180 steps)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL  # killed, not finished
+    assert load_checkpoint(ckpt)["epoch"] < 4
+    resumed = subprocess.run([*CMD, *args, "--out", str(tmp_path / "b"), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(ckpt)
+    assert a["epoch"] == b["epoch"] == 4 and a["step"] == b["step"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"]["grad_norm"] == b["history"]["grad_norm"]
