@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -24,10 +25,10 @@ import torch
 
 from gradclip._argparse import Parser, positive_float, positive_int
 from gradclip.sandbox.convolutional.checkpoint import load_checkpoint
-from gradclip.sandbox.convolutional.clipping import CLIP_MODES
+from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_clipper
 from gradclip.sandbox.convolutional.data import DATASETS, load_data
 from gradclip.sandbox.convolutional.models import MODELS, build_model
-from gradclip.sandbox.convolutional.trainer import ConvTrainer
+from gradclip.sandbox.convolutional.trainer import ConvTrainer, _unwrap
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -157,19 +158,47 @@ def run(args: argparse.Namespace, *, parser: argparse.ArgumentParser | None = No
         return 2
 
 
+def _distributed(args: argparse.Namespace) -> tuple[int, torch.device]:
+    """Join the torchrun job when there is one (WORLD_SIZE > 1): gloo on CPU, nccl with --gpu."""
+    device = torch.device("cuda" if args.gpu else "cpu")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, device
+    import torch.distributed as dist
+
+    if args.gpu:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if args.gpu else "gloo")
+    return dist.get_rank(), device
+
+
 def _run(args: argparse.Namespace) -> int:
     ckpt = _check(args)
     split = load_data(args.data, data_dir=args.data_dir, size=args.image_size, seed=args.seed)
-    device = torch.device("cuda" if args.gpu else "cpu")
+    rank, device = _distributed(args)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)  # noqa: NPY002 -- seeds the legacy global generator third-party code may use
     model = build_model(args.model, in_channels=split.in_channels, num_classes=split.num_classes)
     opt = _optimizer(args, model)
+    clipper = None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # DDP averages the gradients during backward(): every rank then clips the same global
+        # gradient locally, no extra collective (gradclip.distributed). Only rank 0 writes.
+        if args.grad_clip is not None and args.grad_clip > 0:
+            clipper = make_clipper(args.clip_mode, args.grad_clip, model)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model.to(device), device_ids=[device.index] if device.type == "cuda" else None
+        )
+        if rank != 0:
+            args.quiet, args.no_monitor = True, True
+    writes = rank == 0 and args.out is not None
+    knob = None if clipper is not None else args.grad_clip
     trainer = ConvTrainer(
-        model, opt, args.grad_clip, clip_mode=args.clip_mode, device=device, amp=args.amp,
+        model, opt, knob, clip_mode=args.clip_mode, clipper=clipper, device=device, amp=args.amp,
         spike=args.inject_spike, progress=not args.quiet, seed=args.seed,
-        log_dir=None if args.out is None else args.out / "tensorboard",
+        log_dir=args.out / "tensorboard" if writes else None,
     )  # fmt: skip
     config = _config(args)
     if args.resume:
@@ -182,22 +211,26 @@ def _run(args: argparse.Namespace) -> int:
         trainer.load_state_dict(state)
         if trainer.epoch >= args.epochs:
             raise UsageError(f"--resume: the run already has {trainer.epoch} epochs; raise --epochs to go on")
-    if args.out is not None:
+    if writes:
         args.out.mkdir(parents=True, exist_ok=True)
-    trainer.monitor = _monitor(args, model, opt, trainer.epoch)
+    trainer.monitor = _monitor(args, _unwrap(model), opt, trainer.epoch)
     try:
-        trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt, extra={"config": config})
+        trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt if writes else None,
+                    extra={"config": config})  # fmt: skip
     finally:
         if trainer.monitor is not None:
             trainer.monitor.close()
         if trainer.writer is not None:
             trainer.writer.close()
     h = trainer.history
-    print(f"{args.model} on {args.data}: test loss {h['val_loss'][-1]:.4f}, test accuracy "
-          f"{h['val_accuracy'][-1]:.4f}, clipped {int(sum(h['clipped']))}/{trainer.step_count} steps, "
-          f"{sum(h['seconds']):.1f}s")  # fmt: skip
-    if args.out is not None:
+    if rank == 0:
+        print(f"{args.model} on {args.data}: test loss {h['val_loss'][-1]:.4f}, test accuracy "
+              f"{h['val_accuracy'][-1]:.4f}, clipped {int(sum(h['clipped']))}/{trainer.step_count} steps, "
+              f"{sum(h['seconds']):.1f}s")  # fmt: skip
+    if writes:
         (args.out / "history.json").write_text(json.dumps({"config": config, **h}, indent=1))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -59,6 +59,19 @@ def _clip_threshold(value: object) -> float | None:
     return float(value) if value > 0 else None
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _rank_world() -> tuple[int, int]:
+    """This process's rank and the world size under torch.distributed (0, 1 otherwise)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _spike(spike: object) -> tuple[int, float] | None:
     if spike is None:
         return None
@@ -150,14 +163,19 @@ class ConvTrainer:
         off = torch.zeros((), dtype=torch.bool, device=total.device)
         return ClipStats(total, torch.ones_like(total), off, torch.isfinite(total), norms)
 
-    def _train_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
-        """One update; return (batch loss, correct predictions) as 0-dim device tensors."""
+    def _train_step(self, xb: Tensor, yb: Tensor, *, weight: float = 1.0) -> tuple[Tensor, Tensor]:
+        """One update; return (batch loss, correct predictions) as 0-dim device tensors.
+
+        ``weight`` multiplies the objective (not the reported loss): the DDP share of a batch.
+        """
         with torch.autocast(self.device.type, dtype=self._amp_dtype, enabled=self.amp):
             logits = self.model(xb)  # (B, classes)
             loss = F.cross_entropy(logits, yb)
-        objective = loss
+        objective = loss if weight == 1.0 else loss * weight
         if self.spike is not None and self.step_count == self.spike[0]:
-            objective = loss * self.spike[1]  # the bad batch: same direction, `factor` times the gradient
+            objective = (
+                objective * self.spike[1]
+            )  # the bad batch: same direction, `factor` times the gradient
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(objective).backward()
@@ -224,6 +242,11 @@ class ConvTrainer:
         self.check_data(data.x_train, data.y_train, names=("x_train", "y_train"))
         self.check_data(data.x_test, data.y_test, names=("x_test", "y_test"))
         n = len(data.x_train)
+        rank, world = _rank_world()
+        if world > 1 and batch_size < world:
+            raise ValueError(
+                f"batch_size {batch_size} is smaller than the {world} processes sharing each batch"
+            )
         bar = _Progress(self.progress, total=(epochs - self.epoch) * math.ceil(n / batch_size))
         with bar:
             while self.epoch < epochs:
@@ -231,15 +254,23 @@ class ConvTrainer:
                 self.model.train()
                 total_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
-                for idx in torch.randperm(n, generator=self.generator).split(batch_size):
+                seen = 0
+                for batch in torch.randperm(n, generator=self.generator).split(batch_size):
+                    # Under DDP every rank draws the same global batch and takes every world-th
+                    # sample; weighting the local mean by n_local * world / n_global makes DDP's
+                    # gradient average equal the gradient of the global batch's mean loss.
+                    idx = batch[rank::world]
+                    if len(idx) == 0:
+                        continue  # only when a global batch is smaller than the world
                     xb = data.x_train[idx].to(self.device, non_blocking=True)
                     yb = data.y_train[idx].to(self.device, non_blocking=True)
-                    loss, right = self._train_step(xb, yb)
+                    loss, right = self._train_step(xb, yb, weight=len(idx) * world / len(batch))
                     total_loss += loss * len(idx)
                     correct += right
+                    seen += len(idx)
                     bar.advance()
                 val = self.evaluate(data.x_test, data.y_test, checked=True)
-                self._end_epoch(total_loss, correct, n, val, time.perf_counter() - start)
+                self._end_epoch(total_loss, correct, seen, val, time.perf_counter() - start)
                 bar.note(self._epoch_line())
                 if checkpoint is not None:
                     self.save(checkpoint, extra=extra)
@@ -295,7 +326,7 @@ class ConvTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything a bit-for-bit resume needs, in types ``torch.load(weights_only=True)`` accepts."""
         return {
-            "model": self.model.state_dict(),
+            "model": _unwrap(self.model).state_dict(),  # the same keys with or without DDP
             "optimizer": self.optimizer.state_dict(),
             "clipper": None if self.clipper is None else self.clipper.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
@@ -311,7 +342,7 @@ class ConvTrainer:
             have = "no clipping" if self.clipper is None else repr(self.clipper)
             raise ValueError(f"checkpoint was saved {'without' if state['clipper'] is None else 'with'} "
                              f"clipping; this trainer has {have}")  # fmt: skip
-        self.model.load_state_dict(state["model"])
+        _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.clipper is not None:
             self.clipper.load_state_dict(state["clipper"])
