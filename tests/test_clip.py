@@ -361,3 +361,14 @@ def test_cuda_clip_has_no_host_sync(nonfinite):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert float(get_total_norm(params)) <= 0.5 * 1.0001
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64], ids=str)
+def test_inf_norm_fast_path_matches_torch_and_propagates_nan(dtype):
+    grads = [torch.tensor([1.0, -7.5, 2.0], dtype=dtype), torch.tensor([[3.0, -0.5]], dtype=dtype)]
+    assert float(get_total_norm(grads, math.inf)) == 7.5
+    assert [float(n) for n in gradclip.tensor_norms(grads, math.inf)] == [7.5, 3.0]
+    with_empty = [*grads, torch.zeros(0, dtype=dtype)]  # aminmax refuses empty tensors: other path
+    assert float(get_total_norm(with_empty, math.inf)) == 7.5
+    assert math.isnan(float(get_total_norm([torch.tensor([1.0, math.nan], dtype=dtype)], math.inf)))
+    assert float(get_total_norm([torch.tensor([1.0, -math.inf], dtype=dtype)], math.inf)) == math.inf

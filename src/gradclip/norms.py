@@ -11,6 +11,7 @@ Nothing here reads a value back to the host, so the pass is free of CUDA synchro
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -86,9 +87,31 @@ def _group_norms(
         raise ValueError(f"foreach=True was passed, but {device.type} tensors have no foreach kernels")
     # Only narrower-than-fp32 grads need the dtype argument (it costs a little on CPU).
     acc = None if dtype in (torch.float32, torch.float64) else torch.float32
+    if math.isinf(p):
+        return _inf_norms(group, device, acc or dtype, use_foreach)
     if use_foreach:
         return list(torch._foreach_norm(group, p, dtype=acc))
     return [torch.linalg.vector_norm(g, p, dtype=acc) for g in group]
+
+
+def _inf_norms(group: list[Tensor], device: torch.device, dtype: torch.dtype, foreach: bool) -> list[Tensor]:
+    """``max |g|`` per tensor; an empty tensor has norm 0 (torch's kernels refuse it: no identity)."""
+    keep = [i for i, g in enumerate(group) if g.numel()]
+    out = torch.zeros(len(group), dtype=dtype, device=device)
+    if keep:
+        if device.type == "cpu":
+            # torch's CPU inf-norm kernel is ~10x slower than aminmax (one vectorised read pass):
+            # ||g||_inf = max(max g, -min g), NaN propagating, exact in any dtype.
+            lows, highs = zip(*(torch.aminmax(group[i]) for i in keep), strict=True)
+            norms = torch.maximum(torch.stack(highs), -torch.stack(lows))
+        elif foreach:
+            norms = torch.stack(torch._foreach_norm([group[i] for i in keep], math.inf))
+        else:
+            norms = torch.stack([torch.linalg.vector_norm(group[i], math.inf) for i in keep])
+        if len(keep) == len(group):
+            return list(norms.to(dtype).unbind())  # the common case: no scatter (no index tensor)
+        out[keep] = norms.to(dtype)
+    return list(out.unbind())
 
 
 def norms_and_total(

@@ -60,23 +60,27 @@ def _arrays(grads: Arrays) -> list[np.ndarray]:
     return out
 
 
-@np.errstate(over="ignore", invalid="ignore")  # inf/NaN norms are reported, not warned about
 def _norm(g: np.ndarray, p: float) -> float:
-    a = np.abs(g.astype(np.float64, copy=False)).ravel()
+    a = g.ravel()
+    if a.dtype != np.float64:
+        a = a.astype(np.float64)
     if a.size == 0:
         return 0.0
+    if p == 2.0:  # the common case, kept free of temporaries and of errstate's cost (BLAS never warns)
+        return math.sqrt(float(np.dot(a, a)))
     if math.isinf(p):
-        return float(a.max())
-    if p == 2.0:
-        return float(math.sqrt(np.dot(a, a)))
-    if p == 1.0:
-        return float(a.sum())
-    return float(np.sum(a**p) ** (1.0 / p))
+        return float(np.max(np.abs(a)))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN norms are reported, not warned about
+        if p == 1.0:
+            return float(np.abs(a).sum())
+        return float(np.sum(np.abs(a) ** p) ** (1.0 / p))
 
 
 def _combine(norms: list[float], p: float) -> float:
     if not norms:
         return 0.0
+    if len(norms) == 1:  # ||(n)||_p = n: skip the array round trip for a single array
+        return norms[0]
     return _norm(np.asarray(norms, dtype=np.float64), p)
 
 
@@ -104,7 +108,7 @@ def _scale_(arrays: list[np.ndarray], max_norm: float, total: float, eps: float,
     scale = min(max_norm / (total + eps), 1.0) if not math.isnan(total) else math.nan
     for g in arrays:
         # Multiply in at least float32 and round once, as torch does for fp16 gradients.
-        factor = np.result_type(g.dtype, np.float32).type(scale)
+        factor = scale if g.dtype == np.float64 else np.result_type(g.dtype, np.float32).type(scale)
         with np.errstate(invalid="ignore"):  # inf * 0 -> NaN, as in torch
             np.multiply(g, factor, out=g, casting="unsafe")
     return scale
