@@ -139,6 +139,8 @@ def norms_and_total(
     if len(groups) == 1:  # one device, one dtype: no reordering, no extra stacking
         ((device, dtype),) = groups
         norms = _group_norms(grads, p, device, dtype, foreach)
+        if len(norms) == 1:  # ||(n)||_p = n: a flat buffer's total is its norm, no extra kernels
+            return norms, norms[0]
         return norms, torch.linalg.vector_norm(torch.stack(norms), p)
     out: list[Tensor] = [grads[0]] * len(grads)
     group_totals = []
