@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from collections.abc import Sequence
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,3 +35,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run ``args.func(args)``; a ValueError/TypeError found later: one line, exit 2."""
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2

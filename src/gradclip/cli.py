@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradclip._argparse import Parser, positive_float, positive_int
+from gradclip._argparse import Parser, positive_float, positive_int, run_main
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -105,13 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (ValueError, TypeError) as err:  # bad values found after parsing: one line, exit 2
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+    return run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ same options; options left unset take the ``--quick`` preset when it is given, e
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradclip._argparse import Parser, positive_float, positive_int
+from gradclip._argparse import Parser, positive_float, positive_int, run_main
 
 __all__ = ["add_subcommands", "main", "run_cliff_command", "run_pascanu_command"]
 
@@ -160,10 +159,4 @@ def build_parser(prog: str = "python -m gradclip.sandbox.recurrent") -> argparse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (ValueError, TypeError) as err:  # bad values found after parsing: one line, exit 2
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+    return run_main(build_parser(), argv)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gradclip._io import atomic_write
 
 __all__ = ["load_state", "save_state"]
 
@@ -53,17 +54,7 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     meta = json.dumps(_pack(state, "", arrays))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_META: np.array(meta)}, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **{_META: np.array(meta)}, **arrays))
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
