@@ -115,8 +115,7 @@ def _apply_scale_(
     On the CPU the flags are returned as Python bools (the caller turns them into tensors only
     when it reports them: each tensor costs a few microseconds, which matters on the flat path).
     """
-    on_cpu = total.device.type == "cpu" and all(g.device.type == "cpu" for g in grads)
-    if on_cpu:
+    if total.device.type == "cpu":  # reading it is free; _scale_ moves the factor to each device
         # A CPU scalar is read for free: skip the whole write pass on the (common) unclipped step.
         t, c = float(total), float(max_norm)
         finite, clipped = math.isfinite(t), t > c
