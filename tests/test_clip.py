@@ -372,3 +372,21 @@ def test_inf_norm_fast_path_matches_torch_and_propagates_nan(dtype):
     assert float(get_total_norm(with_empty, math.inf)) == 7.5
     assert math.isnan(float(get_total_norm([torch.tensor([1.0, math.nan], dtype=dtype)], math.inf)))
     assert float(get_total_norm([torch.tensor([1.0, -math.inf], dtype=dtype)], math.inf)) == math.inf
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_large_cpu_tensors_blas_path_matches_float64_reference(dtype):
+    # >= 2^14 elements take the BLAS dot path; a transposed (non-contiguous) one and small ones do not.
+    gen = torch.Generator().manual_seed(11)
+    big = torch.randn(300, 200, generator=gen, dtype=dtype) * 7
+    grads = [
+        big,
+        torch.randn(200, 300, generator=gen, dtype=dtype).t(),
+        torch.randn(5, generator=gen, dtype=dtype),
+    ]
+    expected = [ref_norm([g.numpy()], 2.0) for g in grads]
+    norms = [float(n) for n in gradclip.tensor_norms(grads)]
+    assert norms == pytest.approx(expected, rel=1e-6 if dtype == torch.float32 else 1e-12)
+    total = clip_grad_norm_(grads, 1.0)
+    assert float(total) == pytest.approx(math.hypot(*expected), rel=1e-6)
+    assert float(get_total_norm(grads)) == pytest.approx(1.0, rel=1e-5)
