@@ -24,3 +24,9 @@ def grad_lists(draw: st.DrawFn, *, max_tensors: int = 6) -> list[np.ndarray]:
 
 thresholds = st.floats(min_value=1e-3, max_value=1e4, allow_nan=False)
 norm_types = st.sampled_from(NORM_TYPES)
+
+# The explorer's maps: a start inside the cliff's (w, b) domain, and a 2-D gradient.
+cliff_starts = st.tuples(st.floats(2.0, 10.0), st.floats(-7.0, 0.0))
+vectors_2d = st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3))
+# Sequences of finite gradient norms fed to the threshold policies.
+norm_sequences = st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=60)

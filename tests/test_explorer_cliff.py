@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradclip.explorer import cliff
-from strategies import thresholds
+from strategies import cliff_starts, thresholds, vectors_2d
 
 # Points away from the cliff's wall, where a finite difference of step 1e-6 is accurate.
 SMOOTH_POINTS = {
@@ -66,7 +66,7 @@ def test_cliff_has_a_wall_with_gradients_far_larger_than_beside_it():
     assert losses[peak - 100] - losses[peak + 100] > 0.25
 
 
-starts = st.tuples(st.floats(2.0, 10.0), st.floats(-7.0, 0.0))
+starts = cliff_starts
 
 
 @settings(max_examples=40, deadline=None)
@@ -139,7 +139,7 @@ def test_clipping_cannot_fix_a_learning_rate_that_is_too_high():
 
 
 @settings(max_examples=60, deadline=None)
-@given(g=st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)), c=thresholds)
+@given(g=vectors_2d, c=thresholds)
 def test_compare_clipping_invariants(g, c):
     r = cliff.compare_clipping(g, c)
     gv = np.array(g)
