@@ -24,13 +24,23 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from gradclip._monitor_torch import host_floats
 from gradclip.advice import Advice, threshold_advice
+from gradclip.diagnosis import (
+    WARNING_KINDS,
+    ClipMisuseWarning,
+    ClipRateWarning,
+    GradMonitorWarning,
+    MonitorConfig,
+    SpikeWarning,
+    Summary,
+    VanishingGradientWarning,
+)
 from gradclip.sinks import SCHEMA, SCHEMA_VERSION, Sink, make_sink
 
 __all__ = [
@@ -47,88 +57,6 @@ __all__ = [
 ]
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
-
-
-class GradMonitorWarning(UserWarning):
-    """Something the gradient monitor noticed (filter this to silence them all)."""
-
-
-class ClipRateWarning(GradMonitorWarning):
-    """Clipping too often (lr too high or c too low), on nearly every step, or never (idle)."""
-
-
-class SpikeWarning(GradMonitorWarning):
-    """A gradient norm far above recent history, or non-finite."""
-
-
-class VanishingGradientWarning(GradMonitorWarning):
-    """Gradient norms near zero for many steps: something clipping cannot fix."""
-
-
-class ClipMisuseWarning(GradMonitorWarning):
-    """Clipping in the wrong place: skipped, on empty gradients, or after ``optimizer.step()``."""
-
-
-_KINDS = {
-    ClipRateWarning: "clip_rate",
-    SpikeWarning: "spike",
-    VanishingGradientWarning: "vanishing",
-    ClipMisuseWarning: "misuse",
-}
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """Warning levels and window sizes; the defaults suit a few hundred steps or more."""
-
-    window: int = 100  # steps in the rolling clip rate and in the spike baseline
-    clip_rate: float = 0.25  # warn above this rolling clip rate (the 20-30% band of common practice)
-    always_clip_rate: float = 0.9  # above this, c is too small: clipping acts as a smaller lr
-    idle_steps: int = 1000  # no clip in this many steps with a threshold set: clipping is idle
-    spike_factor: float = 10.0  # a spike: norm > spike_factor * median of the window
-    min_history: int = 20  # finite norms needed before spikes are judged
-    vanish_below: float = 1e-6  # a total norm under this is "near zero"
-    vanish_steps: int = 50  # consecutive near-zero steps before warning
-    warmup: int = 100  # steps left out of the advice (early norms are transients)
-    reservoir: int = 4096  # sampled post-warm-up norms kept for the percentiles
-    top_k: int = 3  # layers named in a spike warning
-
-    def __post_init__(self) -> None:
-        for name in ("window", "idle_steps", "min_history", "vanish_steps", "reservoir", "top_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MonitorConfig.{name} must be a whole number >= 1, got {value!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"MonitorConfig.warmup must be a whole number >= 0, got {self.warmup!r}")
-        for name, lo, hi in (("clip_rate", 0, 1), ("always_clip_rate", 0, 1), ("spike_factor", 1, math.inf)):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and lo < value <= hi):
-                raise ValueError(f"MonitorConfig.{name} must be a number in ({lo}, {hi}], got {value!r}")
-        if not (isinstance(self.vanish_below, (int, float)) and self.vanish_below >= 0):
-            raise ValueError(f"MonitorConfig.vanish_below must be a number >= 0, got {self.vanish_below!r}")
-
-
-class Summary(NamedTuple):
-    """The run so far: counts, rates, norm range, warnings per kind, and the advice (or None)."""
-
-    steps: int
-    clipped: int
-    clip_rate: float  # overall
-    rolling_clip_rate: float  # over the last ``window`` steps with a threshold
-    nonfinite: int
-    skipped: int
-    spikes: int
-    threshold: float | None  # the last one seen
-    norm_min: float
-    norm_mean: float
-    norm_max: float  # over finite norms
-    warnings: dict[str, int]
-    advice: Advice | None
-
-    def as_dict(self) -> dict[str, Any]:
-        out = self._asdict()
-        out["advice"] = self.advice._asdict() if self.advice else None
-        return out
 
 
 def _stacklevel() -> int:
@@ -208,7 +136,7 @@ class GradMonitor:
         self._threshold: float | None = None
         self._since_clip = self._with_threshold = self._near_zero = 0
         self._latched: dict[str, Any] = {"rate": 0, "idle": False, "spike": False, "zero": False}
-        self._warn_counts = dict.fromkeys(_KINDS.values(), 0)
+        self._warn_counts = dict.fromkeys(WARNING_KINDS.values(), 0)
         self._start = time.perf_counter()
 
     def _make_sinks(self, sinks: Sequence[str | Sink]) -> list[Sink]:
@@ -364,7 +292,7 @@ class GradMonitor:
                 self._reservoir[j] = norm
 
     def _warn(self, category: type[GradMonitorWarning], message: str) -> None:
-        kind = _KINDS[category]
+        kind = WARNING_KINDS[category]
         self._warn_counts[kind] += 1
         event = {"type": "warning", "step": self.step, "kind": kind, "message": message}
         if not self._opened:  # misuse can be seen before the first step is recorded
