@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from gradclip.sandbox.recurrent import cli
 from gradclip.sandbox.recurrent.cliff import run_cliff
@@ -16,14 +15,7 @@ from gradclip.sandbox.recurrent.experiment import format_table, run_pascanu, sum
 from gradclip.sandbox.recurrent.train import RunConfig, average_norm_threshold, spike_outcomes, train_run
 from gradclip.sinks import read_run
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The matrices are tiny: on shared cores extra torch threads only contend (runs get 10-40x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: see tests/conftest.py
 
 
 TINY = RunConfig(task="temporal-order", length=10, steps=30, hidden=8, eval_every=10, eval_size=50)

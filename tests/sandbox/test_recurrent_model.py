@@ -24,14 +24,7 @@ from gradclip.sandbox.recurrent.tasks import get_task
 from gradclip.sandbox.recurrent.train import task_loss
 from gradclip.sandbox.vectorized import SGD
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The matrices are tiny: on shared cores extra torch threads only contend (runs get 10-40x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: see tests/conftest.py
 
 
 TASK_KINDS = ["temporal-order", "addition", "memorisation"]  # last-class, last-value, every-class
