@@ -349,3 +349,17 @@ def test_clip_with_a_clipper_object_returns_its_result_and_records_its_threshold
     nn.functional.mse_loss(model(x), y).backward()
     result = monitor.clip_(NormClipper(0.01))
     assert bool(result.clipped) and monitor.summary().threshold == 0.01
+
+
+def test_an_existing_run_log_is_never_replaced_silently(tmp_path):
+    first = GradMonitor(log_dir=tmp_path)
+    first.record(1.0)
+    first.close()
+    before = (tmp_path / "grads.jsonl").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        GradMonitor(log_dir=tmp_path)
+    assert (tmp_path / "grads.jsonl").read_bytes() == before
+    again = GradMonitor(log_dir=tmp_path, overwrite=True)
+    again.record(2.0)
+    again.close()
+    assert (tmp_path / "grads.jsonl").read_bytes() != before

@@ -41,7 +41,7 @@ from gradclip.diagnosis import (
     Summary,
     VanishingGradientWarning,
 )
-from gradclip.sinks import SCHEMA, SCHEMA_VERSION, Sink, make_sink
+from gradclip.sinks import JSONL_NAME, SCHEMA, SCHEMA_VERSION, Sink, make_sink
 
 __all__ = [
     "Advice",
@@ -92,6 +92,8 @@ class GradMonitor:
         name: the run's name in reports (default: the log directory's name).
         config: warning levels and windows, a :class:`MonitorConfig`.
         seed: seed of the reservoir sampler (the advice is reproducible).
+        overwrite: replace a run already logged in ``log_dir`` (by default that raises
+            ``FileExistsError``: a run's log is never replaced silently).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class GradMonitor:
         name: str | None = None,
         config: MonitorConfig | None = None,
         seed: int = 0,
+        overwrite: bool = False,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
         if not isinstance(self.config, MonitorConfig):
@@ -114,6 +117,12 @@ class GradMonitor:
             raise ValueError(f"max_norm must be a number >= 0 or None, got {max_norm!r}")
         self.max_norm = None if max_norm is None else float(max_norm)
         self.log_dir = None if log_dir is None else Path(log_dir)
+        if self.log_dir is not None and (self.log_dir / JSONL_NAME).exists() and not overwrite:
+            # A run's log is its record: never replace one silently.
+            raise FileExistsError(
+                f"{self.log_dir / JSONL_NAME} already holds a monitored run; choose another log_dir "
+                "or pass overwrite=True to replace it"
+            )
         self.name = name or (self.log_dir.name if self.log_dir else "run")
         self._torch = None
         if model is not None or optimizer is not None:

@@ -56,7 +56,10 @@ def train_digits(
     name = "no clipping" if max_norm is None else f"clip norm {max_norm:g}"
     monitor = None
     if log_dir is not None:
-        monitor = GradMonitor(net, optimizer=opt, log_dir=log_dir, max_norm=max_norm, name=name)
+        # The demo owns its output directory: running it again replaces its previous runs.
+        monitor = GradMonitor(
+            net, optimizer=opt, log_dir=log_dir, max_norm=max_norm, name=name, overwrite=True
+        )
     trainer = ConvTrainer(
         net, opt, max_norm, monitor=monitor, spike=(spike_step, spike), seed=seed, progress=False
     )

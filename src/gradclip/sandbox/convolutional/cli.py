@@ -141,7 +141,11 @@ def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, start_e
 
     log_dir = None
     if args.out is not None:  # a resumed run logs beside the first part, never over it
-        log_dir = args.out / ("monitor" if start_epoch == 0 else f"monitor-from-epoch-{start_epoch}")
+        base = "monitor" if start_epoch == 0 else f"monitor-from-epoch-{start_epoch}"
+        log_dir, attempt = args.out / base, 1
+        while log_dir.exists():  # the same epoch resumed again (after another crash): a new directory
+            attempt += 1
+            log_dir = args.out / f"{base}-{attempt}"
     max_norm = args.grad_clip if args.clip_mode == "norm" and args.grad_clip and args.grad_clip > 0 else None
     return GradMonitor(model, optimizer=opt, log_dir=log_dir, max_norm=max_norm)
 

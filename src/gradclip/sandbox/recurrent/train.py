@@ -120,7 +120,9 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
     evals: list[tuple[int, float]] = []
     solved, diverged, clipped_steps = False, False, 0
     name = f"{config.task}-L{config.length}-{'clip' if config.threshold else 'noclip'}-s{config.seed}"
-    monitor = GradMonitor(log_dir=log_dir, names=list(PARAM_NAMES), max_norm=config.threshold, name=name)
+    # Like its summary and plot, an experiment's runs are replaced when it is run again into the same --out.
+    monitor = GradMonitor(log_dir=log_dir, names=list(PARAM_NAMES), max_norm=config.threshold, name=name,
+                          overwrite=True)  # fmt: skip
     with warnings.catch_warnings(), monitor:
         # Spikes and high clip rates are what this experiment provokes: they go to the JSONL as
         # warning records, not to the console of a parallel run.
