@@ -124,7 +124,17 @@ class NormClipper:
         return f"NormClipper({self.policy!r}, norm_type={self.norm_type}, eps={self.eps})"
 
 
-class ValueClipper:
+class _Stateless:
+    """The checkpoint interface of a clipper with nothing to remember between steps."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        pass
+
+
+class ValueClipper(_Stateless):
     """Clamp every gradient element to ``[-c, c]`` (changes the update's direction when it clips).
 
     ``total_norm`` in the result is the inf-norm ``max |g_ij|``, the quantity value clipping
@@ -143,12 +153,6 @@ class ValueClipper:
         c = self.clip_value
         return ClipResult(total, c, total > c, torch.isfinite(total), None, norms)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        pass
-
     def __repr__(self) -> str:
         return f"ValueClipper({self.clip_value})"
 
@@ -165,7 +169,7 @@ def unitwise_norm(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=torch.float32)
 
 
-class AGC:
+class AGC(_Stateless):
     """Adaptive gradient clipping (Brock et al. 2021): each unit is clipped relative to its weight.
 
     For every unit ``i`` (see :func:`unitwise_norm`), with ``W*_i = max(||W_i||, eps)``:
@@ -214,12 +218,6 @@ class AGC:
             g.mul_(scale)  # in float32, rounded once to the gradient's dtype
         clipped_any = torch.stack(any_clipped).any()
         return ClipResult(total, self.clip_factor, clipped_any, finite, None, norms)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        pass
 
     def __repr__(self) -> str:
         return f"AGC(clip_factor={self.clip_factor}, eps={self.eps}, excluded={len(self._excluded)})"

@@ -131,7 +131,6 @@ def _cpu_l2_norms(group: list[Tensor], foreach: bool) -> list[Tensor]:
 def _inf_norms(group: list[Tensor], device: torch.device, dtype: torch.dtype, foreach: bool) -> list[Tensor]:
     """``max |g|`` per tensor; an empty tensor has norm 0 (torch's kernels refuse it: no identity)."""
     keep = [i for i, g in enumerate(group) if g.numel()]
-    out = torch.zeros(len(group), dtype=dtype, device=device)
     if keep:
         if device.type == "cpu":
             # torch's CPU inf-norm kernel is ~10x slower than aminmax (one vectorised read pass):
@@ -144,6 +143,8 @@ def _inf_norms(group: list[Tensor], device: torch.device, dtype: torch.dtype, fo
             norms = torch.stack([torch.linalg.vector_norm(group[i], math.inf) for i in keep])
         if len(keep) == len(group):
             return list(norms.to(dtype).unbind())  # the common case: no scatter (no index tensor)
+    out = torch.zeros(len(group), dtype=dtype, device=device)
+    if keep:
         out[keep] = norms.to(dtype)
     return list(out.unbind())
 
