@@ -31,14 +31,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from gradclip.report import print_summary, write_report
+    from gradclip.report import print_summary, render_report
     from gradclip.sinks import read_run
 
     dirs = args.run_dirs
     out = args.out or (dirs[0] / "report" if len(dirs) == 1 else dirs[0].parent / "report")
     try:
-        runs = [read_run(d) for d in dirs]
-        page = write_report(dirs, out, title=args.title)
+        runs = [read_run(d) for d in dirs]  # read once: the page and the terminal summary share them
+        page = render_report(runs, out, title=args.title)
     except FileNotFoundError as err:
         raise ValueError(str(err)) from None
     print_summary(runs)

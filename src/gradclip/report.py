@@ -28,6 +28,7 @@ __all__ = [
     "plot_loss",
     "plot_norms",
     "print_summary",
+    "render_report",
     "run_advice",
     "summary_rows",
     "write_report",
@@ -285,7 +286,11 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, title: 
     """Write the PNG plots and ``report.html`` (plots embedded) for one or more runs; return the HTML path."""
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ValueError(f"run_dirs must be a non-empty list of run directories, got {run_dirs!r}")
-    runs = [read_run(d) for d in run_dirs]
+    return render_report([read_run(d) for d in run_dirs], out_dir, title=title)
+
+
+def render_report(runs: Sequence[RunLog], out_dir: str | Path, *, title: str | None = None) -> Path:
+    """:func:`write_report` for runs already read with :func:`gradclip.sinks.read_run`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {key: plot(runs, out / f"{key}.png") for key, plot in PLOTS.items()}
