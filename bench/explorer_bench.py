@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import statistics
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from gradclip.explorer import cliff
-from gradclip.explorer.server import create_app
+from gradclip.explorer.server import serve_in_thread
 
 PARAMS = {"surface": "cliff", "u": 5.0, "v": -3.5, "lr": 0.1, "threshold": 1.0, "steps": 500}
 
@@ -34,18 +31,6 @@ def _quantiles(samples: list[float]) -> str:
     return (
         f"median {statistics.median(ms):7.2f} ms   p90 {ms[int(0.9 * (len(ms) - 1))]:7.2f} ms   (n={len(ms)})"
     )
-
-
-def _serve(tmp: Path) -> tuple[str, uvicorn.Server, threading.Thread]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(create_app(runs_dir=tmp), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
 
 
 def bench_api(url: str, repeats: int) -> None:
@@ -103,7 +88,7 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        url, server, thread = _serve(Path(tmp))
+        url, server, thread = serve_in_thread(Path(tmp))
         try:
             bench_api(url, args.repeats)
             if not args.no_browser:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import socket
-import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -26,7 +23,7 @@ if not CHROMIUM.exists():
 uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from gradclip.explorer.server import create_app  # noqa: E402
+from gradclip.explorer.server import serve_in_thread  # noqa: E402
 from gradclip.monitor import GradMonitor  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -48,18 +45,8 @@ def base_url(tmp_path_factory):
         with GradMonitor(log_dir=runs_dir / "demo", max_norm=1.0) as monitor:
             for i in range(200):
                 monitor.record(5.0 if i % 4 == 0 else 0.5, threshold=1.0, loss=1.0)  # clips 1 step in 4
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(create_app(runs_dir=runs_dir), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url, server, thread = serve_in_thread(runs_dir)
+    yield url
     server.should_exit = True
     thread.join(10)
 

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import threading
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 from gradclip.explorer import cliff, runs
 from gradclip.explorer.params import BadRequest, Choice, Number, Text, parse_query
 
-__all__ = ["MAX_GRID", "MAX_STEPS", "create_app"]
+__all__ = ["MAX_GRID", "MAX_STEPS", "create_app", "serve_in_thread"]
 
 MAX_STEPS = 10_000
 MIN_GRID, MAX_GRID, DEFAULT_GRID = 8, 400, 121
@@ -193,3 +196,25 @@ def create_app(*, runs_dir: str | Path = "runs") -> Starlette:
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.runs_dir = Path(runs_dir)
     return app
+
+
+def serve_in_thread(runs_dir: str | Path, *, timeout: float = 20.0) -> tuple[str, Any, threading.Thread]:
+    """Start the app on a free 127.0.0.1 port in a daemon thread; return (url, server, thread).
+
+    For tests and benchmarks: stop it with ``server.should_exit = True; thread.join()``. Raises
+    ``RuntimeError`` when uvicorn has not started within ``timeout`` seconds.
+    """
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    server = uvicorn.Server(uvicorn.Config(create_app(runs_dir=runs_dir), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
