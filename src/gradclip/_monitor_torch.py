@@ -11,13 +11,9 @@ import math
 import sys
 from typing import Any
 
+from gradclip.diagnosis import ClipMisuseWarning
+
 __all__ = ["TorchGlue", "host_floats"]
-
-
-def _misuse() -> type:
-    from gradclip.monitor import ClipMisuseWarning  # late: gradclip.monitor imports this module
-
-    return ClipMisuseWarning
 
 
 def host_floats(values: list[Any]) -> list[Any]:
@@ -118,7 +114,7 @@ class TorchGlue:
     def _report_unclipped(self) -> None:
         if self._unclipped_step is not None:
             self._monitor._warn(
-                _misuse(),
+                ClipMisuseWarning,
                 f"step {self._unclipped_step}: optimizer.step() ran on gradients not clipped since the last "
                 "backward(); clip every step, between backward() and step().",
             )
@@ -132,7 +128,7 @@ class TorchGlue:
         if self._stepped:
             self._unclipped_step = None  # the same mistake, reported once
             self._monitor._warn(
-                _misuse(),
+                ClipMisuseWarning,
                 f"step {self._monitor.step}: clipping after optimizer.step(): that step already used the "
                 "unclipped gradients. Clip between backward() and step().",
             )

@@ -28,7 +28,7 @@ from gradclip.sandbox.convolutional.checkpoint import load_checkpoint
 from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_clipper
 from gradclip.sandbox.convolutional.data import DATASETS, load_data
 from gradclip.sandbox.convolutional.models import MODELS, build_model
-from gradclip.sandbox.convolutional.trainer import ConvTrainer, _unwrap
+from gradclip.sandbox.convolutional.trainer import ConvTrainer, unwrap
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -217,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume: the run already has {trainer.epoch} epochs; raise --epochs to go on")
     if writes:
         args.out.mkdir(parents=True, exist_ok=True)
-    trainer.monitor = _monitor(args, _unwrap(model), opt, trainer.epoch)
+    trainer.monitor = _monitor(args, unwrap(model), opt, trainer.epoch)
     try:
         trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt if writes else None,
                     extra={"config": config})  # fmt: skip

@@ -37,7 +37,7 @@ from gradclip.sandbox.convolutional.checkpoint import (
 )
 from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_clipper
 
-__all__ = ["EPOCH_KEYS", "STEP_KEYS", "ConvTrainer", "Metrics"]
+__all__ = ["EPOCH_KEYS", "STEP_KEYS", "ConvTrainer", "Metrics", "unwrap"]
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "clip_fraction", "skipped", "seconds")
 STEP_KEYS = ("step_loss", "grad_norm", "threshold", "clipped")  # one float per step
@@ -59,7 +59,7 @@ def _clip_threshold(value: object) -> float | None:
     return float(value) if value > 0 else None
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -326,7 +326,7 @@ class ConvTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything a bit-for-bit resume needs, in types ``torch.load(weights_only=True)`` accepts."""
         return {
-            "model": _unwrap(self.model).state_dict(),  # the same keys with or without DDP
+            "model": unwrap(self.model).state_dict(),  # the same keys with or without DDP
             "optimizer": self.optimizer.state_dict(),
             "clipper": None if self.clipper is None else self.clipper.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
@@ -342,7 +342,7 @@ class ConvTrainer:
             have = "no clipping" if self.clipper is None else repr(self.clipper)
             raise ValueError(f"checkpoint was saved {'without' if state['clipper'] is None else 'with'} "
                              f"clipping; this trainer has {have}")  # fmt: skip
-        _unwrap(self.model).load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.clipper is not None:
             self.clipper.load_state_dict(state["clipper"])
