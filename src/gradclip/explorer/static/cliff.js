@@ -35,7 +35,7 @@ function grid(land) {
 }
 
 function surfaceAxes(w, h) {
-  const box = { left: 50, top: 8, width: w - 58, height: h - 46 };
+  const box = { left: 50, top: 8, width: w - 62, height: h - 46 };
   const [[u0, u1], [v0, v1]] = state.land.bounds;
   return axes({ box, x: [u0, u1], y: [v0, v1] });
 }
@@ -123,6 +123,7 @@ function drawSurface() {
   const { ctx, w, h } = fitCanvas($("surface-canvas"));
   const ax = surfaceAxes(w, h);
   state.ax = ax;
+  window.cliffAxes = ax; // the browser tests map data to pixels with it
   ctx.drawImage(baseLayer(ax, w, h), 0, 0, w, h);
   regionLayer(ctx, ax);
   drawAxes(ctx, ax, { xlabel: state.land.axes[0], ylabel: state.land.axes[1] });
@@ -153,9 +154,12 @@ function drawMarker(ctx, ax, m, k) {
   ctx.save();
   ctx.font = "bold 12px system-ui, sans-serif";
   const text = `${LABELS[m]}: thrown to (${fmt(r.u[i])}, ${fmt(r.v[i])})`;
-  ctx.textAlign = x > box.left + box.width / 2 ? "right" : "left";
   ctx.textBaseline = y < box.top + box.height / 2 ? "top" : "bottom";
-  const tx = x + (ctx.textAlign === "right" ? -12 : 12), ty = y + (ctx.textBaseline === "top" ? 10 : -10);
+  ctx.textAlign = "left";
+  // Keep the whole label inside the map, whatever the width of the screen.
+  const width = ctx.measureText(text).width;
+  const tx = Math.max(box.left + 4, Math.min(x + 12, box.left + box.width - width - 4));
+  const ty = y + (ctx.textBaseline === "top" ? 10 : -10);
   ctx.lineWidth = 4; ctx.strokeStyle = "#fff"; ctx.strokeText(text, tx, ty);
   ctx.fillStyle = TEXT_COLORS[m]; ctx.fillText(text, tx, ty);
   ctx.restore();
@@ -174,7 +178,7 @@ function drawCurve(id, key, { hline = null, ylabel }) {
   const series = METHODS.map((m) => state.runs[m][key]);
   const [lo, hi] = range(hline ? [...series, [hline]] : series);
   const n = state.s.steps;
-  const ax = axes({ box: { left: 50, top: 8, width: w - 58, height: h - 44 }, x: [0, n], y: [lo, hi], logY: true });
+  const ax = axes({ box: { left: 50, top: 8, width: w - 66, height: h - 44 }, x: [0, n], y: [lo, hi], logY: true });
   drawAxes(ctx, ax, { xlabel: "step", ylabel });
   ctx.save();
   ctx.beginPath(); ctx.rect(ax.box.left, ax.box.top, ax.box.width, ax.box.height); ctx.clip();

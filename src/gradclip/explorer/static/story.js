@@ -18,6 +18,17 @@ export function inside(land, u, v) {
   return u >= u0 && u <= u1 && v >= v0 && v <= v1;
 }
 
+// The largest rise of the loss over its lowest value so far: [step, low, high] (null when it never rises 10x).
+export function lossJump(run) {
+  let low = Infinity, best = null;
+  for (let k = 0; k < run.loss.length; k++) {
+    const l = run.loss[k];
+    if (k > 0 && (!Number.isFinite(l) || l > 10 * low) && (!best || !(l / low <= best[2] / best[1]))) best = [k, low, l];
+    if (Number.isFinite(l)) low = Math.min(low, l);
+  }
+  return best;
+}
+
 export function caption(runs, k, s, land, jump) {
   const none = runs.none, norm = runs.norm;
   const c = s.threshold;
@@ -29,14 +40,19 @@ export function caption(runs, k, s, land, jump) {
     return `Step ${k}: without clipping the run has overflowed: after step ${none.u.length - 1} its loss is no longer a`
       + ` number. Norm clipping is at loss ${fmt(lossAt(norm, k))}, every step at most lr·c = ${fmt(s.lr * c)} long.`;
   }
+  if (hit && k === hit.step) {
+    const g = none.gradNorm[hit.step];
+    return `Step ${k}: the runs reach the cliff. Loss ${fmt(lossAt(none, k))}, and the gradient norm is ${fmt(g)},`
+      + ` ${fmt(g / c)}× the threshold c = ${fmt(c)}: the next step decides everything.`;
+  }
   if (hit && k === hit.step + 1) {
     const g = none.gradNorm[hit.step];
-    return `Step ${k}: the unclipped run hits the cliff. Its gradient norm is ${fmt(g)}, ${fmt(g / c)}× the threshold,`
-      + ` so its step is ${fmt(hit.length)} long and throws it to ${point(none, k)}; its loss jumps from`
-      + ` ${fmt(lossAt(none, hit.step))} to ${fmt(lossAt(none, k))}. Norm clipping scales the same spike down to`
-      + ` length c = ${fmt(c)}: a step of ${fmt(norm.stepLength[Math.min(hit.step, norm.stepLength.length - 1)] || 0)}.`;
+    const cut = norm.stepLength[Math.min(hit.step, norm.stepLength.length - 1)] || 0;
+    return `Step ${k}: without clipping the full gradient (norm ${fmt(g)}) is applied: a step ${fmt(hit.length)} long`
+      + ` throws the run to ${point(none, k)}, loss ${fmt(lossAt(none, k))}. Norm clipping rescaled the same gradient`
+      + ` to length c, a step of ${fmt(cut)}, and stays near the valley; value clipping clamped each component instead.`;
   }
-  if (!hit || k <= hit.step) {
+  if (!hit || k < hit.step) {
     const g = norm.gradNorm[Math.min(k - 1, norm.gradNorm.length - 1)];
     const clippedSoFar = norm.clipped.subarray(0, k).reduce((a, b) => a + b, 0);
     const verdict = g > c ? `above c = ${fmt(c)}, so norm clipping shrinks it to length c`
@@ -46,9 +62,10 @@ export function caption(runs, k, s, land, jump) {
   }
   const lost = lossAt(none, k), kept = lossAt(norm, k);
   const where = inside(land, none.u[at(none, k)], none.v[at(none, k)]) ? "" : " (off the map)";
-  return `Step ${k}: without clipping the run is stuck at ${point(none, k)}${where}, loss ${fmt(lost)};`
-    + ` norm clipping is at loss ${fmt(kept)}${kept > 0 ? `, ${fmt(lost / kept)}× lower` : ""};`
-    + ` value clipping, which bent its steps, at ${fmt(lossAt(runs.value, k))}.`;
+  const g = none.gradNorm[Math.min(k, none.gradNorm.length - 1)];
+  return `Step ${k}: without clipping the run is stranded at ${point(none, k)}${where}, loss ${fmt(lost)}, where the`
+    + ` gradient (${fmt(g)}) is far too small to bring it back; norm clipping is at loss ${fmt(kept)}`
+    + `${kept > 0 ? `, ${fmt(lost / kept)}× lower` : ""}; value clipping, whose steps were bent, at ${fmt(lossAt(runs.value, k))}.`;
 }
 
 export function lossSummary(runs, jump) {
@@ -56,9 +73,10 @@ export function lossSummary(runs, jump) {
     const end = r.diverged ? `overflows after step ${r.u.length - 1}` : `ends at ${fmt(r.loss[r.loss.length - 1])}`;
     return `${LABELS[m]} ${end}`;
   });
+  const rise = lossJump(runs.none);
   const hit = catapult(runs.none, jump);
-  const jumpText = hit ? ` Without clipping the loss jumps from ${fmt(runs.none.loss[hit.step])} to`
-    + ` ${fmt(runs.none.loss[hit.step + 1])} at step ${hit.step + 1}.` : "";
+  const jumpText = (rise ? ` Without clipping the loss jumps from its low of ${fmt(rise[1])} to ${fmt(rise[2])} at step`
+    + ` ${rise[0]}.` : "") + (hit ? ` At step ${hit.step + 1} a single unclipped step ${fmt(hit.length)} long throws it away.` : "");
   return `Loss by step, log scale, from ${fmt(runs.norm.loss[0])}: ${parts.join(", ")}.${jumpText}`;
 }
 
