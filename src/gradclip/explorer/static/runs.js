@@ -53,7 +53,17 @@ function summary(runs) {
 
 async function draw() {
   const runs = [state.run, state.compare].filter((id) => id && state.data[id]).map((id) => state.data[id]);
-  if (!runs.length) { Plotly.purge("run-plot"); $("run-details").innerHTML = ""; $("run-summary").textContent = ""; return; }
+  if (!runs.length) {
+    Plotly.purge("run-plot");
+    $("run-details").innerHTML = "";
+    $("run-summary").textContent = "";
+  } else {
+    await drawRuns(runs);
+  }
+  document.body.dataset.runsRedraws = String(Number(document.body.dataset.runsRedraws || 0) + 1);
+}
+
+async function drawRuns(runs) {
   const layout = {
     margin: { l: 64, r: 12, t: 10, b: 44 }, height: 460,
     xaxis: { title: { text: "step" }, anchor: "y2" },
@@ -64,7 +74,6 @@ async function draw() {
   await Plotly.react("run-plot", runs.flatMap((r, k) => traces(r, k)), layout, PLOT_CONFIG);
   $("run-details").innerHTML = runs.map((r, k) => `<div class="run-card" data-order="${k}">${details(r)}</div>`).join("");
   $("run-summary").textContent = summary(runs);
-  document.body.dataset.runsRedraws = String(Number(document.body.dataset.runsRedraws || 0) + 1);
 }
 
 // Load the chosen runs; an unreadable one clears the view and says why (never shows a stale run).

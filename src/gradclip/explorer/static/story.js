@@ -9,6 +9,7 @@ export function catapult(run, jump) {
   return longest > jump ? { step: k, length: longest } : null;
 }
 
+const HOLD = 40; // frames
 const at = (run, k) => Math.min(k, run.u.length - 1);
 const point = (run, k) => `(${fmt(run.u[at(run, k)])}, ${fmt(run.v[at(run, k)])})`;
 const lossAt = (run, k) => run.loss[Math.min(k, run.loss.length - 1)];
@@ -45,11 +46,12 @@ export function caption(runs, k, s, land, jump) {
     return `Step ${k}: the runs reach the cliff. Loss ${fmt(lossAt(none, k))}, and the gradient norm is ${fmt(g)},`
       + ` ${fmt(g / c)}× the threshold c = ${fmt(c)}: the next step decides everything.`;
   }
-  if (hit && k === hit.step + 1) {
+  // The throw stays in the caption for a while: at play speed one frame lasts only 20 ms.
+  if (hit && k > hit.step && k <= hit.step + HOLD) {
     const g = none.gradNorm[hit.step];
     const cut = norm.stepLength[Math.min(hit.step, norm.stepLength.length - 1)] || 0;
-    return `Step ${k}: without clipping the full gradient (norm ${fmt(g)}) is applied: a step ${fmt(hit.length)} long`
-      + ` throws the run to ${point(none, k)}, loss ${fmt(lossAt(none, k))}. Norm clipping rescaled the same gradient`
+    return `Step ${k}: at step ${hit.step + 1}, without clipping, the full gradient (norm ${fmt(g)}) was applied: a step`
+      + ` ${fmt(hit.length)} long threw the run to ${point(none, hit.step + 1)}, loss ${fmt(lossAt(none, k))}. Norm clipping rescaled the same gradient`
       + ` to length c, a step of ${fmt(cut)}, and stays near the valley; value clipping clamped each component instead.`;
   }
   if (!hit || k < hit.step) {
