@@ -16,7 +16,7 @@ function traces(run, k) {
   const name = (what) => `${run.id}: ${what}`;
   const norm = run.bucket > 1 ? `largest norm per ${run.bucket} steps` : "gradient norm";
   return [
-    { type: "scatter", mode: "lines", name: name("loss"), x: t.step, y: t.loss, xaxis: "x", yaxis: "y",
+    { type: "scatter", mode: "lines", name: run.id, x: t.step, y: t.loss, xaxis: "x", yaxis: "y",
       line: { color: st.color, dash: st.dash, width: 2 }, legendgroup: run.id },
     { type: "scatter", mode: "lines", name: name(norm), x: t.step, y: t.total_norm, xaxis: "x", yaxis: "y2",
       line: { color: st.color, dash: st.dash, width: 2 }, legendgroup: run.id, showlegend: false },

@@ -31,6 +31,7 @@ function draw() {
   const e = state.extent;
   const { ctx, w, h } = fitCanvas($("vector-canvas"));
   const side = Math.min(w - 50, h - 40);
+  if (side < 40) return; // not laid out yet (or hidden): nothing sensible to draw
   const ax = axes({ box: { left: 42, top: 6, width: side, height: side }, x: [-e, e], y: [-e, e] });
   state.ax = ax;
   drawAxes(ctx, ax, { xlabel: "g₁", ylabel: "g₂" });
