@@ -101,13 +101,14 @@ def main() -> None:
         url, server, thread = serve_in_thread(Path(tmp))
         try:
             for steps, target in TARGETS_MS.items():
+                inproc, http = bench_python(url, steps, args.python_repeats)
                 painted, work = bench_browser(url, steps, args.repeats)
                 print(_line(f"slider -> painted ({steps} steps)", painted, target))
                 print(_line(f"  of which simulate + draw ({steps})", work))
-            for steps in TARGETS_MS:
-                inproc, http = bench_python(url, steps, args.python_repeats)
                 print(_line(f"Python simulate_all ({steps} steps)", inproc))
                 print(_line(f"GET /api/simulate ({steps} steps)", http))
+                ratio = statistics.median(painted) / statistics.median(http)
+                print(f"  painted frame / API round trip alone (same run, medians): {ratio:.2f}")
         finally:
             server.should_exit = True
             thread.join(10)
