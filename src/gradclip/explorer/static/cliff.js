@@ -134,10 +134,13 @@ function drawSurface() {
     polyline(ctx, ax, r.u, r.v, Math.min(k + 1, r.u.length), { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m] });
   }
   ctx.restore();
-  marker(ctx, ax.px(state.s.u), ax.py(state.s.v), "circle", "#fff", 6);
-  ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5;
-  ctx.beginPath(); ctx.arc(ax.px(state.s.u), ax.py(state.s.v), 6, 0, 2 * Math.PI); ctx.stroke();
   for (const m of ["none", "value", "norm"]) drawMarker(ctx, ax, m, k);
+  // The start: a ring drawn last, so the markers sitting on it at step 0 do not hide it.
+  ctx.save();
+  ctx.beginPath(); ctx.arc(ax.px(state.s.u), ax.py(state.s.v), 11, 0, 2 * Math.PI);
+  ctx.strokeStyle = "#fff"; ctx.lineWidth = 5; ctx.stroke();
+  ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke();
+  ctx.restore();
 }
 
 // The current point of a run; a run off the map is shown at the edge with an arrow and where it is.
