@@ -170,7 +170,8 @@ def test_page_and_plotly_are_served_locally(client):
     assert (
         js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
     )
-    names = "app.js common.js cliff.js contours.js landscapes.js plot.js region.js story.js vector.js runs.js"
+    names = "app.js common.js cliff.js contours.js curves.js landscapes.js plot.js region.js story.js"
+    names += " vector.js runs.js"
     for name in [*names.split(), "style.css"]:
         assert client.get(f"/static/{name}").status_code == 200
 

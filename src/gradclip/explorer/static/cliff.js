@@ -3,13 +3,12 @@
 // gradient-norm curves. Every input redraws in the next animation frame: no server round trip.
 import { COLORS, DASHES, LABELS, TEXT_COLORS, fmt, number, registerSettings, settingsChanged } from "./common.js";
 import { contourSegments, viridis } from "./contours.js";
+import { SHAPES, WIDTHS, drawCurve, drawStats } from "./curves.js";
 import { METHODS, simulateAll, surfaceGrid } from "./landscapes.js";
 import { axes, drawAxes, fitCanvas, marker, polyline } from "./plot.js";
 import { caption, inside, lossSummary, mapSummary, normSummary } from "./story.js";
 
 const $ = (id) => document.getElementById(id);
-const SHAPES = { none: "circle", norm: "square", value: "triangle" };
-const WIDTHS = { none: 3, norm: 2.5, value: 2.5 };
 const GRID = 161, REGION = [48, 42], REGION_STEPS = 500, PLAY_MS = 4000;
 const state = {
   info: null, land: null, s: null, runs: null, frame: 0, view: "heatmap", playing: false,
@@ -167,63 +166,6 @@ function drawMarker(ctx, ax, m, k) {
   ctx.restore();
 }
 
-function range(arrays) {
-  let lo = Infinity, hi = 0;
-  for (const a of arrays) for (const x of a) if (Number.isFinite(x) && x > 0) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
-  if (!Number.isFinite(lo)) return [1e-3, 1];
-  lo = Math.max(lo, hi * 1e-14);
-  return [10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi) + 1e-9)];
-}
-
-function drawCurve(id, key, { hline = null, ylabel }) {
-  const { ctx, w, h } = fitCanvas($(id));
-  const series = METHODS.map((m) => state.runs[m][key]);
-  const [lo, hi] = range(hline ? [...series, [hline]] : series);
-  const n = state.s.steps;
-  const ax = axes({ box: { left: 50, top: 8, width: w - 66, height: h - 44 }, x: [0, n], y: [lo, hi], logY: true });
-  drawAxes(ctx, ax, { xlabel: "step", ylabel });
-  ctx.save();
-  ctx.beginPath(); ctx.rect(ax.box.left, ax.box.top, ax.box.width, ax.box.height); ctx.clip();
-  if (hline) polyline(ctx, ax, [0, n], [hline, hline], 2, { color: "#555", dash: [3, 3], width: 1.5, halo: false });
-  const k = state.frame;
-  ctx.strokeStyle = "#777"; ctx.lineWidth = 1;
-  ctx.beginPath(); ctx.moveTo(ax.px(k), ax.box.top); ctx.lineTo(ax.px(k), ax.box.top + ax.box.height); ctx.stroke();
-  for (const m of ["value", "norm", "none"]) { // the unclipped curve on top: it carries the story
-    const ys = state.runs[m][key];
-    const xs = Float64Array.from(ys, (_, i) => i);
-    polyline(ctx, ax, xs, ys, ys.length, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m] });
-  }
-  for (const m of METHODS) {
-    const ys = state.runs[m][key];
-    const i = Math.min(k, ys.length - 1);
-    if (i >= 0 && ys[i] > 0 && Number.isFinite(ys[i])) marker(ctx, ax.px(i), ax.py(Math.max(lo, ys[i])), SHAPES[m], COLORS[m], 4.5);
-    if (state.runs[m].diverged) {
-      ctx.font = "bold 12px system-ui, sans-serif"; ctx.fillStyle = TEXT_COLORS[m]; ctx.textAlign = "center";
-      ctx.fillText("overflow ↑", ax.px(ys.length - 1), ax.box.top + 12);
-    }
-  }
-  ctx.restore();
-}
-
-function drawStats() {
-  const s = state.s;
-  const rows = METHODS.map((m) => {
-    const r = state.runs[m];
-    const longest = r.stepLength.reduce((a, b) => Math.max(a, b), 0);
-    const clips = r.clipped.reduce((a, b) => a + b, 0);
-    const bound = m === "none" ? "none" : fmt(m === "norm" ? s.lr * s.threshold : s.lr * s.threshold * Math.SQRT2);
-    const end = r.u.length - 1;
-    const off = r.u.findIndex((u, i) => !inside(state.land, u, r.v[i]));
-    const where = r.diverged ? `overflowed after step ${end}`
-      : `${off >= 0 ? `left the map at step ${off}; ` : ""}ended at (${fmt(r.u[end])}, ${fmt(r.v[end])})`;
-    return `<tr id="stat-${m}"><th scope="row"><span class="swatch ${m}"></span>${LABELS[m]}</th>`
-      + `<td class="final-loss">${r.diverged ? "overflow" : fmt(r.loss[r.loss.length - 1])}</td>`
-      + `<td class="max-step">${fmt(longest)}</td><td>${bound}</td><td class="clips">${clips} of ${r.clipped.length}</td>`
-      + `<td>${where}</td></tr>`;
-  });
-  document.querySelector("#stats tbody").innerHTML = rows.join("");
-}
-
 function drawText() {
   const jump = jumpOf(state.land);
   const share = state.region?.key === regionKey() ? state.region.share : null;
@@ -238,9 +180,10 @@ function drawText() {
 
 function drawAll({ full = true } = {}) {
   drawSurface();
-  drawCurve("loss-canvas", "loss", { ylabel: "loss" });
-  drawCurve("norm-canvas", "gradNorm", { hline: state.s.threshold, ylabel: "‖g‖" });
-  if (full) drawStats();
+  const at = { steps: state.s.steps, frame: state.frame };
+  drawCurve($("loss-canvas"), state.runs, "loss", { ...at, ylabel: "loss" });
+  drawCurve($("norm-canvas"), state.runs, "gradNorm", { ...at, hline: state.s.threshold, ylabel: "‖g‖" });
+  if (full) drawStats(document.querySelector("#stats tbody"), state.runs, state.s, state.land);
   drawText();
   markRedraw();
 }
