@@ -1,6 +1,6 @@
 """gradclip: gradient clipping you can trust, see and understand.
 
-The NumPy API (:mod:`gradclip.numpy`) needs only NumPy. The torch functions below are imported
+The NumPy API ([`gradclip.numpy`][gradclip.numpy]) needs only NumPy. The torch functions below are imported
 on first use, so ``import gradclip`` works without torch and a torch feature raises a clear
 ``ImportError`` naming the extra to install.
 """

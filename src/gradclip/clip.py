@@ -12,8 +12,8 @@ match torch's; options beyond torch's are keyword-only. Differences from torch, 
   ``min(c / (||g|| + eps), 1)`` computed on the device, and multiplying by exactly 1 leaves
   gradients bitwise unchanged;
 * ``nonfinite='keep'`` leaves gradients untouched when the norm is NaN/Inf (torch scales them by
-  NaN or 0), and ``return_stats=True`` returns a :class:`ClipStats` whose ``finite`` flag is a
-  0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
+  NaN or 0), and ``return_stats=True`` returns a [`ClipStats`][gradclip.clip.ClipStats] whose ``finite`` flag
+  is a 0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ def clip_grads_with_norm_(
 ) -> None:
     """Scale gradients by ``min(max_norm / (total_norm + eps), 1)`` given a precomputed total norm.
 
-    Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with :func:`get_total_norm`
-    when the norm must be reduced across processes in between.
+    Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with
+    [`get_total_norm`][gradclip.clip.get_total_norm] when the norm must be reduced across processes in
+    between.
     """
     max_norm = _threshold(max_norm, "max_norm")
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
@@ -186,7 +187,7 @@ def clip_grad_norm_(
 
     Args:
         parameters: a tensor, parameters (their ``.grad`` is used, None skipped), gradient tensors,
-            or a :class:`~gradclip.norms.FlatGrads`.
+            or a [`FlatGrads`][gradclip.norms.FlatGrads].
         max_norm: threshold c >= 0 (a 0-dim tensor is allowed, for thresholds kept on the device).
         norm_type: p > 0 or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` when the total norm is NaN/Inf (syncs on CUDA).
@@ -194,7 +195,7 @@ def clip_grad_norm_(
         eps: added to the norm in the denominator.
         nonfinite: ``'propagate'`` scales by the non-finite norm like torch; ``'keep'`` leaves the
             gradients as they are (skip the step using ``ClipStats.finite``).
-        return_stats: return a :class:`ClipStats` instead of the bare norm.
+        return_stats: return a [`ClipStats`][gradclip.clip.ClipStats] instead of the bare norm.
         process_groups: extra groups whose ranks hold different parameters (pipeline or hand-made
             tensor parallelism): the norm is all-reduced over each. DTensor (FSDP2) gradients are
             reduced over their mesh without being named here; DDP needs nothing.

@@ -1,12 +1,14 @@
 """Clipper objects for torch: one call per step combines the norm pass, a threshold policy and the scaling.
 
 A clipper is called with the parameters after ``backward()``, clips their gradients in place and
-returns a :class:`ClipResult`: the pre-clip total norm, the threshold used, and 0-dim bool tensors
-saying whether anything was clipped and whether the norm was finite. Three kinds:
+returns a [`ClipResult`][gradclip.clippers.ClipResult]: the pre-clip total norm, the threshold used, and 0-dim
+bool tensors saying whether anything was clipped and whether the norm was finite. Three kinds:
 
-* :class:`NormClipper`: global-norm clipping with any policy from :mod:`gradclip.policies`;
-* :class:`ValueClipper`: element-wise clamping to ``[-c, c]``;
-* :class:`AGC`: adaptive gradient clipping, unit-wise against the weight norm (Brock et al. 2021).
+* [`NormClipper`][gradclip.clippers.NormClipper]: global-norm clipping with any policy from
+  [`gradclip.policies`][gradclip.policies];
+* [`ValueClipper`][gradclip.clippers.ValueClipper]: element-wise clamping to ``[-c, c]``;
+* [`AGC`][gradclip.clippers.AGC]: adaptive gradient clipping, unit-wise against the weight norm (Brock et al.
+  2021).
 
 Non-finite gradients are never rescaled (``nonfinite='keep'``): the ``finite`` flag lets the caller
 skip the step instead. On CUDA no clipper reads a value back to the host with a ``Fixed`` or
@@ -35,11 +37,12 @@ Params = Tensor | Iterable[Tensor]
 class ClipResult(NamedTuple):
     """What one clipper call saw, as tensors (nothing read back to the host).
 
-    ``total_norm``: pre-clip total norm, 0-dim float32 (the inf-norm for :class:`ValueClipper`);
-    ``threshold``: the threshold used (a float, or a 0-dim tensor for device-side policies);
-    ``clipped``/``finite``: 0-dim bool tensors; ``scale``: the global factor applied by
-    :class:`NormClipper` (1 when not clipped), None for the other clippers; ``tensor_norms``: the
-    per-tensor pre-clip norms from the same pass as the total, in input order.
+    ``total_norm``: pre-clip total norm, 0-dim float32 (the inf-norm for
+    [`ValueClipper`][gradclip.clippers.ValueClipper]); ``threshold``: the threshold used (a float, or a 0-dim
+    tensor for device-side policies); ``clipped``/``finite``: 0-dim bool tensors; ``scale``: the global factor
+    applied by
+    [`NormClipper`][gradclip.clippers.NormClipper] (1 when not clipped), None for the other clippers;
+    ``tensor_norms``: the per-tensor pre-clip norms from the same pass as the total, in input order.
     """
 
     total_norm: Tensor
@@ -65,7 +68,7 @@ def _false(device: torch.device) -> Tensor:
 class NormClipper:
     """Global-norm clipping with a threshold policy: ``g <- g * min(1, c_t / (||g|| + eps))``.
 
-    ``c_t = policy(||g||_t)`` (a float ``max_norm`` means :class:`~gradclip.policies.Fixed`). The
+    ``c_t = policy(||g||_t)`` (a float ``max_norm`` means [`Fixed`][gradclip.policies.Fixed]). The
     norm is fed to the policy as a device tensor when the policy is ``sync_free`` and the gradients
     live off the CPU, and as a Python float otherwise (free on the CPU; the one sync of
     ``Percentile`` on CUDA). The update keeps its direction (Pascanu et al. 2013, arXiv:1211.5063).
@@ -172,10 +175,10 @@ def unitwise_norm(x: Tensor) -> Tensor:
 class AGC(_Stateless):
     """Adaptive gradient clipping (Brock et al. 2021): each unit is clipped relative to its weight.
 
-    For every unit ``i`` (see :func:`unitwise_norm`), with ``W*_i = max(||W_i||, eps)``:
-    ``G_i <- G_i * min(1, clip_factor * W*_i / ||G_i||)``, i.e. the unit is rescaled to norm
-    ``clip_factor * W*_i`` when ``||G_i|| / W*_i > clip_factor``. ``eps`` keeps zero-initialised
-    weights (biases) from freezing. The paper does not clip the final classifier: pass its
+    For every unit ``i`` (see [`unitwise_norm`][gradclip.clippers.unitwise_norm]), with
+    ``W*_i = max(||W_i||, eps)``: ``G_i <- G_i * min(1, clip_factor * W*_i / ||G_i||)``, i.e. the unit is
+    rescaled to norm ``clip_factor * W*_i`` when ``||G_i|| / W*_i > clip_factor``. ``eps`` keeps
+    zero-initialised weights (biases) from freezing. The paper does not clip the final classifier: pass its
     parameters as ``exclude`` (they still count in ``total_norm`` and ``finite``). Computed branch
     free on the device; on the CPU tensors with nothing to clip are not rewritten.
 

@@ -1,12 +1,12 @@
 """GradMonitor: records every step's gradient norms, warns when clipping is misused or mis-set, advises c.
 
-The core, :meth:`GradMonitor.record`, takes Python floats, so the monitor serves a NumPy loop as well
-as a torch one; the torch glue (layer names, optimizer and gradient hooks, one host transfer per step)
-imports torch only when a model or optimizer is attached. State is bounded: rolling windows of
-``window`` steps, a fixed-size reservoir sample for percentiles, counters; the history itself goes
-to the sinks (:mod:`gradclip.sinks`), which reports read back. Warnings go through :mod:`warnings`
-with one category per concern (all subclasses of :class:`GradMonitorWarning`), once per episode:
-a warning re-arms only after its condition has cleared.
+The core, [`GradMonitor.record`][gradclip.monitor.GradMonitor.record], takes Python floats, so the monitor
+serves a NumPy loop as well as a torch one; the torch glue (layer names, optimizer and gradient hooks, one
+host transfer per step) imports torch only when a model or optimizer is attached. State is bounded: rolling
+windows of ``window`` steps, a fixed-size reservoir sample for percentiles, counters; the history itself goes
+to the sinks ([`gradclip.sinks`][gradclip.sinks]), which reports read back. Warnings go through `warnings`
+with one category per concern (all subclasses of [`GradMonitorWarning`][gradclip.monitor.GradMonitorWarning]),
+once per episode: a warning re-arms only after its condition has cleared.
 
 Threshold advice follows two rules: the 90th-95th percentile of the pre-clip norms seen after a
 warm-up (AutoClip, Seetharaman et al. 2020, arXiv:2007.14469, clips at a percentile of past norms),
@@ -70,14 +70,18 @@ def _stacklevel() -> int:
 class GradMonitor:
     """Watches gradient norms step by step; warns, advises a threshold and logs to sinks.
 
-    Torch, one line plus one call per step::
+    Torch, one line plus one call per step:
 
-        monitor = GradMonitor(model, optimizer=opt, log_dir="runs/a")
-        ...; loss.backward(); monitor.clip_(1.0, loss=loss); opt.step()
+    ```python
+    monitor = GradMonitor(model, optimizer=opt, log_dir="runs/a")
+    ...; loss.backward(); monitor.clip_(1.0, loss=loss); opt.step()
+    ```
 
     ``monitor.observe(stats)`` takes what a clipping call returned instead (``ClipStats`` of
-    :mod:`gradclip.clip` or :mod:`gradclip.numpy`, a ``ClipResult`` of :mod:`gradclip.clippers`);
-    :meth:`record` takes plain floats (NumPy loops: pass ``names=`` for the layers).
+    [`gradclip.clip`][gradclip.clip] or [`gradclip.numpy`][gradclip.numpy], a ``ClipResult`` of
+    [`gradclip.clippers`][gradclip.clippers]);
+    [`record`][gradclip.monitor.GradMonitor.record] takes plain floats (NumPy loops: pass ``names=`` for the
+    layers).
 
     Args:
         model: a ``torch.nn.Module`` or an iterable of parameters (layer names are the module's
@@ -90,7 +94,7 @@ class GradMonitor:
         max_norm: the fixed threshold in use when it is not passed per step; it also tells the
             monitor from the first step that every step should be clipped.
         name: the run's name in reports (default: the log directory's name).
-        config: warning levels and windows, a :class:`MonitorConfig`.
+        config: warning levels and windows, a [`MonitorConfig`][gradclip.monitor.MonitorConfig].
         seed: seed of the reservoir sampler (the advice is reproducible).
         overwrite: replace a run already logged in ``log_dir`` (by default that raises
             ``FileExistsError``: a run's log is never replaced silently).
@@ -163,8 +167,9 @@ class GradMonitor:
     def clip_(self, clipper: Any, *, norm_type: float | str = 2.0, loss: Any = None, lr: float | None = None):
         """Clip the attached model's gradients and record the step; returns the pre-clip norm tensor.
 
-        ``clipper`` is a float ``max_norm`` (:func:`gradclip.clip.clip_grad_norm_`) or a clipper
-        object from :mod:`gradclip.clippers` (its ``ClipResult`` is returned instead).
+        ``clipper`` is a float ``max_norm`` ([`gradclip.clip.clip_grad_norm_`][gradclip.clip.clip_grad_norm_])
+        or a clipper object from [`gradclip.clippers`][gradclip.clippers] (its ``ClipResult`` is returned
+        instead).
         """
         if self._torch is None:
             raise RuntimeError("clip_() needs a torch model: GradMonitor(model, ...); use record() otherwise")

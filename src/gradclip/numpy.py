@@ -1,6 +1,6 @@
 """The clipping API for NumPy arrays (no torch import), used by the NumPy sandbox.
 
-Same functions and rules as :mod:`gradclip.clip`, for a single array, a list of arrays or a dict
+Same functions and rules as [`gradclip.clip`][gradclip.clip], for a single array, a list of arrays or a dict
 of arrays, clipped in place. Norms accumulate in float64 and come back as Python floats.
 Formulas: ``||g||_p = (sum |g_ij|^p)^(1/p)`` (``max |g_ij|`` for inf); when ``||g|| > c`` every
 array is multiplied by ``c / (||g|| + eps)`` (Pascanu et al. 2013, arXiv:1211.5063).
@@ -134,7 +134,8 @@ def clip_grad_norm_(
 ) -> float | ClipStats:
     """Clip the global p-norm of the arrays to ``max_norm`` in place; return the pre-clip norm.
 
-    Arguments and the non-finite policy are those of :func:`gradclip.clip.clip_grad_norm_`.
+    Arguments and the non-finite policy are those of
+    [`gradclip.clip.clip_grad_norm_`][gradclip.clip.clip_grad_norm_].
     """
     c = check_threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)

@@ -1,13 +1,13 @@
 """Optimizer wrappers for torch: clip-and-step with non-finite skipping (ClipOptimizer), and Lookahead.
 
-:class:`ClipOptimizer` makes ``step()`` clip the gradients with a clipper from
-:mod:`gradclip.clippers`, then step the wrapped optimizer; a step whose gradient norm is NaN/Inf is
-skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
-SGD and a :class:`~gradclip.clippers.NormClipper`, the clip factor and the skip flag go to the fused
+[`ClipOptimizer`][gradclip.optim.ClipOptimizer] makes ``step()`` clip the gradients with a clipper from
+[`gradclip.clippers`][gradclip.clippers], then step the wrapped optimizer; a step whose gradient norm is
+NaN/Inf is skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
+SGD and a [`NormClipper`][gradclip.clippers.NormClipper], the clip factor and the skip flag go to the fused
 kernel through the optimizer's ``grad_scale``/``found_inf`` inputs (the mechanism ``GradScaler``
 uses): the gradients are divided by ``1/scale`` inside the update, so clipping adds no pass over the
-gradients beyond the norm and no host sync. :class:`Lookahead` keeps slow weights that follow the
-fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
+gradients beyond the norm and no host sync. [`Lookahead`][gradclip.optim.Lookahead] keeps slow weights that
+follow the fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
 so pass ``wrapper.optimizer`` to an LR scheduler.
 """
 
@@ -58,10 +58,12 @@ class ClipOptimizer(_Wrapper):
     """Wrap ``optimizer`` so that ``step()`` clips, then steps, and skips non-finite steps.
 
     Args:
-        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as :class:`Lookahead`).
+        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as
+            [`Lookahead`][gradclip.optim.Lookahead]).
         clipper: a clipper, or a float ``max_norm`` for ``NormClipper(max_norm)``.
         skip_nonfinite: skip the step when the pre-clip norm is NaN/Inf (counted in
-            :attr:`skipped_steps`); with False the optimizer steps on whatever the gradients hold.
+            [`skipped_steps`][gradclip.optim.ClipOptimizer.skipped_steps]); with False the optimizer steps on
+            whatever the gradients hold.
         fused: pass the clip through ``grad_scale``/``found_inf`` (None: whenever possible, i.e. a
             ``NormClipper`` and torch Adam/AdamW/SGD built with ``fused=True``; True: require it).
 
@@ -184,10 +186,11 @@ class Lookahead(_Wrapper):
 
     The fast weights ``theta`` are the parameters, updated by the wrapped optimizer; the slow
     weights ``phi`` start as a copy of the parameters at the first step. The inner optimizer's state
-    is kept across synchronisations. Every call to :meth:`step` counts as an inner step, also one a
-    wrapped :class:`ClipOptimizer` skipped (its parameters did not move, so the sync is still exact
-    maths, only one step earlier). Composable both ways: ``Lookahead(ClipOptimizer(opt))`` clips the
-    fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the counting on non-finite steps.
+    is kept across synchronisations. Every call to [`step`][gradclip.optim.Lookahead.step] counts as an inner
+    step, also one a wrapped [`ClipOptimizer`][gradclip.optim.ClipOptimizer] skipped (its parameters did not
+    move, so the sync is still exact maths, only one step earlier). Composable both ways:
+    ``Lookahead(ClipOptimizer(opt))`` clips the fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the
+    counting on non-finite steps.
 
     References: M. R. Zhang, J. Lucas, G. Hinton, J. Ba, "Lookahead Optimizer: k steps forward, 1 step
     back", NeurIPS 2019, arXiv:1907.08610.

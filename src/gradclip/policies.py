@@ -1,14 +1,16 @@
 """Clipping thresholds as small policies: fixed, percentile of past norms (AutoClip), z-score (ZClip).
 
 Each policy is a pure pair ``init() -> state`` and ``update(norm, state) -> (threshold, state)``
-(:class:`PolicyFns`, built by :func:`fixed`, :func:`percentile`, :func:`zscore`), plus a thin stateful
-wrapper (:class:`Fixed`, :class:`Percentile`, :class:`ZScore`) that holds the state, is called once per
-step with the pre-clip total norm and round-trips through ``state_dict()``/``load_state_dict()``. The
-threshold for a step depends only on norms seen so far (and, for ``Percentile``, optionally the current
-one). Memory is bounded: ``ZScore`` keeps three numbers, ``Percentile`` a window of the last N norms.
-No framework is imported here. ``ZScore`` also accepts a 0-dim tensor as the norm: it then keeps its
-statistics as tensors on that device and computes with tensor methods only (no ``if`` on a value, no
-read-back), so a CUDA training step stays free of host synchronisations.
+([`PolicyFns`][gradclip.policies.PolicyFns], built by [`fixed`][gradclip.policies.fixed],
+[`percentile`][gradclip.policies.percentile], [`zscore`][gradclip.policies.zscore]), plus a thin stateful
+wrapper ([`Fixed`][gradclip.policies.Fixed], [`Percentile`][gradclip.policies.Percentile],
+[`ZScore`][gradclip.policies.ZScore]) that holds the state, is called once per step with the pre-clip total
+norm and round-trips through ``state_dict()``/``load_state_dict()``. The threshold for a step depends only on
+norms seen so far (and, for ``Percentile``, optionally the current one). Memory is bounded: ``ZScore`` keeps
+three numbers, ``Percentile`` a window of the last N norms. No framework is imported here. ``ZScore`` also
+accepts a 0-dim tensor as the norm: it then keeps its statistics as tensors on that device and computes with
+tensor methods only (no ``if`` on a value, no read-back), so a CUDA training step stays free of host
+synchronisations.
 """
 
 from __future__ import annotations
@@ -367,7 +369,8 @@ class Fixed(_Stateful):
 
 
 class Percentile(_Stateful):
-    """AutoClip thresholds, see :func:`percentile` (formula, defaults, the one sync per step)."""
+    """AutoClip thresholds, see [`percentile`][gradclip.policies.percentile] (formula, defaults, the one sync
+    per step)."""
 
     kind, sync_free, _state_type = "percentile", False, PercentileState
 
@@ -382,7 +385,7 @@ class Percentile(_Stateful):
 
 
 class ZScore(_Stateful):
-    """ZClip thresholds, see :func:`zscore` (formula, warm-up, non-finite norms)."""
+    """ZClip thresholds, see [`zscore`][gradclip.policies.zscore] (formula, warm-up, non-finite norms)."""
 
     kind, sync_free, _state_type = "zscore", True, ZScoreState
 

@@ -1,7 +1,7 @@
 """Reports of monitored runs: PNG plots, one self-contained HTML page, and a terminal summary table.
 
-Everything is read back from the runs' JSONL (:func:`gradclip.sinks.read_run`), so a report can be
-made from a finished run, a crashed one, or one still training, and several runs can be compared
+Everything is read back from the runs' JSONL ([`gradclip.sinks.read_run`][gradclip.sinks.read_run]), so a
+report can be made from a finished run, a crashed one, or one still training, and several runs can be compared
 on the same axes. Plots use matplotlib's object API (``Figure`` saved with the Agg canvas): no
 pyplot state, no GUI backend, safe in threads and on headless machines. Norms span decades (a spike
 is 10^3-10^4 times a normal step), so norm axes are logarithmic.
@@ -290,7 +290,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, title: 
 
 
 def render_report(runs: Sequence[RunLog], out_dir: str | Path, *, title: str | None = None) -> Path:
-    """:func:`write_report` for runs already read with :func:`gradclip.sinks.read_run`."""
+    """[`write_report`][gradclip.report.write_report] for runs already read with
+    [`gradclip.sinks.read_run`][gradclip.sinks.read_run]."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {key: plot(runs, out / f"{key}.png") for key, plot in PLOTS.items()}

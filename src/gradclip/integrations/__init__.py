@@ -1,14 +1,14 @@
 """gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer.
 
-* :func:`clipping` (``gradclip.integrations.loop``): ``with clipping(optimizer, 1.0) as clip:`` around
-  an existing loop; needs torch only.
+* [`clipping`][gradclip.integrations.loop.clipping] (``gradclip.integrations.loop``):
+  ``with clipping(optimizer, 1.0) as clip:`` around an existing loop; needs torch only.
 * ``gradclip.integrations.lightning.GradClipCallback``: a Lightning ``Callback`` (extra
   ``gradclip[lightning]``).
 * ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
   ``gradclip[hf]``).
 
-All three share :class:`StepClipper`: clip once per optimizer step, skip NaN/Inf steps, keep the
-fields they log (:data:`METRICS`). Nothing is imported here until used: importing this package
+All three share `StepClipper`: clip once per optimizer step, skip NaN/Inf steps, keep the
+fields they log (`METRICS`). Nothing is imported here until used: importing this package
 loads neither torch nor any framework.
 """
 

@@ -1,6 +1,6 @@
 """The clip step every integration shares: clip, drop a non-finite step, keep the numbers to log.
 
-A framework calls :class:`StepClipper` once per optimizer step, after ``backward()`` (and after AMP
+A framework calls `StepClipper` once per optimizer step, after ``backward()`` (and after AMP
 unscaling) and before ``optimizer.step()``, from whatever hook it offers. A step whose pre-clip norm
 is NaN/Inf is skipped by setting every ``.grad`` of the step's parameters to ``None``: torch
 optimizers leave a parameter with no gradient untouched, value and state (see
@@ -46,7 +46,7 @@ class StepClipper:
     """Clip the gradients of one optimizer step and remember what happened, for logging.
 
     Args:
-        clipper: a clipper from :mod:`gradclip.clippers` (``NormClipper(Percentile())``,
+        clipper: a clipper from [`gradclip.clippers`][gradclip.clippers] (``NormClipper(Percentile())``,
             ``NormClipper(ZScore())``, ``ValueClipper(c)``, ``AGC(f)``), or a float ``max_norm``
             for ``NormClipper(max_norm)``.
         skip_nonfinite: drop the step's gradients when the pre-clip norm is NaN/Inf.
@@ -101,7 +101,7 @@ class StepClipper:
         return self._recent_sum / len(self._recent) if self._recent else 0.0
 
     def metrics(self) -> dict[str, Tensor | float]:
-        """The last step's fields (see :data:`METRICS`), as tensors where the clipper gave tensors."""
+        """The last step's fields (see `METRICS`), as tensors where the clipper gave tensors."""
         if self.last is None or self.last_post_norm is None:
             return {}
         values = (
@@ -114,7 +114,7 @@ class StepClipper:
         return dict(zip(METRICS, values, strict=True))
 
     def float_metrics(self) -> dict[str, float]:
-        """:meth:`metrics` read back as Python floats (one host transfer, for text loggers)."""
+        """`metrics` read back as Python floats (one host transfer, for text loggers)."""
         return {k: float(v) for k, v in self.metrics().items()}
 
     def state_dict(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def clipping(
     skip_nonfinite: bool = True,
     rate_window: int = 100,
 ) -> Iterator[StepClipper]:
-    """Clip before every ``optimizer.step()`` inside the ``with`` block; yields the :class:`StepClipper`.
+    """Clip before every ``optimizer.step()`` inside the ``with`` block; yields the `StepClipper`.
 
     Args:
         optimizer: a ``torch.optim.Optimizer`` (anything with ``register_step_pre_hook``).
@@ -37,14 +37,15 @@ def clipping(
         skip_nonfinite: skip the step (every ``.grad`` set to None) when the norm is NaN/Inf.
         rate_window: steps over which ``clip.clip_rate`` is measured.
 
-    Example::
-
+    Examples:
+        ```python
         with clipping(optimizer, 1.0) as clip:
             for x, y in loader:
                 optimizer.zero_grad()
                 loss_fn(model(x), y).backward()
                 optimizer.step()  # clips first; a NaN/Inf step is skipped
         print(clip.float_metrics())
+        ```
     """
     if not hasattr(optimizer, "register_step_pre_hook"):
         raise TypeError(

@@ -6,7 +6,7 @@ elsewhere is opened). It is written to a temporary file in the destination's dir
 disk, then moved over the destination with ``os.replace``: a process killed at any moment (SIGKILL
 included) leaves the previous checkpoint or the new one, never half of one.
 
-:func:`rng_state` / :func:`set_rng_state` capture every random generator a run may draw from (torch
+`rng_state` / `set_rng_state` capture every random generator a run may draw from (torch
 CPU and CUDA, NumPy's global one, Python's ``random``), which is what lets a resumed run continue
 bit-for-bit.
 """
@@ -33,7 +33,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
+    """Read a checkpoint written by `save_checkpoint` with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {os.fspath(path)!r}")
@@ -58,7 +58,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what `rng_state` captured."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,7 +1,8 @@
 """``--clip-mode`` to clipper: the one place where a mode name and its number become a clipper object.
 
 Each factory takes the number given with ``--grad-clip`` (``grad_clip_norm``) and the model, and
-returns a clipper from :mod:`gradclip.clippers`. The number means what the mode's paper calls its knob:
+returns a clipper from [`gradclip.clippers`][gradclip.clippers]. The number means what the mode's paper calls
+its knob:
 
 =========== ================================= =====================================================
 mode        ``grad_clip_norm`` is              clipper
@@ -43,7 +44,7 @@ CLIP_MODES: dict[str, Callable[[float, nn.Module], Clipper]] = {
 
 
 def make_clipper(mode: str, value: float, model: nn.Module) -> Clipper:
-    """The clipper for ``mode`` (a key of :data:`CLIP_MODES`) with its knob set to ``value`` > 0."""
+    """The clipper for ``mode`` (a key of `CLIP_MODES`) with its knob set to ``value`` > 0."""
     if mode not in CLIP_MODES:
         raise ValueError(f"unknown clip_mode {mode!r}; choose from {sorted(CLIP_MODES)}")
     return CLIP_MODES[mode](value, model)

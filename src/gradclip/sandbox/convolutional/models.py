@@ -116,7 +116,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """The model called ``name`` (a key of :data:`MODELS`) for the given image channels and classes."""
+    """The model called ``name`` (a key of `MODELS`) for the given image channels and classes."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):

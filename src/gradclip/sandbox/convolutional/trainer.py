@@ -87,10 +87,12 @@ class ConvTrainer:
     Args:
         model: a classifier ``(N, C, H, W) -> (N, classes)``; moved to ``device``.
         optimizer: a torch optimizer over the model's parameters, or a wrapper (``Lookahead``).
-        grad_clip_norm: the clipping knob of ``clip_mode`` (see :mod:`.clipping`); None/<= 0: off.
+        grad_clip_norm: the clipping knob of ``clip_mode`` (see
+            [`clipping`][gradclip.integrations.loop.clipping]); None/<= 0: off.
         clip_mode: ``norm``, ``value``, ``agc``, ``percentile`` or ``zscore``.
-        clipper: a ready clipper object (:mod:`gradclip.clippers`) instead of the two above.
-        monitor: a :class:`gradclip.monitor.GradMonitor`; every step is ``observe``-d.
+        clipper: a ready clipper object ([`gradclip.clippers`][gradclip.clippers]) instead of the two above.
+        monitor: a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor]; every step is
+            ``observe``-d.
         device: where the model and batches live (``"cpu"``, ``"cuda"``, ...).
         amp: autocast (fp16 + GradScaler on CUDA, bfloat16 on the CPU).
         spike: ``(step, factor)``: that step's loss is multiplied by factor (a bad batch).
@@ -232,7 +234,7 @@ class ConvTrainer:
     ) -> dict[str, list[float]]:
         """Train until ``epochs`` epochs are done in total (a resumed run does the rest).
 
-        ``data`` is an :class:`~.data.ImageSplit` (or anything with ``x_train``, ``y_train``,
+        ``data`` is an `ImageSplit` (or anything with ``x_train``, ``y_train``,
         ``x_test``, ``y_test``); the test set is evaluated after every epoch. With ``checkpoint``
         the full state (plus ``extra``) is saved there after every epoch.
         """
@@ -358,7 +360,8 @@ class ConvTrainer:
         save_checkpoint(path, {**self.state_dict(), "extra": extra or {}})
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore a state written by :meth:`save` into this (identically built) trainer; return ``extra``."""
+        """Restore a state written by [`save`][gradclip.sandbox.convolutional.trainer.ConvTrainer.save] into
+        this (identically built) trainer; return ``extra``."""
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state)
         return state.get("extra", {})

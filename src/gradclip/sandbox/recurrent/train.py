@@ -5,9 +5,10 @@ A run draws its initial weights from ``seed`` and its training batches from a st
 data; they differ only from the first clipped step on. Every ``eval_every`` steps the error is
 measured on ``eval_size`` freshly drawn sequences; the run stops at the first evaluation under
 ``target_error`` (1%, the paper's success criterion, §4.1) or when the loss or gradient norm stops
-being finite (divergence). Every step goes to a :class:`gradclip.monitor.GradMonitor`, whose
-JSONL is the run's record on disk. :func:`average_norm_threshold` implements the paper's rule for
-the threshold (§3.2: look at the average gradient norm over many updates).
+being finite (divergence). Every step goes to a
+[`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor], whose JSONL is the run's record on disk.
+`average_norm_threshold` implements the paper's rule for the threshold (§3.2: look at the average gradient
+norm over many updates).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a state written by :func:`save_state`."""
+    """Read a state written by `save_state`."""
     with np.load(path, allow_pickle=False) as archive:
         if _META not in archive.files:
             raise ValueError(

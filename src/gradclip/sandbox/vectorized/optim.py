@@ -3,8 +3,9 @@
 ``step(params, grads)`` updates ``params`` in place with a handful of whole-buffer NumPy operations
 (state buffers are allocated once, at the first step). The update rules follow ``torch.optim`` so
 the tests can compare numbers step by step. ``lr`` is a float or a schedule: any callable mapping
-the 0-based step index to a learning rate (:class:`StepLR`, :class:`CosineWarmup` below). Every
-optimizer has ``state_dict()``/``load_state_dict()`` that round-trip exactly.
+the 0-based step index to a learning rate ([`StepLR`][gradclip.sandbox.vectorized.optim.StepLR],
+[`CosineWarmup`][gradclip.sandbox.vectorized.optim.CosineWarmup] below). Every optimizer has
+``state_dict()``/``load_state_dict()`` that round-trip exactly.
 """
 
 from __future__ import annotations

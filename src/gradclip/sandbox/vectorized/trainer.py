@@ -1,4 +1,4 @@
-"""VTrainer: mini-batch training of a :class:`Sequential` with gradient clipping from gradclip.numpy.
+"""VTrainer: mini-batch training of a `Sequential` with gradient clipping from gradclip.numpy.
 
 One step is forward, loss, backward, ``_clip_gradients`` (global-norm or value clipping of the flat
 gradient buffer, with a fixed threshold or an adaptive policy), then the optimizer step; a step whose
@@ -72,8 +72,8 @@ class VTrainer:
     ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
     ``'value'`` clamps each element to [-c, c]. ``clipper`` (a policy from ``gradclip.policies``
     or any object as above) replaces the fixed c by one computed from the norm history.
-    ``monitor``, if given, is a :class:`gradclip.monitor.GradMonitor` (or anything with its
-    ``record(total_norm, *, threshold, clipped, post_clip_norm, skipped, loss, lr, layer_norms)``),
+    ``monitor``, if given, is a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] (or anything
+    with its ``record(total_norm, *, threshold, clipped, post_clip_norm, skipped, loss, lr, layer_norms)``),
     called after every step with floats; build it with ``names=trainer.grad_names()`` to get
     per-layer norms labelled.
     """
@@ -303,5 +303,6 @@ class VTrainer:
         save_state(path, self.state_dict())
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Restore a state written by :meth:`save` into this (identically built) trainer."""
+        """Restore a state written by [`save`][gradclip.sandbox.vectorized.trainer.VTrainer.save] into this
+        (identically built) trainer."""
         self.load_state_dict(load_state(path))
