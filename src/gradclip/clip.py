@@ -22,7 +22,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import (

@@ -24,7 +24,13 @@ import functools
 import math
 from collections.abc import Sequence
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 __all__ = ["is_dtensor", "is_dtensor_type", "local_tensor", "reduce_norms"]

@@ -15,7 +15,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import check_norm_type, nonfinite_message

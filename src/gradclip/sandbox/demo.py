@@ -16,7 +16,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip.monitor import GradMonitor, GradMonitorWarning
 from gradclip.sandbox.convolutional import ConvTrainer, build_model, load_digits

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip._argparse import Parser, positive_float, positive_int
 from gradclip.sandbox.convolutional.checkpoint import load_checkpoint

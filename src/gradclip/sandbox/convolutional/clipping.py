@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
+from gradclip._extras import missing_extra
+
+try:
+    from torch import nn
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip.clippers import AGC, Clipper, NormClipper, ValueClipper
 from gradclip.policies import Fixed, Percentile, ZScore

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 import torch.nn.functional as F
 from torch import Tensor
 

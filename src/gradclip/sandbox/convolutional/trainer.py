@@ -22,7 +22,13 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -11,7 +11,14 @@ paper does (``torch.optim.SGD`` with its defaults).
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor, nn
 
 __all__ = ["INITS", "PARAM_NAMES", "TanhRNN", "init_weights", "sparse_recurrent"]
