@@ -132,3 +132,29 @@ def test_explore_serves_without_torch(tmp_path):
         proc.wait(timeout=30)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_every_module_without_torch_imports_or_names_its_extra(tmp_path):
+    code = NO_TORCH + (
+        "import importlib, pathlib, gradclip\n"
+        "root = pathlib.Path(gradclip.__file__).parent\n"
+        "bad = []\n"
+        "for file in sorted(root.rglob('*.py')):\n"
+        "    name = '.'.join(('gradclip', *file.relative_to(root).with_suffix('').parts))\n"
+        "    name = name.removesuffix('.__init__')\n"
+        "    if name.endswith('__main__'):\n"
+        "        continue\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError as err:\n"
+        "        if \"pip install 'gradclip[\" not in str(err) or err.name != 'torch':\n"
+        "            bad.append(f'{name}: {err!r}')\n"
+        "        else:\n"
+        "            print('needs torch:', name)\n"
+        "print('\\n'.join(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    needs_torch = {line.split()[-1] for line in out.stdout.splitlines() if line.startswith("needs torch:")}
+    assert {"gradclip.clip", "gradclip.integrations.loop", "gradclip.sandbox.convolutional"} <= needs_torch
