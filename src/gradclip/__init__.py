@@ -8,9 +8,33 @@ on first use, so ``import gradclip`` works without torch and a torch feature rai
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradclip.policies import Fixed, Percentile, Policy, ZScore
+
+if TYPE_CHECKING:  # the real types for editors and type checkers; at run time __getattr__ imports them
+    from gradclip.advice import threshold_advice
+    from gradclip.clip import (
+        ClipStats,
+        clip_grad_norm_,
+        clip_grad_value_,
+        clip_grads_with_norm_,
+        get_total_norm,
+    )
+    from gradclip.clippers import AGC, ClipResult, NormClipper, ValueClipper
+    from gradclip.monitor import (
+        ClipMisuseWarning,
+        ClipRateWarning,
+        GradMonitor,
+        GradMonitorWarning,
+        MonitorConfig,
+        SpikeWarning,
+        VanishingGradientWarning,
+    )
+    from gradclip.norms import FlatGrads, tensor_norms
+    from gradclip.optim import ClipOptimizer, Lookahead
+    from gradclip.report import write_report
+    from gradclip.sinks import read_run
 
 __version__ = "0.1.0"
 
@@ -44,7 +68,36 @@ _LAZY_API = {
     "write_report": "gradclip.report",
 }
 
-__all__ = ["Fixed", "Percentile", "Policy", "ZScore", "__version__", *sorted(_TORCH_API), *sorted(_LAZY_API)]
+__all__ = [
+    "AGC",
+    "ClipMisuseWarning",
+    "ClipOptimizer",
+    "ClipRateWarning",
+    "ClipResult",
+    "ClipStats",
+    "Fixed",
+    "FlatGrads",
+    "GradMonitor",
+    "GradMonitorWarning",
+    "Lookahead",
+    "MonitorConfig",
+    "NormClipper",
+    "Percentile",
+    "Policy",
+    "SpikeWarning",
+    "ValueClipper",
+    "VanishingGradientWarning",
+    "ZScore",
+    "__version__",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+    "read_run",
+    "tensor_norms",
+    "threshold_advice",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 from gradclip._extras import missing_extra
 
@@ -173,6 +173,45 @@ def clip_grads_with_norm_(
         _apply_scale_(grads, max_norm, total_norm, eps, nonfinite, foreach)
 
 
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[False] = ...,
+    process_groups: Sequence = ...,
+) -> Tensor: ...
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[True],
+    process_groups: Sequence = ...,
+) -> ClipStats: ...
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: bool,
+    process_groups: Sequence = ...,
+) -> Tensor | ClipStats: ...
 @torch.no_grad()
 def clip_grad_norm_(
     parameters: Params,

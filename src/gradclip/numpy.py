@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 
@@ -122,6 +122,39 @@ def clip_grads_with_norm_(
     _scale_(_arrays(grads), c, float(total_norm), check_eps(eps), check_nonfinite(nonfinite))
 
 
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[False] = ...,
+) -> float: ...
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[True],
+) -> ClipStats: ...
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: bool,
+) -> float | ClipStats: ...
 def clip_grad_norm_(
     grads: Arrays,
     max_norm: float,
