@@ -128,5 +128,6 @@ def run_demo(
         from gradclip.report import write_report
 
         title = "gradclip demo: one bad batch, with and without clipping"
-        write_report(dirs, Path(out_dir) / "report", title=title)
+        results = {r.name: {"test loss": r.final_loss, "test accuracy": r.accuracy} for r in runs}
+        write_report(dirs, Path(out_dir) / "report", title=title, results=results)
     return runs
