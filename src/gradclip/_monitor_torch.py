@@ -34,6 +34,7 @@ def host_floats(values: list[Any]) -> list[Any]:
             ids.append(i)
             tensors.append(t)
     if groups:
+        assert torch is not None  # tensors were found, so torch is imported
         device = next(iter(groups))[0]
         parts = [torch.stack(ts).to(device, torch.float64) for _, ts in groups.values()]
         flat = (parts[0] if len(parts) == 1 else torch.cat(parts)).tolist()

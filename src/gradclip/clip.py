@@ -139,13 +139,13 @@ def _apply_scale_(
         _scale_(grads, scale_t, foreach)
         return scale_t, clipped, finite
     # Device path: clamp instead of an `if`, so no value is read back to the host.
-    finite = torch.isfinite(total)
-    clipped = total > max_norm
+    finite_t = torch.isfinite(total)
+    clipped_t = total > max_norm
     scale = torch.clamp(max_norm / (total + eps), max=1.0)
     if nonfinite == "keep":
-        scale = torch.where(finite, scale, torch.ones_like(scale))
+        scale = torch.where(finite_t, scale, torch.ones_like(scale))
     _scale_(grads, scale, foreach)
-    return scale, clipped, finite
+    return scale, clipped_t, finite_t
 
 
 @torch.no_grad()
@@ -263,6 +263,9 @@ def clip_grad_norm_(
     grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
+    scale: Tensor | float
+    clipped: Tensor | bool
+    finite: Tensor | bool
     scale, clipped, finite = 1.0, False, True
     if grads:
         scale, clipped, finite = _apply_scale_(grads, max_norm, total, eps, nonfinite, foreach)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from gradclip._monitor_torch import host_floats
@@ -61,7 +62,8 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 def _stacklevel() -> int:
     """Stack level of the first frame outside gradclip, so a warning points at the user's line."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     return level
@@ -199,9 +201,9 @@ class GradMonitor:
         head = [stats.total_norm, stats.clipped, stats.finite, scale, threshold, loss]
         values = host_floats(head + norms)
         total, clipped, finite, scale_f, threshold_f, loss_f = values[:6]
-        layer_norms = values[6:]
+        layer_norms: list[float] | None = values[6:]
         if self._torch is not None:
-            layer_norms = self._torch.align(layer_norms)
+            layer_norms = self._torch.align(values[6:])
             lr = self._torch.lr() if lr is None else lr
             skipped = self._torch.skipped(bool(finite)) if skipped is None else skipped
             self._torch.clipped_now()
@@ -331,6 +333,7 @@ class GradMonitor:
             if nonfinite:
                 what = f"non-finite gradient norm ({total})"
             else:
+                assert baseline is not None  # a finite spike is measured against the median
                 what = f"gradient norm {total:.3g} is {total / baseline:.0f}x the median of the last "
                 what += f"{len(self._recent)} steps"
             self._warn(SpikeWarning, f"step {self.step}: {what}{self._top_layers(layer_norms, largest=True)}")
@@ -364,6 +367,7 @@ class GradMonitor:
             rate = sum(flags) / len(flags)
             level = 2 if rate >= cfg.always_clip_rate else 1 if rate > cfg.clip_rate else 0
             if level > self._latched["rate"]:
+                assert c is not None  # steps are counted as clipped only against a threshold
                 advice = self.advice()
                 hint = f" Advice: {advice.text()}." if advice else ""
                 if level == 2:
@@ -378,6 +382,7 @@ class GradMonitor:
             self._latched["rate"] = max(level, self._latched["rate"]) if level else 0
         idle = self._with_threshold >= cfg.idle_steps and self._since_clip >= cfg.idle_steps
         if idle and not self._latched["idle"]:
+            assert c is not None  # idle steps are counted only against a threshold
             peak, advice = max(self._recent), self.advice()
             self._warn(
                 ClipRateWarning,

@@ -143,11 +143,13 @@ class ClipOptimizer(_Wrapper):
         return loss
 
     def _fused_step(self, params: list[Tensor]) -> None:
-        clipper: NormClipper = self.clipper  # type: ignore[assignment]
+        clipper = self.clipper
+        assert isinstance(clipper, NormClipper)  # self.fused is set only for a NormClipper
         grads, result = clipper.measure(params)
         self.last_result = result
         if not grads:
             return
+        assert result.scale is not None  # a NormClipper always reports its scale
         opt = self.optimizer
         opt.grad_scale = torch.reciprocal(result.scale)  # the kernel divides the gradients by it
         found_inf = torch.logical_not(result.finite)

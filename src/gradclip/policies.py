@@ -175,7 +175,8 @@ def fixed(max_norm: float) -> PolicyFns:
 class PercentileState(NamedTuple):
     """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first."""
 
-    count: int
+    # The name is the saved state's key; it shadows tuple.count, which nothing calls on a state.
+    count: int  # type: ignore[assignment]
     history: tuple[float, ...]
 
 
@@ -310,7 +311,7 @@ class _Stateful:
 
     kind: str
     sync_free: bool
-    _state_type: type
+    _state_type: Any  # the policy's state NamedTuple class (its _fields are the saved keys)
 
     def __init__(self, fns: PolicyFns, config: dict[str, Any]) -> None:
         self._fns, self.config = fns, config
@@ -378,7 +379,8 @@ class Percentile(_Stateful):
         self, p: float = 10.0, *, window: int = 1000, warmup: int = 0, include_current: bool = True
     ) -> None:
         config = {"p": p, "window": window, "warmup": warmup, "include_current": bool(include_current)}
-        super().__init__(percentile(**config), config)
+        fns = percentile(p, window=window, warmup=warmup, include_current=bool(include_current))
+        super().__init__(fns, config)
 
     def _restore(self, fields: dict[str, Any]) -> PercentileState:
         return PercentileState(int(fields["count"]), tuple(float(v) for v in fields["history"]))
@@ -399,4 +401,5 @@ class ZScore(_Stateful):
         eps: float = 1e-6,
     ) -> None:
         config = {"alpha": alpha, "z_thresh": z_thresh, "warmup": warmup, "max_norm": max_norm, "eps": eps}
-        super().__init__(zscore(**config), config)
+        fns = zscore(alpha=alpha, z_thresh=z_thresh, warmup=warmup, max_norm=max_norm, eps=eps)
+        super().__init__(fns, config)

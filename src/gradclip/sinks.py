@@ -27,7 +27,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -210,7 +210,11 @@ class TensorBoardSink:
             self._writer = None
 
 
-_SINKS = {"jsonl": JsonlSink, "csv": CsvSink, "tensorboard": TensorBoardSink}
+_SINKS: dict[str, Callable[[str | Path], Sink]] = {
+    "jsonl": JsonlSink,
+    "csv": CsvSink,
+    "tensorboard": TensorBoardSink,
+}
 
 
 def make_sink(kind: str, log_dir: str | Path) -> Sink:

@@ -28,6 +28,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,8 @@ def create_app(*, runs_dir: str | Path = "runs") -> Starlette:
         Route("/favicon.ico", lambda request: Response(status_code=204)),  # browsers ask; nothing to show
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {BadRequest: _bad_request, HTTPException: _http_error}
+    # Each handler takes its own exception type; Starlette's annotation asks for any Exception.
+    handlers: dict[Any, Callable[..., Any]] = {BadRequest: _bad_request, HTTPException: _http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.runs_dir = Path(runs_dir)
     return app

@@ -129,5 +129,6 @@ def run_demo(
 
         title = "gradclip demo: one bad batch, with and without clipping"
         results = {r.name: {"test loss": r.final_loss, "test accuracy": r.accuracy} for r in runs}
-        write_report(dirs, Path(out_dir) / "report", title=title, results=results)
+        logged = [d for d in dirs if d is not None]  # both runs: out_dir is set
+        write_report(logged, Path(out_dir) / "report", title=title, results=results)
     return runs

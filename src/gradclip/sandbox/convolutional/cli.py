@@ -212,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = _config(args)
     if args.resume:
+        assert ckpt is not None  # _check refuses --resume without --out
         state = load_checkpoint(ckpt, map_location=device)
         saved = state.get("extra", {}).get("config", {})
         diff = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}

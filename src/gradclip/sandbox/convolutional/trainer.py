@@ -78,7 +78,7 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _spike(spike: object) -> tuple[int, float] | None:
+def _spike(spike: Any) -> tuple[int, float] | None:
     if spike is None:
         return None
     ok = isinstance(spike, tuple) and len(spike) == 2 and isinstance(spike[0], int) and spike[0] >= 0
@@ -258,7 +258,8 @@ class ConvTrainer:
         bar = _Progress(self.progress, total=(epochs - self.epoch) * math.ceil(n / batch_size))
         with bar:
             while self.epoch < epochs:
-                start, self._pending = time.perf_counter(), []
+                start = time.perf_counter()
+                self._pending: list[Tensor] = []  # one row of per-step values per step, read once per epoch
                 self.model.train()
                 total_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -377,7 +378,9 @@ class _Progress:
     """A rich progress bar over all steps when asked for and installed; else one printed line per epoch."""
 
     def __init__(self, enabled: bool, *, total: int) -> None:
-        self.enabled, self.total, self._bar, self._task = enabled, total, None, None
+        self.enabled, self.total = enabled, total
+        self._bar: Any = None  # a rich Progress when enabled and installed
+        self._task: Any = None  # its task id
         if enabled:
             try:
                 from rich.progress import Progress

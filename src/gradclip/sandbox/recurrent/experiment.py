@@ -158,7 +158,7 @@ def summarise(results: Sequence[RunResult]) -> list[Row]:
         group = [r for r in results if (r.config["threshold"] is not None) == clipped]
         if not group:
             continue
-        steps = [r.steps_to_success for r in group if r.solved]
+        steps = [r.steps_to_success for r in group if r.steps_to_success is not None]  # set iff solved
         outcomes = [spike_outcomes(r.grad_norms, r.losses) for r in group]
         norms = [r.max_grad_norm for r in group if math.isfinite(r.max_grad_norm)]
         rows.append(Row(

@@ -78,6 +78,13 @@ class TanhRNN(nn.Module):
     ``every_step=True``. Build it with `from_weights` to share weights with the NumPy model.
     """
 
+    # Registered by name in __init__ (PARAM_NAMES); declared here so that their type is known.
+    W_uh: nn.Parameter
+    W_hh: nn.Parameter
+    b_h: nn.Parameter
+    W_hy: nn.Parameter
+    b_y: nn.Parameter
+
     def __init__(
         self,
         n_in: int,

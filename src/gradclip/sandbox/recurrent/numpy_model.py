@@ -67,10 +67,10 @@ def loss_and_grads(model: Sequential, task: Task, batch: Batch) -> float:
         value = loss.forward(out, batch.targets.astype(out.dtype))
         model.backward(loss.backward())
         return value
-    loss = SoftmaxCrossEntropy()
+    xent = SoftmaxCrossEntropy()
     flat = out.reshape(-1, out.shape[-1])  # (N·T, O) when every step answers
-    value = loss.forward(flat, batch.targets.reshape(-1))
-    model.backward(loss.backward().reshape(out.shape))
+    value = xent.forward(flat, batch.targets.reshape(-1))
+    model.backward(xent.backward().reshape(out.shape))
     return value
 
 

@@ -140,11 +140,12 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
             optimizer.zero_grad(set_to_none=False)
             loss = task_loss(task, model(torch.from_numpy(batch.inputs)), torch.from_numpy(batch.targets))
             loss.backward()
-            per_tensor, total = norms_and_total([p.grad for p in params])
+            per_tensor, total = norms_and_total([p.grad for p in params if p.grad is not None])
             norm, loss_f = float(total), float(loss.detach())
-            clipped = config.threshold is not None and norm > config.threshold
-            if clipped:
-                clip_grads_with_norm_(params, config.threshold, total)
+            threshold = config.threshold
+            clipped = threshold is not None and norm > threshold
+            if threshold is not None and clipped:
+                clip_grads_with_norm_(params, threshold, total)
                 clipped_steps += 1
             monitor.record(norm, threshold=config.threshold, clipped=clipped, loss=loss_f, lr=config.lr,
                            layer_norms=[float(n) for n in per_tensor])  # fmt: skip

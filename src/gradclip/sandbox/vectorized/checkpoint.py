@@ -54,7 +54,8 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     meta = json.dumps(_pack(state, "", arrays))
-    return atomic_write(path, lambda f: np.savez(f, **{_META: np.array(meta)}, **arrays))
+    members: dict[str, Any] = {_META: np.array(meta), **arrays}
+    return atomic_write(path, lambda f: np.savez(f, **members))
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:

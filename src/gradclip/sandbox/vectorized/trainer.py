@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from gradclip.sandbox.vectorized.checkpoint import load_state, save_state
 from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
 from gradclip.sandbox.vectorized.model import Sequential
 from gradclip.sandbox.vectorized.optim import Lookahead, Optimizer
+
+if TYPE_CHECKING:  # for the annotation only: the monitor is the caller's, imported by them
+    from gradclip.monitor import GradMonitor
 
 __all__ = ["Metrics", "VTrainer"]
 
@@ -32,7 +35,7 @@ STEP_KEYS = ("grad_norm", "clipped_norm", "threshold")  # one float per step, pr
 
 # Overflow and NaN in a step are caught by the gradient norm (the step is skipped and counted in
 # history["skipped"]), so NumPy's floating-point warnings would only repeat that, once per layer.
-_QUIET_FP = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+_QUIET_FP: dict[str, Any] = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 
 
 class Metrics(NamedTuple):
@@ -56,7 +59,7 @@ def _policy_call(clipper: object) -> Callable[[float], float] | None:
     if clipper is None:
         return None
     if callable(clipper):
-        return clipper  # type: ignore[return-value]
+        return clipper
     update = getattr(clipper, "update", None)
     if callable(update):
         return update
@@ -86,7 +89,7 @@ class VTrainer:
         *,
         clip_mode: str = "norm",
         clipper: object = None,
-        monitor: object = None,
+        monitor: GradMonitor | None = None,
         loss: Loss | None = None,
         seed: int = 0,
     ) -> None:
@@ -151,7 +154,7 @@ class VTrainer:
         self.history["threshold"].append(threshold)
         clipped = bool(post < pre)
         if self.monitor is not None:
-            self.monitor.record(  # type: ignore[attr-defined]
+            self.monitor.record(
                 pre, threshold=threshold if math.isfinite(threshold) else None, clipped=clipped,
                 post_clip_norm=post, skipped=skipped, loss=float(loss), lr=float(lr), layer_norms=layer_norms,
             )  # fmt: skip
@@ -215,9 +218,9 @@ class VTrainer:
         progress: bool = False,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` more epochs; return the history (per epoch and per step)."""
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, count in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+                raise ValueError(f"{name} must be a positive integer, got {count!r}")
         X, y = self.check_data(X, y)
         val = (
             None
@@ -293,7 +296,12 @@ class VTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["clipper"] is not None:
-            self.clipper.load_state_dict(state["clipper"])  # type: ignore[union-attr]
+            load_fn = getattr(self.clipper, "load_state_dict", None)
+            if load_fn is None:
+                raise ValueError(
+                    f"checkpoint holds a clipper state; this trainer's {self.clipper!r} has none"
+                )
+            load_fn(state["clipper"])
         self.epoch, self.step_count = state["trainer"]["epoch"], state["trainer"]["step"]
         self.rng.bit_generator.state = state["trainer"]["rng"]
         self.history = {k: [float(v) for v in state["history"][k]] for k in EPOCH_KEYS + STEP_KEYS}
