@@ -1,4 +1,5 @@
-"""The torch side of :class:`gradclip.monitor.GradMonitor`: names, hooks and one host transfer per step.
+"""The torch side of [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor]: names, hooks and one host
+transfer per step.
 
 Imported by the monitor only when a model or optimizer is attached (``host_floats`` never imports
 torch itself: a tensor can only reach it when torch is already imported), so the monitor keeps
@@ -33,6 +34,7 @@ def host_floats(values: list[Any]) -> list[Any]:
             ids.append(i)
             tensors.append(t)
     if groups:
+        assert torch is not None  # tensors were found, so torch is imported
         device = next(iter(groups))[0]
         parts = [torch.stack(ts).to(device, torch.float64) for _, ts in groups.values()]
         flat = (parts[0] if len(parts) == 1 else torch.cat(parts)).tolist()
@@ -48,7 +50,8 @@ class TorchGlue:
     hundred nanoseconds per parameter); step pre/post hooks on the optimizer note the steps. From
     these: a step on gradients not clipped since the last backward is reported at the next step (or
     at close), because a result may legitimately be observed just after the step that used it;
-    clipping after a step is reported by :meth:`clip_`, which knows when it clips.
+    clipping after a step is reported by [`clip_`][gradclip.monitor.GradMonitor.clip_], which knows when it
+    clips.
     """
 
     def __init__(self, monitor: Any, model: Any, optimizer: Any) -> None:

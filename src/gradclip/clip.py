@@ -12,15 +12,22 @@ match torch's; options beyond torch's are keyword-only. Differences from torch, 
   ``min(c / (||g|| + eps), 1)`` computed on the device, and multiplying by exactly 1 leaves
   gradients bitwise unchanged;
 * ``nonfinite='keep'`` leaves gradients untouched when the norm is NaN/Inf (torch scales them by
-  NaN or 0), and ``return_stats=True`` returns a :class:`ClipStats` whose ``finite`` flag is a
-  0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
+  NaN or 0), and ``return_stats=True`` returns a `ClipStats` whose ``finite`` flag
+  is a 0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal, overload
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import (
@@ -132,8 +139,9 @@ def clip_grads_with_norm_(
 ) -> None:
     """Scale gradients by ``min(max_norm / (total_norm + eps), 1)`` given a precomputed total norm.
 
-    Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with :func:`get_total_norm`
-    when the norm must be reduced across processes in between.
+    Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with
+    [`get_total_norm`][gradclip.clip.get_total_norm] when the norm must be reduced across processes in
+    between.
     """
     max_norm = _threshold(max_norm, "max_norm")
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
@@ -144,6 +152,45 @@ def clip_grads_with_norm_(
         scale_grads_(grads, clip_factor(max_norm, total_norm, eps, nonfinite), foreach)
 
 
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[False] = ...,
+    process_groups: Sequence = ...,
+) -> Tensor: ...
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[True],
+    process_groups: Sequence = ...,
+) -> ClipStats: ...
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: bool,
+    process_groups: Sequence = ...,
+) -> Tensor | ClipStats: ...
 @torch.no_grad()
 def clip_grad_norm_(
     parameters: Params,
@@ -164,7 +211,7 @@ def clip_grad_norm_(
 
     Args:
         parameters: a tensor, parameters (their ``.grad`` is used, None skipped), gradient tensors,
-            or a :class:`~gradclip.norms.FlatGrads`.
+            or a [`FlatGrads`][gradclip.norms.FlatGrads].
         max_norm: threshold c >= 0 (a 0-dim tensor is allowed, for thresholds kept on the device).
         norm_type: p > 0 or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` when the total norm is NaN/Inf (syncs on CUDA).
@@ -172,9 +219,9 @@ def clip_grad_norm_(
         eps: added to the norm in the denominator.
         nonfinite: ``'propagate'`` scales by the non-finite norm like torch; ``'keep'`` leaves the
             gradients as they are (skip the step using ``ClipStats.finite``).
-        return_stats: return a :class:`~gradclip.result.ClipResult` (``ClipStats``) instead of the
-            bare norm: the stateless special case of :class:`gradclip.step.ClipStep` (nothing is
-            skipped here; ``finite`` tells the caller whether to step).
+        return_stats: return a [`ClipResult`][gradclip.result.ClipResult] (``ClipStats``) instead of the
+            bare norm: the stateless special case of [`gradclip.step.ClipStep`][gradclip.step.ClipStep]
+            (nothing is skipped here; ``finite`` tells the caller whether to step).
         process_groups: extra groups whose ranks hold different parameters (pipeline or hand-made
             tensor parallelism): the norm is all-reduced over each. DTensor (FSDP2) gradients are
             reduced over their mesh without being named here; DDP needs nothing.

@@ -1,14 +1,16 @@
 """Clipping rules for torch: how each kind of clipping measures the gradients and rescales them.
 
-A clipper does not clip on its own: :class:`gradclip.step.ClipStep` drives it, so that the threshold,
-the skip decision and the result are decided in one place for every loop. Each clipper gives the
-step three things: :meth:`measure` (the norm pass), :meth:`propose`/:meth:`commit` (the threshold,
-and the policy state kept only when the step is not skipped) and :meth:`apply_` (the in-place
+A clipper does not clip on its own: [`gradclip.step.ClipStep`][gradclip.step.ClipStep] drives it, so that the
+threshold, the skip decision and the result are decided in one place for every loop. Each clipper gives the
+step three things: `measure` (the norm pass), [`propose`][gradclip.clippers.NormClipper.propose]/`commit` (the
+threshold, and the policy state kept only when the step is not skipped) and `apply_` (the in-place
 rescaling, returning the factor applied and the post-clip norm derived from it). Three kinds:
 
-* :class:`NormClipper`: global-norm clipping with any policy from :mod:`gradclip.policies`;
-* :class:`ValueClipper`: element-wise clamping to ``[-c, c]``;
-* :class:`AGC`: adaptive gradient clipping, unit-wise against the weight norm (Brock et al. 2021).
+* [`NormClipper`][gradclip.clippers.NormClipper]: global-norm clipping with any policy from
+  [`gradclip.policies`][gradclip.policies];
+* [`ValueClipper`][gradclip.clippers.ValueClipper]: element-wise clamping to ``[-c, c]``;
+* [`AGC`][gradclip.clippers.AGC]: adaptive gradient clipping, unit-wise against the weight norm (Brock et al.
+  2021).
 
 Non-finite gradients are never rescaled: the step skips them. On CUDA nothing is read back to the
 host with a ``Fixed`` or ``ZScore`` policy (their state stays on the device); ``Percentile`` must
@@ -20,7 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import check_eps, check_norm_type, check_threshold
@@ -53,7 +61,7 @@ class Measured(NamedTuple):
 
 
 class Clipper(Protocol):
-    """A clipping rule driven by :class:`gradclip.step.ClipStep`."""
+    """A clipping rule driven by [`gradclip.step.ClipStep`][gradclip.step.ClipStep]."""
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured: ...
     def propose(self, total: Tensor) -> tuple[float | Tensor, Any]: ...
@@ -90,7 +98,7 @@ def _unscale_(grads: list[Tensor], grad_scale: Tensor | None, foreach: bool | No
 class NormClipper:
     """Global-norm clipping with a threshold policy: ``g <- g * min(1, c_t / (||g|| + eps))``.
 
-    ``c_t = policy(||g||_t)`` (a float ``max_norm`` means :class:`~gradclip.policies.Fixed`). The
+    ``c_t = policy(||g||_t)`` (a float ``max_norm`` means [`Fixed`][gradclip.policies.Fixed]). The
     norm is fed to the policy as a device tensor when the policy is ``sync_free`` and the gradients
     live off the CPU, and as a Python float otherwise (free on the CPU; the one sync of
     ``Percentile`` on CUDA). The update keeps its direction (Pascanu et al. 2013, arXiv:1211.5063).
@@ -131,7 +139,8 @@ class NormClipper:
         self.policy.commit(pending)
 
     def factor(self, total: Tensor, threshold: float | Tensor) -> Tensor:
-        """``min(1, c / (||g|| + eps))``, 1 for a non-finite norm (see :func:`gradclip.clip.clip_factor`)."""
+        """``min(1, c / (||g|| + eps))``, 1 for a non-finite norm (see
+        [`gradclip.clip.clip_factor`][gradclip.clip.clip_factor])."""
         return clip_factor(threshold, total, self.eps, "keep")
 
     def apply_(
@@ -220,10 +229,10 @@ def unitwise_norm(x: Tensor) -> Tensor:
 class AGC(_Stateless):
     """Adaptive gradient clipping (Brock et al. 2021): each unit is clipped relative to its weight.
 
-    For every unit ``i`` (see :func:`unitwise_norm`), with ``W*_i = max(||W_i||, eps)``:
-    ``G_i <- G_i * min(1, clip_factor * W*_i / ||G_i||)``, i.e. the unit is rescaled to norm
-    ``clip_factor * W*_i`` when ``||G_i|| / W*_i > clip_factor``. ``eps`` keeps zero-initialised
-    weights (biases) from freezing. The paper does not clip the final classifier: pass its
+    For every unit ``i`` (see [`unitwise_norm`][gradclip.clippers.unitwise_norm]), with
+    ``W*_i = max(||W_i||, eps)``: ``G_i <- G_i * min(1, clip_factor * W*_i / ||G_i||)``, i.e. the unit is
+    rescaled to norm ``clip_factor * W*_i`` when ``||G_i|| / W*_i > clip_factor``. ``eps`` keeps
+    zero-initialised weights (biases) from freezing. The paper does not clip the final classifier: pass its
     parameters as ``exclude`` (they still count in ``total_norm`` and ``finite``). Computed branch
     free on the device; on the CPU tensors with nothing to clip are not rewritten.
 

@@ -1,6 +1,6 @@
 """The clipping API for NumPy arrays (no torch import), used by the NumPy sandbox.
 
-Same functions and rules as :mod:`gradclip.clip`, for a single array, a list of arrays or a dict
+Same functions and rules as [`gradclip.clip`][gradclip.clip], for a single array, a list of arrays or a dict
 of arrays, clipped in place. Norms accumulate in float64 and come back as Python floats.
 Formulas: ``||g||_p = (sum |g_ij|^p)^(1/p)`` (``max |g_ij|`` for inf); when ``||g|| > c`` every
 array is multiplied by ``c / (||g|| + eps)`` (Pascanu et al. 2013, arXiv:1211.5063).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -123,6 +123,39 @@ def clip_grads_with_norm_(
     _scale_(_arrays(grads), _factor(c, float(total_norm), check_eps(eps), check_nonfinite(nonfinite)))
 
 
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[False] = ...,
+) -> float: ...
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[True],
+) -> ClipStats: ...
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: bool,
+) -> float | ClipStats: ...
 def clip_grad_norm_(
     grads: Arrays,
     max_norm: float,
@@ -135,7 +168,8 @@ def clip_grad_norm_(
 ) -> float | ClipResult:
     """Clip the global p-norm of the arrays to ``max_norm`` in place; return the pre-clip norm.
 
-    Arguments and the non-finite policy are those of :func:`gradclip.clip.clip_grad_norm_`.
+    Arguments and the non-finite policy are those of
+    [`gradclip.clip.clip_grad_norm_`][gradclip.clip.clip_grad_norm_].
     """
     c = check_threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
@@ -162,18 +196,21 @@ def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
 
 
 class ClipStep:
-    """The NumPy twin of :class:`gradclip.step.ClipStep`: clip, decide the skip, report one step.
+    """The NumPy twin of [`gradclip.step.ClipStep`][gradclip.step.ClipStep]: clip, decide the skip, report one
+    step.
 
     Args:
-        clipper: a float threshold ``c``, a policy from :mod:`gradclip.policies` (``ZScore()``...),
-            or None / a number ``<= 0`` for no clipping (the step still measures and skips).
+        clipper: a float threshold ``c``, a policy from [`gradclip.policies`][gradclip.policies]
+            (``ZScore()``...), or None / a number ``<= 0`` for no clipping (the step still measures and
+            skips).
         mode: ``'norm'`` rescales when ``||g||_2 > c``; ``'value'`` clamps every element to
             ``[-c, c]`` (its total is the inf-norm, the quantity it bounds).
         eps: added to the norm in the denominator (norm mode).
-        skip_nonfinite, skip_spikes, rate_window: as for the torch step (:mod:`gradclip.skip`).
+        skip_nonfinite, skip_spikes, rate_window: as for the torch step ([`gradclip.skip`][gradclip.skip]).
 
-    :meth:`clip_` returns a :class:`~gradclip.result.ClipResult` of floats; on a skipped step nothing
-    is changed (arrays, policy state) and ``result.skipped`` tells the caller not to update.
+    [`clip_`][gradclip.numpy.ClipStep.clip_] returns a [`ClipResult`][gradclip.result.ClipResult] of floats;
+    on a skipped step nothing is changed (arrays, policy state) and ``result.skipped`` tells the caller not to
+    update.
     """
 
     def __init__(
@@ -272,7 +309,8 @@ class ClipStep:
         }
 
     def load_state_dict(self, state_dict: Any) -> None:
-        """Restore a :meth:`state_dict`; validated in full first, so a bad one changes nothing."""
+        """Restore a [`state_dict`][gradclip.numpy.ClipStep.state_dict]; validated in full first, so a bad one
+        changes nothing."""
         if not isinstance(state_dict, Mapping) or state_dict.get("kind") != "numpy_clip_step":
             raise ValueError("state_dict is not a gradclip.numpy.ClipStep state (kind 'numpy_clip_step')")
         counts, recent = state_dict.get("counts"), state_dict.get("recent")
@@ -284,7 +322,7 @@ class ClipStep:
             raise ValueError(f"state_dict 'counts' must be 3 integers >= 0, got {counts!r}")
         if (
             not isinstance(recent, list)
-            or len(recent) > self._recent.maxlen
+            or len(recent) > (self._recent.maxlen or 0)
             or any(v not in (0.0, 1.0) for v in recent)
         ):
             raise ValueError(f"state_dict 'recent' must be at most {self._recent.maxlen} 0/1 flags")
@@ -298,7 +336,7 @@ class ClipStep:
             if self.policy is not None:
                 self.policy.load_state_dict(state_dict["policy"])
         except Exception:
-            if self.spikes is not None:
+            if self.spikes is not None and before is not None:
                 self.spikes.load_state_dict(before)
             raise
         self.steps, self.skipped_steps, self.spike_skips = counts

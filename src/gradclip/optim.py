@@ -1,13 +1,13 @@
 """Optimizer wrappers for torch: clip-and-step with non-finite skipping (ClipOptimizer), and Lookahead.
 
-:class:`ClipOptimizer` makes ``step()`` clip the gradients with a clipper from
-:mod:`gradclip.clippers`, then step the wrapped optimizer; a step whose gradient norm is NaN/Inf is
-skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
-SGD and a :class:`~gradclip.clippers.NormClipper`, the clip factor and the skip flag go to the fused
+[`ClipOptimizer`][gradclip.optim.ClipOptimizer] makes ``step()`` clip the gradients with a clipper from
+[`gradclip.clippers`][gradclip.clippers], then step the wrapped optimizer; a step whose gradient norm is
+NaN/Inf is skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
+SGD and a [`NormClipper`][gradclip.clippers.NormClipper], the clip factor and the skip flag go to the fused
 kernel through the optimizer's ``grad_scale``/``found_inf`` inputs (the mechanism ``GradScaler``
 uses): the gradients are divided by ``1/scale`` inside the update, so clipping adds no pass over the
-gradients beyond the norm and no host sync. :class:`Lookahead` keeps slow weights that follow the
-fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
+gradients beyond the norm and no host sync. [`Lookahead`][gradclip.optim.Lookahead] keeps slow weights that
+follow the fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
 so pass ``wrapper.optimizer`` to an LR scheduler.
 """
 
@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip.clippers import Clipper
@@ -56,14 +62,17 @@ class _Wrapper:
 
 
 class ClipOptimizer(_Wrapper):
-    """Wrap ``optimizer`` so that ``step()`` is one :class:`~gradclip.step.ClipStep`: clip, then step or skip.
+    """Wrap ``optimizer`` so that ``step()`` is one [`ClipStep`][gradclip.step.ClipStep]: clip, then step or
+    skip.
 
     Args:
-        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as :class:`Lookahead`).
+        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as
+            [`Lookahead`][gradclip.optim.Lookahead]).
         clipper: a clipper, a threshold policy, or a float ``max_norm`` (None / ``<= 0``: no clipping).
         skip_nonfinite: skip the step when the pre-clip norm is NaN/Inf (counted in
-            :attr:`skipped_steps`); with False the optimizer steps on whatever the gradients hold.
-        skip_spikes: a :class:`~gradclip.skip.SpikeSkip` to skip spikes too.
+            [`skipped_steps`][gradclip.optim.ClipOptimizer.skipped_steps]); with False the optimizer steps on
+            whatever the gradients hold.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to skip spikes too.
         fused: pass the clip through ``grad_scale``/``found_inf`` (None: whenever possible, i.e. a
             ``NormClipper`` and torch Adam/AdamW/SGD built with ``fused=True``; True: require it;
             False: never).
@@ -163,10 +172,11 @@ class Lookahead(_Wrapper):
 
     The fast weights ``theta`` are the parameters, updated by the wrapped optimizer; the slow
     weights ``phi`` start as a copy of the parameters at the first step. The inner optimizer's state
-    is kept across synchronisations. Every call to :meth:`step` counts as an inner step, also one a
-    wrapped :class:`ClipOptimizer` skipped (its parameters did not move, so the sync is still exact
-    maths, only one step earlier). Composable both ways: ``Lookahead(ClipOptimizer(opt))`` clips the
-    fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the counting on non-finite steps.
+    is kept across synchronisations. Every call to [`step`][gradclip.optim.Lookahead.step] counts as an inner
+    step, also one a wrapped [`ClipOptimizer`][gradclip.optim.ClipOptimizer] skipped (its parameters did not
+    move, so the sync is still exact maths, only one step earlier). Composable both ways:
+    ``Lookahead(ClipOptimizer(opt))`` clips the fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the
+    counting on non-finite steps.
 
     References: M. R. Zhang, J. Lucas, G. Hinton, J. Ba, "Lookahead Optimizer: k steps forward, 1 step
     back", NeurIPS 2019, arXiv:1907.08610.

@@ -1,9 +1,10 @@
 """The one result type of a clipped step, shared by the torch and NumPy APIs (no framework import).
 
-Every entry point that clips (the functional API, :class:`gradclip.step.ClipStep`, ``ClipOptimizer``,
-the loop helper, the framework callbacks, the trainers) reports a step as a :class:`ClipResult`, and
-the monitor reads nothing else. Under torch the fields are 0-dim tensors on the gradients' device, so
-building a result costs no host synchronisation; under NumPy they are Python floats and bools.
+Every entry point that clips (the functional API, [`gradclip.step.ClipStep`][gradclip.step.ClipStep],
+``ClipOptimizer``, the loop helper, the framework callbacks, the trainers) reports a step as a
+[`ClipResult`][gradclip.result.ClipResult], and the monitor reads nothing else. Under torch the fields are
+0-dim tensors on the gradients' device, so building a result costs no host synchronisation; under NumPy they
+are Python floats and bools.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"type"``:
 
-* ``header`` (first line): ``schema`` (``"gradclip.monitor"``), ``version`` (:data:`SCHEMA_VERSION`),
+* ``header`` (first line): ``schema`` (``"gradclip.monitor"``), ``version`` (`SCHEMA_VERSION`),
   ``name`` (run name), ``layers`` (per-layer names, in the order of ``layer_norms``), ``created``
   (ISO 8601 time), ``config`` (the monitor's warning levels);
 * ``step``: ``step`` (int, from 0), ``total_norm`` (pre-clip), ``post_clip_norm`` (null when the
@@ -13,11 +13,11 @@ A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"
 * ``summary`` (last line, written by ``close()``): the monitor's summary and threshold advice.
 
 JSON has no NaN or infinity, so non-finite floats are written as the strings ``"nan"``, ``"inf"``
-and ``"-inf"`` (:func:`read_run` turns them back into floats). Each record is written with a single
-``write`` of the whole line and flushed at once, so a crash loses at most the record being written,
-and :func:`read_run` skips a last line that has no newline or does not parse. Flushing hands the
-line to the operating system (it survives the process dying, not a power cut: no ``fsync``, which
-would cost milliseconds per step).
+and ``"-inf"`` ([`read_run`][gradclip.sinks.read_run] turns them back into floats). Each record is written
+with a single ``write`` of the whole line and flushed at once, so a crash loses at most the record being
+written, and [`read_run`][gradclip.sinks.read_run] skips a last line that has no newline or does not parse.
+Flushing hands the line to the operating system (it survives the process dying, not a power cut: no ``fsync``,
+which would cost milliseconds per step).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -127,7 +127,7 @@ class JsonlSink:
 
 
 class CsvSink:
-    """Writes ``RUN_DIR/grads.csv``: the :data:`COLUMNS`, then one ``norm/<layer>`` column per layer."""
+    """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer."""
 
     def __init__(self, log_dir: str | Path) -> None:
         self.path = Path(log_dir) / CSV_NAME
@@ -210,7 +210,11 @@ class TensorBoardSink:
             self._writer = None
 
 
-_SINKS = {"jsonl": JsonlSink, "csv": CsvSink, "tensorboard": TensorBoardSink}
+_SINKS: dict[str, Callable[[str | Path], Sink]] = {
+    "jsonl": JsonlSink,
+    "csv": CsvSink,
+    "tensorboard": TensorBoardSink,
+}
 
 
 def make_sink(kind: str, log_dir: str | Path) -> Sink:
@@ -224,7 +228,7 @@ def make_sink(kind: str, log_dir: str | Path) -> Sink:
 class RunLog:
     """One run read back from its JSONL: columns as arrays, missing values as NaN.
 
-    ``columns`` maps each name in :data:`COLUMNS` to a float64 array of length ``steps`` (bools as
+    ``columns`` maps each name in `COLUMNS` to a float64 array of length ``steps`` (bools as
     0/1); ``layer_norms`` is ``(steps, layers)`` or None when no step recorded them; ``truncated``
     says whether an unfinished last line was skipped (the run crashed or is still being written).
     """
@@ -270,7 +274,7 @@ def _parse_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
 
 
 def read_run(path: str | Path) -> RunLog:
-    """Read a run directory (or its ``grads.jsonl``) written by :class:`JsonlSink`."""
+    """Read a run directory (or its ``grads.jsonl``) written by [`JsonlSink`][gradclip.sinks.JsonlSink]."""
     path = Path(path)
     if path.is_dir():
         path = path / JSONL_NAME

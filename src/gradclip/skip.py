@@ -1,8 +1,8 @@
 """The skip rule every clipped step follows, written once for torch and NumPy (no framework import).
 
 A step's optimizer update is skipped when its pre-clip norm is NaN/Inf (unless the caller opts out
-with ``skip_nonfinite=False``) or, when a :class:`SpikeSkip` is given, when the norm is a spike:
-more than ``k`` standard deviations above the mean of the last ``window`` accepted norms, in the
+with ``skip_nonfinite=False``) or, when a [`SpikeSkip`][gradclip.skip.SpikeSkip] is given, when the norm is a
+spike: more than ``k`` standard deviations above the mean of the last ``window`` accepted norms, in the
 manner of OLMo-core's ``SkipStepOptimizer`` and Levanter's skip-step. A skipped step changes
 nothing: parameters, optimizer state, the threshold policy's state and the monitor's statistics stay
 as they were. Spikes are kept out of the spike statistics (one spike must not hide the next); after

@@ -1,20 +1,21 @@
 """The clipped step: the one object every loop composes to clip, skip and report a training step.
 
-A :class:`ClipStep` is called once per optimizer step, after ``backward()``. In that order it runs the
-clipper's norm pass (true norms: a loss scale the gradients still carry is divided out), asks the
-threshold policy for this step's threshold, decides whether the update is skipped (:mod:`gradclip.skip`:
-a NaN/Inf norm, optionally a spike), rescales the gradients unless the step is skipped, keeps the
-policy's new state only when it is not, and returns one :class:`~gradclip.result.ClipResult`. Three
-ways to drive it, one rule for all:
+A [`ClipStep`][gradclip.step.ClipStep] is called once per optimizer step, after ``backward()``. In that order
+it runs the clipper's norm pass (true norms: a loss scale the gradients still carry is divided out), asks the
+threshold policy for this step's threshold, decides whether the update is skipped
+([`gradclip.skip`][gradclip.skip]: a NaN/Inf norm, optionally a spike), rescales the gradients unless the step
+is skipped, keeps the policy's new state only when it is not, and returns one
+[`ClipResult`][gradclip.result.ClipResult]. Three ways to drive it, one rule for all:
 
-* :meth:`ClipStep.step` runs the whole step for a loop that owns it (``ClipOptimizer``, the trainers):
-  clip, then the optimizer (torch's fused Adam/AdamW/SGD get the factor and the skip flag through
-  their ``grad_scale``/``found_inf`` inputs, so nothing is read back to the host), or nothing at all;
-  a ``torch.amp.GradScaler`` is unscaled first, stepped and updated;
-* :meth:`ClipStep.attach` clips from an optimizer step pre-hook, for loops and frameworks that call
-  ``optimizer.step()`` themselves; a skipped step drops the gradients (``.grad = None``), which torch
-  optimizers honour by leaving parameters and state untouched;
-* :meth:`ClipStep.clip_` clips and reports, dropping the gradients of a skipped step the same way.
+* [`ClipStep.step`][gradclip.step.ClipStep.step] runs the whole step for a loop that owns it
+  (``ClipOptimizer``, the trainers): clip, then the optimizer (torch's fused Adam/AdamW/SGD get the factor and
+  the skip flag through their ``grad_scale``/``found_inf`` inputs, so nothing is read back to the host), or
+  nothing at all; a ``torch.amp.GradScaler`` is unscaled first, stepped and updated;
+* [`ClipStep.attach`][gradclip.step.ClipStep.attach] clips from an optimizer step pre-hook, for loops and
+  frameworks that call ``optimizer.step()`` themselves; a skipped step drops the gradients (``.grad = None``),
+  which torch optimizers honour by leaving parameters and state untouched;
+* [`ClipStep.clip_`][gradclip.step.ClipStep.clip_] clips and reports, dropping the gradients of a skipped step
+  the same way.
 
 Host reads: on the CPU none cost anything. On CUDA, a fixed or z-score threshold with the fused path
 reads nothing back; deciding a skip for an unfused optimizer, a ``Percentile`` threshold and spike
@@ -28,7 +29,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip.clippers import Clipper, Measured, NormClipper, measure_grads
@@ -108,7 +115,7 @@ class ClipStep:
             measures, reports and skips non-finite steps).
         skip_nonfinite: skip the update when the pre-clip norm is NaN/Inf (the default everywhere);
             False steps on whatever the gradients hold.
-        skip_spikes: a :class:`~gradclip.skip.SpikeSkip` to also skip spikes, or None.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spikes, or None.
         rate_window: the clip rate is the fraction of clipped steps among the last ``rate_window``.
 
     Example:
@@ -174,6 +181,7 @@ class ClipStep:
             skipped, spike = _flag(False, total.device), _flag(False, total.device)
         if self.clipper is not None:
             self.clipper.commit(pending)
+        scale: Tensor | None  # None for value clipping and AGC
         if self.clipper is None:
             scale, post, clipped = torch.ones_like(total), total, torch.zeros_like(finite)
         elif defer:
@@ -238,8 +246,8 @@ class ClipStep:
         """Clip, then step ``optimizer`` or skip; with ``scaler``, unscale first and update after.
 
         ``closure`` (re)computes the loss and gradients first. ``fused``: hand the clip to a torch
-        fused optimizer's kernel (None: whenever :meth:`fuses`; False: never). This is the whole
-        optimizer step: do not call ``optimizer.step()`` (or ``scaler.step``/``update``) again.
+        fused optimizer's kernel (None: whenever [`fuses`][gradclip.step.ClipStep.fuses]; False: never). This
+        is the whole optimizer step: do not call ``optimizer.step()`` (or ``scaler.step``/``update``) again.
         """
         if closure is not None:
             with torch.enable_grad():
@@ -267,7 +275,8 @@ class ClipStep:
         return result
 
     def fuses(self, optimizer: Any) -> bool:
-        """Whether :meth:`step` hands the clip to ``optimizer``'s fused kernel (no extra pass)."""
+        """Whether [`step`][gradclip.step.ClipStep.step] hands the clip to ``optimizer``'s fused kernel (no
+        extra pass)."""
         return (self.clipper is None or isinstance(self.clipper, NormClipper)) and _fused(optimizer)
 
     def attach(self, optimizer: Any) -> Any:
@@ -337,7 +346,7 @@ class ClipStep:
         return self._recent_sum / len(self._recent) if self._recent else 0.0
 
     def metrics(self) -> dict[str, Any]:
-        """The last step's fields (see :data:`METRICS`), as tensors where the step gave tensors."""
+        """The last step's fields (see `METRICS`), as tensors where the step gave tensors."""
         if self.last is None:
             return {}
         r = self.last
@@ -352,7 +361,8 @@ class ClipStep:
         return dict(zip(METRICS, values, strict=True))
 
     def float_metrics(self) -> dict[str, float]:
-        """:meth:`metrics` read back as Python floats (one host transfer each, for text loggers)."""
+        """[`metrics`][gradclip.step.ClipStep.metrics] read back as Python floats (one host transfer each, for
+        text loggers)."""
         return {k: float(v) for k, v in self.metrics().items()}
 
     def state_dict(self) -> dict[str, Any]:
@@ -368,7 +378,8 @@ class ClipStep:
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; validated in full first, so a bad one changes nothing."""
+        """Restore a [`state_dict`][gradclip.step.ClipStep.state_dict]; validated in full first, so a bad one
+        changes nothing."""
         if not isinstance(state_dict, Mapping) or state_dict.get("kind") != "clip_step":
             raise ValueError(
                 f"state_dict is not a ClipStep state (expected kind 'clip_step'), got {state_dict!r:.200}"
@@ -383,7 +394,7 @@ class ClipStep:
         if (
             not isinstance(recent, list)
             or not all(v in (0.0, 1.0) for v in recent)
-            or len(recent) > self._recent.maxlen
+            or len(recent) > (self._recent.maxlen or 0)
         ):
             raise ValueError(f"state_dict 'recent' must be a list of at most {self._recent.maxlen} 0/1 flags")
         for name, own, saved in (("clipper", self.clipper, state_dict.get("clipper")),
@@ -401,7 +412,7 @@ class ClipStep:
             if self.clipper is not None:
                 self.clipper.load_state_dict(state_dict["clipper"])
         except Exception:
-            if self.spikes is not None:
+            if self.spikes is not None and before is not None:
                 self.spikes.load_state_dict(before)
             raise
         self.steps, self._skipped, self._spike_skips = (
@@ -419,7 +430,7 @@ class ClipStep:
 
 
 class _Handles:
-    """The hooks of :meth:`ClipStep.attach`, removed together."""
+    """The hooks of [`ClipStep.attach`][gradclip.step.ClipStep.attach], removed together."""
 
     def __init__(self, *handles: Any) -> None:
         self._handles = handles

@@ -11,11 +11,11 @@ Three landscapes over two parameters ``θ = (u, v)``:
   steepen the further one climbs them;
 * ``bowl``: ``f = (u^2 + 4 v^2)/2``, smooth and well conditioned: clipping has nothing to save here.
 
-:func:`simulate` runs ``θ_{k+1} = θ_k - lr · clip(∇f(θ_k))`` with no clipping, norm clipping
-(``g · min(1, c/||g||)``, Pascanu et al. 2013, Algorithm 1) or value clipping (``clamp(g_i, -c, c)``,
-Mikolov 2012), through :mod:`gradclip.numpy`. :func:`compare_clipping` clips one vector both ways
-and measures the angle value clipping turns it by. The explorer's server and ``gradclip experiment
-cliff`` both draw from here.
+[`simulate`][gradclip.explorer.cliff.simulate] runs ``θ_{k+1} = θ_k - lr · clip(∇f(θ_k))`` with no clipping,
+norm clipping (``g · min(1, c/||g||)``, Pascanu et al. 2013, Algorithm 1) or value clipping
+(``clamp(g_i, -c, c)``, Mikolov 2012), through [`gradclip.numpy`][gradclip.numpy].
+[`compare_clipping`][gradclip.explorer.cliff.compare_clipping] clips one vector both ways and measures the
+angle value clipping turns it by. The explorer's server and ``gradclip experiment cliff`` both draw from here.
 """
 
 from __future__ import annotations
@@ -277,7 +277,8 @@ def simulate(
 def simulate_all(
     name: str, start: Sequence[float], *, lr: float, threshold: float, steps: int
 ) -> dict[str, Trajectory]:
-    """:func:`simulate` with each of :data:`METHODS`, from the same start with the same settings."""
+    """[`simulate`][gradclip.explorer.cliff.simulate] with each of `METHODS`, from the same start with the
+    same settings."""
     return {m: simulate(name, start, lr=lr, threshold=threshold, steps=steps, method=m) for m in METHODS}
 
 
@@ -304,7 +305,8 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare_clipping(grad: Sequence[float], threshold: float) -> VectorComparison:
-    """Clip ``grad`` by norm and by value at the same ``threshold`` (both through :mod:`gradclip.numpy`).
+    """Clip ``grad`` by norm and by value at the same ``threshold`` (both through
+    [`gradclip.numpy`][gradclip.numpy]).
 
     Norm clipping, ``g · min(1, c/||g||)``, keeps the direction; value clipping, ``clamp(g_i, -c, c)``,
     keeps each component's sign but can turn the vector by up to 45° in two dimensions (towards the

@@ -1,11 +1,11 @@
 """The explorer's "your runs" view: find the monitor's JSONL logs under one directory and summarise them.
 
 Only files named ``grads.jsonl`` found by walking the runs directory (symbolic links not followed,
-at most :data:`MAX_DEPTH` levels, :data:`MAX_RUNS` runs) can be read, and a run is asked for by its id
+at most `MAX_DEPTH` levels, `MAX_RUNS` runs) can be read, and a run is asked for by its id
 (its directory relative to the runs directory) which must be one of those found: a path the listing
 did not produce is refused, so ``..``, absolute paths and links out of the directory cannot reach a file.
-Reading goes through :func:`gradclip.sinks.read_run`, which skips an unfinished last line (a run
-still being written, or one that crashed). Long runs are reduced to at most :data:`MAX_POINTS` buckets;
+Reading goes through [`gradclip.sinks.read_run`][gradclip.sinks.read_run], which skips an unfinished last line
+(a run still being written, or one that crashed). Long runs are reduced to at most `MAX_POINTS` buckets;
 each keeps the largest norm in it, so a one-step spike stays visible.
 """
 

@@ -1,23 +1,26 @@
-"""The explorer's web app (Starlette, ASGI): the page, its static files and a JSON API over :mod:`.cliff`.
+"""The explorer's web app (Starlette, ASGI): the page, its static files and a JSON API over
+[`cliff`][gradclip.explorer.cliff].
 
-Routes::
+Routes:
 
-    GET /                          the page (static/index.html)
-    GET /static/...                the page's CSS and JavaScript
-    GET /vendor/plotly.min.js      Plotly.js from the installed ``plotly`` package (no CDN: works offline)
-    GET /api/surfaces              landscapes, their domains and default settings, and the API's limits
-    GET /api/surface?surface=cliff&grid=121
-    GET /api/simulate?surface=cliff&u=5&v=-3.5&lr=0.1&threshold=1&steps=200   all three methods
-    GET /api/vector?gx=3&gy=1&threshold=1                                        norm vs value clipping
-    GET /api/runs                  the monitor runs under the runs directory
-    GET /api/run?run=ID            one run's timeline, clip rate, warnings and advice
+```text
+GET /                          the page (static/index.html)
+GET /static/...                the page's CSS and JavaScript
+GET /vendor/plotly.min.js      Plotly.js from the installed ``plotly`` package (no CDN: works offline)
+GET /api/surfaces              landscapes, their domains and default settings, and the API's limits
+GET /api/surface?surface=cliff&grid=121
+GET /api/simulate?surface=cliff&u=5&v=-3.5&lr=0.1&threshold=1&steps=200   all three methods
+GET /api/vector?gx=3&gy=1&threshold=1                                        norm vs value clipping
+GET /api/runs                  the monitor runs under the runs directory
+GET /api/run?run=ID            one run's timeline, clip rate, warnings and advice
+```
 
 Requests must name a loopback host (``127.0.0.1``, ``localhost``, ``[::1]``) in their ``Host`` header
 unless the app was made with ``any_host=True`` (``gradclip explore --host`` on a non-loopback address):
 a web page elsewhere cannot reach the explorer by pointing a DNS name at 127.0.0.1 (DNS rebinding).
-Every query is checked by :mod:`.params` (unknown, repeated, unparsable, non-finite or out-of-range
+Every query is checked by `params` (unknown, repeated, unparsable, non-finite or out-of-range
 values are refused with HTTP 400 and ``{"error": message}``); work is bounded (steps at most
-:data:`MAX_STEPS`, grids at most :data:`MAX_GRID` squared). Handlers are plain functions, which
+`MAX_STEPS`, grids at most `MAX_GRID` squared). Handlers are plain functions, which
 Starlette runs in its thread pool, so a long simulation never blocks the event loop.
 """
 
@@ -235,7 +238,7 @@ def create_app(*, runs_dir: str | Path = "runs", any_host: bool = False) -> Star
         Route("/favicon.ico", lambda request: Response(status_code=204)),  # browsers ask; nothing to show
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {BadRequest: _bad_request, HTTPException: _http_error}
+    handlers: dict[Any, Any] = {BadRequest: _bad_request, HTTPException: _http_error}
     middleware = [] if any_host else [Middleware(_LoopbackHostOnly)]
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.runs_dir = Path(runs_dir)

@@ -1,14 +1,14 @@
 """gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer.
 
-* :func:`clipping` (``gradclip.integrations.loop``): ``with clipping(optimizer, 1.0) as clip:`` around
-  an existing loop; needs torch only.
+* [`clipping`][gradclip.integrations.loop.clipping] (``gradclip.integrations.loop``):
+  ``with clipping(optimizer, 1.0) as clip:`` around an existing loop; needs torch only.
 * ``gradclip.integrations.lightning.GradClipCallback``: a Lightning ``Callback`` (extra
   ``gradclip[lightning]``).
 * ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
   ``gradclip[hf]``).
 
-All three compose :class:`gradclip.step.ClipStep`: clip once per optimizer step, skip NaN/Inf
-steps (and spikes, when asked), keep the fields they log (:data:`gradclip.step.METRICS`). Nothing
+All three compose [`gradclip.step.ClipStep`][gradclip.step.ClipStep]: clip once per optimizer step, skip
+NaN/Inf steps (and spikes, when asked), keep the fields they log (`gradclip.step.METRICS`). Nothing
 is imported here until used: importing this package loads neither torch nor any framework.
 """
 

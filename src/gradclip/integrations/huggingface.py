@@ -8,7 +8,7 @@ scaled, so the callback unscales them itself when the optimizer's ``GradScaler``
 clipper always sees true gradients. The Trainer must not clip as well, so
 ``TrainingArguments.max_grad_norm`` must be 0 (its default is 1.0); any other value is refused when
 the Trainer is built or training begins. A NaN/Inf step is skipped by setting the gradients to None
-(see :mod:`gradclip.integrations._step`); the LR scheduler still advances. The fields
+(see `gradclip.integrations._step`); the LR scheduler still advances. The fields
 ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`` and ``skipped_steps`` of
 the latest step are added to the Trainer's training logs (those holding ``loss``) and to
 ``state.log_history``. Report integrations (``report_to``) run before user callbacks and do not see
@@ -54,10 +54,11 @@ class GradClipCallback(TrainerCallback):
         skip_nonfinite: skip the optimizer step when the pre-clip norm is NaN/Inf.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
 
-    Example::
-
+    Examples:
+        ```python
         args = TrainingArguments(output_dir, max_grad_norm=0)  # let gradclip do the clipping
         trainer = Trainer(model, args, train_dataset=ds, callbacks=[GradClipCallback(1.0)])
+        ```
     """
 
     def __init__(

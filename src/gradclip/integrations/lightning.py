@@ -4,7 +4,7 @@ The clip runs in ``on_before_optimizer_step``: Lightning calls it after the clos
 every accumulated micro-batch included) and, under ``precision="16-mixed"``, after
 ``MixedPrecision.optimizer_step`` has called ``scaler.unscale_(optimizer)``, so the clipper sees true
 gradients; its own ``gradient_clip_val`` clipping comes later in the same place (``_after_closure``).
-A NaN/Inf step is skipped by setting the gradients to None (see :mod:`gradclip.integrations._step`);
+A NaN/Inf step is skipped by setting the gradients to None (see `gradclip.integrations._step`);
 the LR scheduler and ``global_step`` still advance, as for a step ``GradScaler`` skips. Per step it
 logs ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`` and
 ``skipped_steps`` through ``pl_module.log``, and its clipper state goes into the checkpoint.
@@ -50,9 +50,10 @@ class GradClipCallback(Callback):
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
         prog_bar: also show the pre-clip norm and the clip rate in the progress bar.
 
-    Example::
-
+    Examples:
+        ```python
         trainer = Trainer(callbacks=[GradClipCallback(NormClipper(ZScore()))])  # no gradient_clip_val
+        ```
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Clipping for a plain training loop in one line: a context manager around the existing optimizer.
 
-``with clipping(optimizer, 1.0) as clip:`` attaches a :class:`~gradclip.step.ClipStep` to
+``with clipping(optimizer, 1.0) as clip:`` attaches a [`ClipStep`][gradclip.step.ClipStep] to
 ``optimizer`` through a step pre-hook, so the loop's own ``optimizer.step()`` (or
 ``scaler.step(optimizer)``) clips first and skips non-finite steps; the loop, its LR scheduler and its
 checkpoints stay as they are (the optimizer is not wrapped). The hook is removed on exit. Under
@@ -31,24 +31,26 @@ def clipping(
     skip_spikes: SpikeSkip | None = None,
     rate_window: int = 100,
 ) -> Iterator[ClipStep]:
-    """Clip before every ``optimizer.step()`` inside the ``with`` block; yields the :class:`ClipStep`.
+    """Clip before every ``optimizer.step()`` inside the ``with`` block; yields the
+    [`ClipStep`][gradclip.step.ClipStep].
 
     Args:
         optimizer: a ``torch.optim.Optimizer`` (anything with ``register_step_pre_hook``).
         clipper: a clipper (``NormClipper(ZScore())``, ``ValueClipper(c)``, ``AGC(f)``, ...), a
             policy or a float ``max_norm``.
         skip_nonfinite: skip the step (every ``.grad`` set to None) when the norm is NaN/Inf.
-        skip_spikes: a :class:`~gradclip.skip.SpikeSkip` to skip spikes too.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to skip spikes too.
         rate_window: steps over which ``clip.clip_rate`` is measured.
 
-    Example::
-
+    Examples:
+        ```python
         with clipping(optimizer, 1.0) as clip:
             for x, y in loader:
                 optimizer.zero_grad()
                 loss_fn(model(x), y).backward()
                 optimizer.step()  # clips first; a NaN/Inf step is skipped
         print(clip.float_metrics())
+        ```
     """
     step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window)
     handle = step.attach(optimizer)

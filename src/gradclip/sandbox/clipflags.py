@@ -1,8 +1,8 @@
 """The clipping flags of the sandbox command lines, validated once, the same way for torch and NumPy.
 
-``--grad-clip X --clip-mode MODE [--skip-spikes K]`` becomes a :class:`ClipSpec` here, where the
+``--grad-clip X --clip-mode MODE [--skip-spikes K]`` becomes a `ClipSpec` here, where the
 value enters; each CLI then turns the spec into its framework's step object in one call
-(:func:`gradclip.sandbox.convolutional.clipping.make_step` for torch, :func:`numpy_step` for NumPy),
+(`gradclip.sandbox.convolutional.clipping.make_step` for torch, `numpy_step` for NumPy),
 by the same code with and without DDP. ``--grad-clip`` unset, ``0`` or negative disables clipping
 (the seed sandboxes' rule; non-finite steps are still skipped). What the number means depends on the
 mode, as each paper names its knob:
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser, modes: tuple[str, ...] = MODE
 
 
 def spec_from_args(args: argparse.Namespace) -> ClipSpec:
-    """The flags as a :class:`ClipSpec`; a combination that cannot work raises ValueError naming the flag."""
+    """The flags as a `ClipSpec`; a combination that cannot work raises ValueError naming the flag."""
     value = args.grad_clip if args.grad_clip is not None and args.grad_clip > 0 else None
     if args.clip_mode != "norm" and value is None:
         raise ValueError(f"--clip-mode {args.clip_mode} needs --grad-clip > 0 (its knob: see --help)")
@@ -79,9 +79,9 @@ def spec_from_args(args: argparse.Namespace) -> ClipSpec:
 
 def policy_for(spec: ClipSpec) -> Any:
     """The threshold policy of a norm-clipping mode (``norm``: the bare number, a ``Fixed``)."""
-    if spec.mode == "percentile":
+    if spec.mode == "percentile" and spec.value is not None:
         return Percentile(spec.value)
-    if spec.mode == "zscore":
+    if spec.mode == "zscore" and spec.value is not None:
         return ZScore(z_thresh=spec.value)
     return spec.value
 

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip._argparse import Parser, positive_float, positive_int
 from gradclip.sandbox import clipflags
@@ -198,6 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = _config(args)
     if args.resume:
+        assert ckpt is not None  # _check refuses --resume without --out
         state = load_checkpoint(ckpt, map_location=device)
         saved = state.get("extra", {}).get("config", {})
         diff = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}

@@ -1,8 +1,8 @@
 """``--clip-mode`` to clipper for torch: where a mode name and its number become a step object.
 
-The flags are validated once in :mod:`gradclip.sandbox.clipflags` (the table of what each mode's
-number means is there); :func:`make_clipper` builds the torch clipper for a mode, and
-:func:`make_step` the :class:`~gradclip.step.ClipStep` a trainer takes, with the spike rule.
+The flags are validated once in `gradclip.sandbox.clipflags` (the table of what each mode's
+number means is there); `make_clipper` builds the torch clipper for a mode, and
+`make_step` the [`ClipStep`][gradclip.step.ClipStep] a trainer takes, with the spike rule.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ CLIP_MODES = MODES
 
 
 def make_clipper(mode: str, value: float, model: nn.Module) -> Clipper:
-    """The clipper for ``mode`` (one of :data:`CLIP_MODES`) with its knob set to ``value`` > 0."""
+    """The clipper for ``mode`` (one of `CLIP_MODES`) with its knob set to ``value`` > 0."""
     if mode not in CLIP_MODES:
         raise ValueError(f"unknown clip_mode {mode!r}; choose from {sorted(CLIP_MODES)}")
     if mode == "percentile" and not 0 < value <= 100:

@@ -1,7 +1,7 @@
 """ConvTrainer: mini-batch training of a torch image classifier with gradient clipping and a monitor.
 
 One step is forward (under autocast with ``amp``), cross-entropy, backward, then ``_clip_gradients``:
-one call into the trainer's :class:`~gradclip.step.ClipStep`, which clips, decides the skip and
+one call into the trainer's [`ClipStep`][gradclip.step.ClipStep], which clips, decides the skip and
 steps the optimizer. ``grad_clip_norm=None`` or ``<= 0`` disables clipping, as in the seed system; a
 step whose gradient norm is NaN/Inf is skipped (and counted) with or without clipping, the one rule
 of every gradclip loop. Under fp16 AMP on CUDA the step unscales the ``GradScaler``'s gradients
@@ -22,7 +22,13 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -71,7 +77,7 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _spike(spike: object) -> tuple[int, float] | None:
+def _spike(spike: Any) -> tuple[int, float] | None:
     if spike is None:
         return None
     ok = isinstance(spike, tuple) and len(spike) == 2 and isinstance(spike[0], int) and spike[0] >= 0
@@ -86,12 +92,14 @@ class ConvTrainer:
     Args:
         model: a classifier ``(N, C, H, W) -> (N, classes)``; moved to ``device``.
         optimizer: a torch optimizer over the model's parameters, or a wrapper (``Lookahead``).
-        grad_clip_norm: the clipping knob of ``clip_mode`` (see :mod:`.clipping`); None/<= 0: off.
+        grad_clip_norm: the clipping knob of ``clip_mode`` (see
+            [`clipping`][gradclip.integrations.loop.clipping]); None/<= 0: off.
         clip_mode: ``norm``, ``value``, ``agc``, ``percentile`` or ``zscore``.
-        clipper: a ready clipper instead of the two above: a clipper (:mod:`gradclip.clippers`),
-            a threshold policy (norm clipping at its threshold) or a :class:`~gradclip.step.ClipStep`
-            (with its spike rule), as in ``VTrainer``.
-        monitor: a :class:`gradclip.monitor.GradMonitor`; every step is ``observe``-d.
+        clipper: a ready clipper instead of the two above: a clipper
+            ([`gradclip.clippers`][gradclip.clippers]), a threshold policy (norm clipping at its threshold) or
+            a [`ClipStep`][gradclip.step.ClipStep] (with its spike rule), as in ``VTrainer``.
+        monitor: a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor]; every step is
+            ``observe``-d.
         device: where the model and batches live (``"cpu"``, ``"cuda"``, ...).
         amp: autocast (fp16 + GradScaler on CUDA, bfloat16 on the CPU).
         spike: ``(step, factor)``: that step's loss is multiplied by factor (a bad batch).
@@ -216,7 +224,7 @@ class ConvTrainer:
     ) -> dict[str, list[float]]:
         """Train until ``epochs`` epochs are done in total (a resumed run does the rest).
 
-        ``data`` is an :class:`~.data.ImageSplit` (or anything with ``x_train``, ``y_train``,
+        ``data`` is an `ImageSplit` (or anything with ``x_train``, ``y_train``,
         ``x_test``, ``y_test``); the test set is evaluated after every epoch. With ``checkpoint``
         the full state (plus ``extra``) is saved there after every epoch.
         """
@@ -234,7 +242,8 @@ class ConvTrainer:
         bar = _Progress(self.progress, total=(epochs - self.epoch) * math.ceil(n / batch_size))
         with bar:
             while self.epoch < epochs:
-                start, self._pending = time.perf_counter(), []
+                start = time.perf_counter()
+                self._pending: list[Tensor] = []  # one row of per-step values per step, read once per epoch
                 self.model.train()
                 total_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -342,7 +351,8 @@ class ConvTrainer:
         save_checkpoint(path, {**self.state_dict(), "extra": extra or {}})
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore a state written by :meth:`save` into this (identically built) trainer; return ``extra``."""
+        """Restore a state written by [`save`][gradclip.sandbox.convolutional.trainer.ConvTrainer.save] into
+        this (identically built) trainer; return ``extra``."""
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state)
         return state.get("extra", {})
@@ -352,7 +362,9 @@ class _Progress:
     """A rich progress bar over all steps when asked for and installed; else one printed line per epoch."""
 
     def __init__(self, enabled: bool, *, total: int) -> None:
-        self.enabled, self.total, self._bar, self._task = enabled, total, None, None
+        self.enabled, self.total = enabled, total
+        self._bar: Any = None  # a rich Progress when enabled and installed
+        self._task: Any = None  # its task id
         if enabled:
             try:
                 from rich.progress import Progress

@@ -3,8 +3,8 @@
 The network is x_t = w σ(x_{t-1}) + b, t = 1..50, x_0 = 0.5, with error E = (σ(x_50) - 0.7)²
 (§2.3, eq. 8). Where the map x -> w σ(x) + b gains or loses a fixed point, x_50 jumps and E has a
 wall whose gradient dwarfs the plateaus beside it; one unclipped step that lands on the wall is
-thrown far away. Surface and simulations are those of :mod:`gradclip.explorer.cliff`, the module
-the web explorer draws from, so the figure and the page always show the same numbers. This module
+thrown far away. Surface and simulations are those of [`gradclip.explorer.cliff`][gradclip.explorer.cliff],
+the module the web explorer draws from, so the figure and the page always show the same numbers. This module
 only runs them and draws the PNG.
 """
 
@@ -55,7 +55,7 @@ def run_cliff(
 ) -> CliffResult:
     """Descend E from ``start`` with and without norm clipping; draw ``out/cliff.png`` when ``out`` is set.
 
-    Unset settings take :data:`START`, :data:`LR`, :data:`THRESHOLD` and :data:`STEPS` ((5, -3.5),
+    Unset settings take `START`, `LR`, `THRESHOLD` and `STEPS` ((5, -3.5),
     lr 0.1, c = 1, 200 steps), under which the unclipped run is thrown off the wall and the clipped
     one is not.
     """

@@ -1,4 +1,4 @@
-"""VTrainer: mini-batch training of a :class:`Sequential` with gradient clipping from gradclip.numpy.
+"""VTrainer: mini-batch training of a `Sequential` with gradient clipping from gradclip.numpy.
 
 One step is forward, loss, backward, ``_clip_gradients`` (global-norm or value clipping of the flat
 gradient buffer, with a fixed threshold or an adaptive policy), then the optimizer step; a step whose
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from gradclip.sandbox.vectorized.checkpoint import load_state, save_state
 from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
 from gradclip.sandbox.vectorized.model import Sequential
 from gradclip.sandbox.vectorized.optim import Lookahead, Optimizer
+
+if TYPE_CHECKING:  # for the annotation only: the monitor is the caller's, imported by them
+    from gradclip.monitor import GradMonitor
 
 __all__ = ["Metrics", "VTrainer"]
 
@@ -31,7 +34,7 @@ STEP_KEYS = ("grad_norm", "clipped_norm", "threshold")  # one float per step, pr
 
 # Overflow and NaN in a step are caught by the gradient norm (the step is skipped and counted in
 # history["skipped"]), so NumPy's floating-point warnings would only repeat that, once per layer.
-_QUIET_FP = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+_QUIET_FP: dict[str, Any] = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 
 
 class Metrics(NamedTuple):
@@ -53,14 +56,14 @@ def _grad_clip_norm(value: object) -> float | None:
 class VTrainer:
     """``VTrainer(model, Adam(lr=1e-3), grad_clip_norm=1.0).fit(X, y, epochs=10, batch_size=64)``.
 
-    Every step goes through one :class:`gradclip.numpy.ClipStep`, the NumPy twin of the torch step:
-    ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
+    Every step goes through one [`gradclip.numpy.ClipStep`][gradclip.numpy.ClipStep], the NumPy twin of the
+    torch step: ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
     ``'value'`` clamps each element to [-c, c]; ``grad_clip_norm=None`` or ``<= 0`` disables
     clipping. ``clipper`` is a ready clipper instead: a threshold policy from
-    :mod:`gradclip.policies` (``ZScore()``: norm clipping at the policy's threshold) or a
+    [`gradclip.policies`][gradclip.policies] (``ZScore()``: norm clipping at the policy's threshold) or a
     ``gradclip.numpy.ClipStep`` (as in ``ConvTrainer``, where it is a torch clipper or step). A step
     whose norm is NaN/Inf is skipped either way. ``monitor``, if given, is a
-    :class:`gradclip.monitor.GradMonitor` fed the step's result; build it with
+    [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] fed the step's result; build it with
     ``names=trainer.grad_names()`` to get per-layer norms labelled.
     """
 
@@ -72,7 +75,7 @@ class VTrainer:
         *,
         clip_mode: str = "norm",
         clipper: object = None,
-        monitor: object = None,
+        monitor: GradMonitor | None = None,
         loss: Loss | None = None,
         seed: int = 0,
     ) -> None:
@@ -136,7 +139,7 @@ class VTrainer:
         self.history["clipped_norm"].append(result.post_clip_norm)
         self.history["threshold"].append(result.threshold)
         if self.monitor is not None:
-            self.monitor.observe(result, loss=float(loss), lr=float(lr))  # type: ignore[attr-defined]
+            self.monitor.observe(result, loss=float(loss), lr=float(lr))
         return loss, self._correct(out, yb), result.clipped, result.skipped
 
     def _grad_views(self) -> list[np.ndarray]:
@@ -197,9 +200,9 @@ class VTrainer:
         progress: bool = False,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` more epochs; return the history (per epoch and per step)."""
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, count in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+                raise ValueError(f"{name} must be a positive integer, got {count!r}")
         X, y = self.check_data(X, y)
         val = (
             None
@@ -283,5 +286,6 @@ class VTrainer:
         save_state(path, self.state_dict())
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Restore a state written by :meth:`save` into this (identically built) trainer."""
+        """Restore a state written by [`save`][gradclip.sandbox.vectorized.trainer.VTrainer.save] into this
+        (identically built) trainer."""
         self.load_state_dict(load_state(path))
