@@ -10,6 +10,7 @@ norms of the gathered full gradients in float64. Collectives are counted with to
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import sys
@@ -184,6 +185,11 @@ def full_norm(grads: list[torch.Tensor], norm_type: float) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms), norm_type))
 
 
+def whole(total: torch.Tensor) -> float:
+    """A total norm read as a float; a DTensor one through ``full_tensor()``, as torch's tests do."""
+    return float(total.full_tensor() if isinstance(total, DTensor) else total)
+
+
 def same_on_every_rank(value: float) -> bool:
     values: list = [None] * dist.get_world_size()
     dist.all_gather_object(values, value)
@@ -206,8 +212,8 @@ def compare_with_torch(name: str, m: nn.Module, norm_type: float, expected_all_r
     with CommDebugMode() as comm:
         ref = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, foreach=True)
     torch_comm = comm.get_total_counts()
-    ok = isinstance(total, DTensor) and all(pl.is_replicate() for pl in total.placements)
-    value = float(total.full_tensor())
+    is_replicated = isinstance(total, DTensor) and all(pl.is_replicate() for pl in total.placements)
+    value, ok = whole(total), is_replicated
     ok &= math.isclose(value, truth, rel_tol=RTOL) and math.isclose(
         value, float(ref.full_tensor()), rel_tol=RTOL
     )
@@ -219,11 +225,12 @@ def compare_with_torch(name: str, m: nn.Module, norm_type: float, expected_all_r
         for n, g in zip(per_tensor, saved, strict=True)
     )
     ok &= ours_comm == expected_all_reduces <= torch_comm
-    ok &= same_on_every_rank(float(total.to_local()))
+    ok &= same_on_every_rank(value)
     check(
         f"{name}_vs_torch_{norm_type}",
         ok,
-        f"total {value} vs truth {truth} / torch {float(ref.full_tensor())}; "
+        f"total {value} vs truth {truth} / torch {float(ref.full_tensor())}; replicated DTensor "
+        f"{is_replicated}; "
         f"collectives {ours_comm} (torch {torch_comm}, expected {expected_all_reduces})",
     )
 
@@ -285,8 +292,7 @@ def check_mixed_meshes(mesh2d) -> None:
     for norm_type in (2.0, math.inf):
         grads = [p.grad for p in m.parameters()]
         truth = full_norm(grads, norm_type)
-        total = gradclip.get_total_norm(grads, norm_type)
-        value = float(total.full_tensor())
+        value = whole(gradclip.get_total_norm(grads, norm_type))
         ok = math.isclose(value, truth, rel_tol=RTOL) and same_on_every_rank(value)
         check(f"mixed_meshes_{norm_type}", ok, f"{value} vs {truth}")
 
@@ -315,7 +321,7 @@ def check_placements(mesh2d) -> None:
             total = gradclip.clip_grad_norm_([g for g in grads], truth / 2, norm_type)
         # 2 partial all-reduces (one per Partial mesh dimension) + 1 per sharded mesh dimension
         ok = comm.get_total_counts() == 4
-        value = float(total.full_tensor())
+        value = whole(total)
         ok &= math.isclose(value, truth, rel_tol=RTOL) and same_on_every_rank(value)
         scale = (truth / 2) / (value + 1e-6)
         ok &= all(close(g.full_tensor(), e * scale) for g, e in zip(grads, expected, strict=True))
@@ -326,7 +332,8 @@ def check_placements(mesh2d) -> None:
 
 
 def main(out_dir: str) -> None:
-    dist.init_process_group("gloo")
+    # a short timeout: ranks that disagree on their collectives fail the test instead of hanging it
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     mesh = init_device_mesh("cpu", (world,))
     checks = [(f"fsdp1d_{p}", lambda p=p: compare_with_torch("fsdp1d", fsdp_1d(mesh), p, 1)) for p in NORMS]
