@@ -24,7 +24,7 @@ from torch import Tensor
 
 from gradclip._validate import check_eps, check_norm_type, check_threshold
 from gradclip.clip import clip_grad_value_, clip_grads_with_norm_
-from gradclip.norms import collect_grads, norms_and_total
+from gradclip.norms import collect_grads, norms_and_total, param_grad_pairs
 from gradclip.policies import Fixed, Policy
 
 __all__ = ["AGC", "ClipResult", "Clipper", "NormClipper", "ValueClipper", "unitwise_norm"]
@@ -158,15 +158,17 @@ class ValueClipper(_Stateless):
 
 
 def unitwise_norm(x: Tensor) -> Tensor:
-    """L2 norm of each unit of ``x`` in float32, shaped to broadcast against ``x``.
+    """L2 norm of each unit of ``x``, accumulated in float32 at least (float64 stays float64),
+    shaped to broadcast against ``x``.
 
     A unit is one output row: torch stores weights as ``(out, in, *kernel)``, so the norm reduces
     over every dimension but the first (linear rows, conv filters). Vectors (biases, norm gains) and
     scalars are taken as a single unit, as in the paper's reference code.
     """
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # torch refuses to narrow
     if x.ndim <= 1:
-        return torch.linalg.vector_norm(x, 2, dtype=torch.float32)
-    return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=torch.float32)
+        return torch.linalg.vector_norm(x, 2, dtype=acc)
+    return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=acc)
 
 
 class AGC(_Stateless):
@@ -180,6 +182,8 @@ class AGC(_Stateless):
     free on the device; on the CPU tensors with nothing to clip are not rewritten.
 
     ``threshold`` in the result is ``clip_factor``; ``clipped`` is True when any unit was clipped.
+    Any float dtype works (fp16/bf16 norms accumulate in float32, float64 in float64; the scaled
+    gradient keeps its dtype). It needs the parameters: gradient tensors alone raise ``TypeError``.
 
     References: A. Brock, S. De, S. L. Smith, K. Simonyan, "High-Performance Large-Scale Image
     Recognition Without Normalization", ICML 2021, arXiv:2102.06171.
@@ -198,9 +202,9 @@ class AGC(_Stateless):
         self._excluded_ids = {id(t) for t in excluded}
 
     def __call__(self, parameters: Params) -> ClipResult:
-        params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-        pairs = [(p, p.grad) for p in params if p.grad is not None]
-        grads = collect_grads([g for _, g in pairs])
+        # the weights are needed: gradient tensors alone raise, each parameter counts once
+        pairs = param_grad_pairs(parameters, who="AGC")
+        grads = [g for _, g in pairs]
         norms, total = norms_and_total(grads)
         finite = torch.isfinite(total)
         any_clipped = [_false(total.device)]
