@@ -17,6 +17,8 @@ from torch, each on purpose and never looser:
   corrupt (torch skips them, gradclip would otherwise rescale them);
 * a gradient passed twice (the same parameter or tensor) is counted and scaled once: torch counts
   it twice and scales it twice, so its post-clip norm is not ``max_norm``;
+* ``clip_grad_value_`` warns on an exhausted generator as well (torch warns only for the norm):
+  the same mistake gets the same warning;
 * DTensor gradients on any placement (``Shard``, ``_StridedShard`` of FSDP2 + TP, ``Replicate``,
   ``Partial``) and on several meshes give one global norm, the same on every rank; torch refuses
   gradients on different meshes (a TP'd model whose unsharded layers sit on the data-parallel
