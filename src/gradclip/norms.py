@@ -11,6 +11,7 @@ Nothing here reads a value back to the host, so the pass is free of CUDA synchro
 
 from __future__ import annotations
 
+import itertools
 import math
 import types
 import warnings
@@ -99,15 +100,30 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     """
     param_type = torch.nn.Parameter
     grads: list[Tensor] = []
+    it = iter(_items(parameters))
+    n = 0
+    # Plain parameters (the common case, always leaves) take the short loop: it runs once per
+    # tensor per step, so it matters for models with thousands of tensors.
+    for t in it:
+        if type(t) is not param_type:
+            _collect_rest(t, it, n, grads)
+            break
+        g = t.grad
+        if g is not None:
+            grads.append(g)
+        n += 1
+    if len(grads) > 1 and len(set(map(id, grads))) != len(grads):
+        grads = list({id(g): g for g in grads}.values())  # first occurrence kept, input order
+    return grads
+
+
+def _collect_rest(first: Tensor, rest: Iterable[Tensor], start: int, grads: list[Tensor]) -> None:
+    """The general loop of :func:`collect_grads`, from position ``start`` on (``start`` parameters
+    came before it): classify each item and apply the mixing rule."""
     first_plain: tuple[int, Tensor] | None = None
-    any_param = False
-    for i, t in enumerate(_items(parameters)):
-        # Plain parameters (the common case, always leaves) take the short path: this loop runs
-        # once per tensor per step, so it matters for models with thousands of tensors.
-        if type(t) is param_type:
-            is_param, g = True, t.grad
-        else:
-            is_param, g = _as_param_grad(t, i)
+    any_param = start > 0
+    for i, t in enumerate(itertools.chain((first,), rest), start):
+        is_param, g = _as_param_grad(t, i)
         if is_param:
             any_param = True
         elif first_plain is None:
@@ -116,9 +132,6 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
             raise _mixed_error(*first_plain)
         if g is not None:
             grads.append(g)
-    if len(grads) > 1 and len({id(g) for g in grads}) != len(grads):
-        grads = list({id(g): g for g in grads}.values())  # first occurrence kept, input order
-    return grads
 
 
 def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list[tuple[Tensor, Tensor]]:
