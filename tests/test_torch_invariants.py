@@ -21,6 +21,7 @@ import gradclip
 import gradclip.numpy as gnp
 from gradclip.clippers import AGC
 from gradclip.policies import Percentile, ZScore
+from gradclip.step import ClipStep
 
 NORM_TYPES = [0.5, 1.5, 2.0, 4.0, "inf"]
 
@@ -245,7 +246,7 @@ def test_agc_on_every_float_dtype_against_a_float64_reference(dtype):
     w, g = layer.weight.detach().double(), layer.weight.grad.double()
     limit = 0.05 * w.norm(dim=1, keepdim=True).clamp(min=1e-3)
     expected = g * (limit / g.norm(dim=1, keepdim=True)).clamp(max=1.0)
-    result = AGC(0.05)(layer.parameters())
+    result = ClipStep(AGC(0.05)).clip_(layer.parameters())
     assert layer.weight.grad.dtype == dtype and bool(result.clipped)
     tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype, 1e-6)
     assert torch.allclose(layer.weight.grad.double(), expected, rtol=tol, atol=tol)
@@ -254,7 +255,7 @@ def test_agc_on_every_float_dtype_against_a_float64_reference(dtype):
 def test_agc_given_gradient_tensors_raises_clearly():
     layer = linear_with_grads()
     with pytest.raises(TypeError, match="AGC needs the parameters"):
-        AGC(0.01)([p.grad for p in layer.parameters()])
+        ClipStep(AGC(0.01)).clip_([p.grad for p in layer.parameters()])
 
 
 # --- ZScore: scale invariant and consistent with its own z --------------------------------------
