@@ -33,7 +33,7 @@ from torch import Tensor
 
 from gradclip._validate import check_eps, check_norm_type, check_threshold
 from gradclip.clip import clip_factor, clip_grad_value_, scale_grads_
-from gradclip.norms import collect_grads, norms_and_total
+from gradclip.norms import collect_grads, norms_and_total, param_grad_pairs
 from gradclip.policies import Fixed, Policy
 from gradclip.result import ClipResult
 
@@ -215,15 +215,17 @@ class ValueClipper(_Stateless):
 
 
 def unitwise_norm(x: Tensor) -> Tensor:
-    """L2 norm of each unit of ``x`` in float32, shaped to broadcast against ``x``.
+    """L2 norm of each unit of ``x``, accumulated in float32 at least (float64 stays float64),
+    shaped to broadcast against ``x``.
 
     A unit is one output row: torch stores weights as ``(out, in, *kernel)``, so the norm reduces
     over every dimension but the first (linear rows, conv filters). Vectors (biases, norm gains) and
     scalars are taken as a single unit, as in the paper's reference code.
     """
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # torch refuses to narrow
     if x.ndim <= 1:
-        return torch.linalg.vector_norm(x, 2, dtype=torch.float32)
-    return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=torch.float32)
+        return torch.linalg.vector_norm(x, 2, dtype=acc)
+    return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=acc)
 
 
 class AGC(_Stateless):
@@ -237,6 +239,8 @@ class AGC(_Stateless):
     free on the device; on the CPU tensors with nothing to clip are not rewritten.
 
     ``threshold`` in the result is ``clip_factor``; ``clipped`` is True when any unit was clipped.
+    Any float dtype works (fp16/bf16 norms accumulate in float32, float64 in float64; the scaled
+    gradient keeps its dtype). It needs the parameters: gradient tensors alone raise ``TypeError``.
 
     References: A. Brock, S. De, S. L. Smith, K. Simonyan, "High-Performance Large-Scale Image
     Recognition Without Normalization", ICML 2021, arXiv:2102.06171.
@@ -255,8 +259,12 @@ class AGC(_Stateless):
         self._excluded_ids = {id(t) for t in excluded}
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
-        """The global 2-norm pass (what the step's finite flag and the monitor read)."""
-        return measure_grads(parameters, 2.0, grad_scale, None, ())
+        """The global 2-norm pass (what the step's finite flag and the monitor read).
+
+        The weights are needed: gradient tensors alone raise ``TypeError``; each parameter counts once.
+        """
+        pairs = param_grad_pairs(parameters, who="AGC")
+        return measure_grads([p for p, _ in pairs], 2.0, grad_scale, None, ())
 
     def propose(self, total: Tensor) -> tuple[float, None]:
         return self.clip_factor, None

@@ -6,17 +6,19 @@ Each policy is a pure pair ``init() -> state`` and ``update(norm, state) -> (thr
 wrapper ([`Fixed`][gradclip.policies.Fixed], [`Percentile`][gradclip.policies.Percentile],
 [`ZScore`][gradclip.policies.ZScore]) that holds the state, is called once per step with the pre-clip total
 norm and round-trips through ``state_dict()``/``load_state_dict()``. The threshold for a step depends only on
-norms seen so far (and, for ``Percentile``, optionally the current one). Memory is bounded: ``ZScore`` keeps
-three numbers, ``Percentile`` a window of the last N norms. No framework is imported here. ``ZScore`` also
-accepts a 0-dim tensor as the norm: it then keeps its statistics as tensors on that device and computes with
-tensor methods only (no ``if`` on a value, no read-back), so a CUDA training step stays free of host
-synchronisations.
+norms seen so far (and, for ``Percentile``, optionally the current one). Memory: ``ZScore`` keeps three
+numbers, ``Percentile`` a window of the last N norms (bounded) or, with ``window=None``, the paper's full
+history (it grows with the run). No framework is imported here. ``ZScore`` also accepts a 0-dim tensor as the
+norm: it then keeps its statistics as tensors on that device and computes with tensor methods only (no ``if``
+on a value, no read-back), so a CUDA training step stays free of host synchronisations.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 from typing import Any, NamedTuple, Protocol
 
@@ -155,6 +157,9 @@ def _ops_for(norm: Norm) -> tuple[Any, Any]:
     raise TypeError(f"norm must be a real number or a 0-dim tensor, got {type(norm).__name__}")
 
 
+_TINY = 1e-30  # representable in float32; added to the z-score's spread (see zscore)
+
+
 # --- pure policies --------------------------------------------------------------------------------
 
 
@@ -175,14 +180,15 @@ def fixed(max_norm: float) -> PolicyFns:
 
 
 class PercentileState(NamedTuple):
-    """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first."""
+    """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first (with
+    ``window=None``: all of them, sorted ascending, so that a step inserts instead of sorting)."""
 
     # The name is the saved state's key; it shadows tuple.count, which nothing calls on a state.
     count: int  # type: ignore[assignment]
-    history: tuple[float, ...]
+    history: Sequence[float]
 
 
-def _percentile_sorted(values: list[float], p: float) -> float:
+def _percentile_sorted(values: Sequence[float], p: float) -> float:
     """Linear interpolation between closest ranks (NumPy's default): rank ``p/100 * (n-1)``."""
     rank = p / 100.0 * (len(values) - 1)
     lo = math.floor(rank)
@@ -191,7 +197,7 @@ def _percentile_sorted(values: list[float], p: float) -> float:
 
 
 def percentile(
-    p: float = 10.0, *, window: int = 1000, warmup: int = 0, include_current: bool = True
+    p: float = 10.0, *, window: int | None = 1000, warmup: int = 0, include_current: bool = True
 ) -> PolicyFns:
     """AutoClip: threshold = p-th percentile of the recent total norms (Seetharaman et al. 2020).
 
@@ -200,12 +206,16 @@ def percentile(
     taken), so with ``p=100`` nothing is ever clipped. Percentiles interpolate linearly between ranks.
 
     Choices, each documented: ``p=10`` is the value the paper recommends from its experiments (clip
-    the 90 % of steps whose norm is above the 10th percentile); the paper keeps the whole history,
-    here the last ``window`` norms are kept (memory and the per-step sort stay bounded; a long window
-    approximates the full history, a short one follows drifting norms); during ``warmup`` finite norms
-    are recorded but the threshold is ``inf`` (the paper has no warm-up: 0). A non-finite norm is not
-    recorded (it would make every later percentile meaningless); its threshold comes from the
-    history alone (``inf`` when it is empty).
+    the 90 % of steps whose norm is above the 10th percentile). The paper's Algorithm 1 keeps the
+    whole history: ask for it with ``window=None``. Its cost grows with the run: each step keeps one
+    more float64 (8 bytes: 8 MB per million steps, in memory and in every ``state_dict``) and
+    inserts it into a copy of the sorted history, O(n) per step (measured: ~1 ms at 100,000 steps
+    on a shared 2-core CPU; a bounded window costs a sort of ``window`` norms). The
+    default keeps the last ``window=1000`` norms instead (memory and the per-step sort stay bounded;
+    a short window follows drifting norms, a long one approaches the full history). During
+    ``warmup`` finite norms are recorded but the threshold is ``inf`` (the paper has no warm-up: 0).
+    A non-finite norm is not recorded (it would make every later percentile meaningless); its
+    threshold comes from the history alone (``inf`` when it is empty).
 
     The norm is read as a Python float: on CUDA that is one host sync per step, the only one.
 
@@ -213,20 +223,29 @@ def percentile(
     Clipping for Source Separation Networks", MLSP 2020, arXiv:2007.14469.
     """
     p = _in_range(p, "p", 0.0, 100.0, "in [0, 100]")
-    window = _int(window, "window", 1)
+    window = None if window is None else _int(window, "window", 1)
     warmup = _int(warmup, "warmup", 0)
+
+    def record(history: Sequence[float], x: float) -> Sequence[float]:
+        if window is not None:
+            return (*history, x)[-window:]
+        # The full history stays sorted (insert, never sort), in a float64 array: copying it is one
+        # memcpy, where a tuple of n floats costs n reference-count updates.
+        grown = history[:] if isinstance(history, array) else array("d", history)
+        grown.insert(bisect.bisect_right(grown, x), x)
+        return grown
 
     def update(norm: Norm, state: PercentileState) -> tuple[float, PercentileState]:
         x = float(norm)
         history = state.history
-        if math.isfinite(x):
-            state = PercentileState(state.count + 1, (*history, x)[-window:])
         finite = math.isfinite(x)
+        if finite:
+            state = PercentileState(state.count + 1, record(history, x))
         pool = state.history if include_current and finite else history
         warm = state.count <= warmup if finite else state.count < warmup
         if warm or not pool:
             return math.inf, state
-        return _percentile_sorted(sorted(pool), p), state
+        return _percentile_sorted(pool if window is None else sorted(pool), p), state
 
     return PolicyFns(lambda: PercentileState(0, ()), update)
 
@@ -252,18 +271,26 @@ def zscore(
 ) -> PolicyFns:
     """ZClip: clip norms that are z-score outliers of an EMA of past norms (Kumar et al. 2025).
 
-    With running mean ``mu`` and standard deviation ``sigma`` of the past (clipped) norms and
-    ``z = (g - mu) / (sigma + eps)``, the threshold is ``mu + z_thresh * sigma`` while
-    ``z <= z_thresh`` (not clipped) and ``mu + z_thresh**2 * sigma / z`` for a spike (the paper's
-    adaptive scaling: the larger the spike, the lower the threshold). Both are
-    ``c = mu + z_thresh**2 * sigma / max(z, z_thresh)``, capped at ``max_norm`` when given.
+    With running mean ``mu`` and standard deviation ``sigma`` of the past (clipped) norms, the
+    spread used is ``s = sigma + eps * mu`` (``eps`` is relative to the mean, so the rule is scale
+    invariant: norms times any factor are clipped on the same steps) and ``z = (g - mu) / s``.
+    The threshold is ``mu + z_thresh * s`` while ``z <= z_thresh``, at least ``g``: such a step is
+    never clipped; for a spike it is ``mu + z_thresh**2 * s / z`` (the paper's adaptive scaling:
+    the larger the spike, the lower the threshold). Both are
+    ``c = mu + z_thresh**2 * s / max(z, z_thresh)``, capped at ``max_norm`` when given.
 
     The statistics are then fed the clipped norm ``min(g, c)``: during the first ``warmup`` finite
     norms they are the plain mean and (population) variance (Welford's update) and the threshold is
     ``max_norm`` (``inf`` if None); afterwards ``mu <- alpha mu + (1-alpha) x`` and
     ``var <- alpha var + (1-alpha) (x - mu_new)^2``. A non-finite norm leaves the statistics as they
     are (unlike the reference code, one NaN does not poison every later threshold); its threshold
-    is the one of a non-spike, ``mu + z_thresh * sigma``.
+    is the one of a non-spike, ``mu + z_thresh * s``.
+
+    Where this departs from the ``zclip`` reference package, on purpose: there ``z`` divides by
+    ``sigma + 1e-6`` in absolute units, so on small norms (1e-6 and below: tiny losses, fp32
+    models late in training) ``z`` shrinks and spikes go undetected, while its non-spike bound has
+    no ``eps`` at all, so a step at ``z <= z_thresh`` could still exceed it; here one spread ``s``
+    serves both, relative to ``mu``. On norms of order 1 both clip the same steps.
 
     References: A. Kumar, L. Owen, N. R. Chowdhury, F. Güra, "ZClip: Adaptive Spike Mitigation for
     LLM Pre-Training", 2025, arXiv:2504.02507.
@@ -284,10 +311,12 @@ def zscore(
         ops, g = _ops_for(norm)
         count, mean, var = (ops.lift(v, g) for v in state)
         finite, warm = ops.isfinite(g), count < warmup
-        sigma = ops.sqrt(ops.clamp_min(var, 0.0))
-        z = (g - mean) / (sigma + eps)
-        calm = mean + z_thresh * sigma
-        c = ops.where(finite, mean + z_thresh**2 * sigma / ops.clamp_min(z, z_thresh), calm)
+        # One spread for z and for both bounds; relative eps (scale invariant), and a floor far
+        # below any real norm so that all-zero statistics give z = 0 or inf, never 0/0.
+        spread = ops.sqrt(ops.clamp_min(var, 0.0)) + eps * abs(mean) + _TINY
+        z = (g - mean) / spread
+        calm = mean + z_thresh * spread
+        c = ops.where(finite, mean + z_thresh**2 * spread / ops.clamp_min(z, z_thresh), calm)
         c = ops.minimum(ops.where(warm, cap, c), cap)
         x = ops.minimum(g, c)  # the statistics see the clipped norm
         n = count + 1
@@ -382,19 +411,28 @@ class Fixed(_Stateful):
 
 class Percentile(_Stateful):
     """AutoClip thresholds, see [`percentile`][gradclip.policies.percentile] (formula, defaults, the one sync
-    per step)."""
+    per step);
+    ``window=None`` keeps the paper's full history (memory grows by 8 bytes per step)."""
 
     kind, sync_free, _state_type = "percentile", False, PercentileState
 
     def __init__(
-        self, p: float = 10.0, *, window: int = 1000, warmup: int = 0, include_current: bool = True
+        self, p: float = 10.0, *, window: int | None = 1000, warmup: int = 0, include_current: bool = True
     ) -> None:
         config = {"p": p, "window": window, "warmup": warmup, "include_current": bool(include_current)}
         fns = percentile(p, window=window, warmup=warmup, include_current=bool(include_current))
         super().__init__(fns, config)
 
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["state"]["history"] = tuple(out["state"]["history"])  # the full history's array, too
+        return out
+
     def _restore(self, fields: dict[str, Any]) -> PercentileState:
-        return PercentileState(int(fields["count"]), tuple(float(v) for v in fields["history"]))
+        history = tuple(float(v) for v in fields["history"])
+        if self.config["window"] is None:  # the full history is kept sorted (see percentile)
+            return PercentileState(int(fields["count"]), array("d", sorted(history)))
+        return PercentileState(int(fields["count"]), history)
 
 
 class ZScore(_Stateful):
