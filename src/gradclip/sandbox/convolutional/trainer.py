@@ -16,6 +16,7 @@ order and every RNG) atomically; a run resumed from an epoch's checkpoint contin
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -30,6 +31,7 @@ from gradclip.clip import ClipStats
 from gradclip.clippers import Clipper, ClipResult
 from gradclip.norms import collect_grads, norms_and_total
 from gradclip.sandbox.convolutional.checkpoint import (
+    check_trainer_state,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -142,11 +144,7 @@ class ConvTrainer:
         self.progress = progress
         self.generator = torch.Generator().manual_seed(seed)  # data order, saved in checkpoints
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.fspath(log_dir))
+        self.log_dir, self.writer = log_dir, None  # the writer opens at fit(): a failed load writes nothing
         self.epoch = 0
         self.step_count = 0
         self.history: dict[str, list[float]] = {k: [] for k in EPOCH_KEYS + STEP_KEYS}
@@ -247,6 +245,10 @@ class ConvTrainer:
             raise ValueError(
                 f"batch_size {batch_size} is smaller than the {world} processes sharing each batch"
             )
+        if self.log_dir is not None and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(os.fspath(self.log_dir))
         bar = _Progress(self.progress, total=(epochs - self.epoch) * math.ceil(n / batch_size))
         with bar:
             while self.epoch < epochs:
@@ -338,10 +340,22 @@ class ConvTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; everything is checked first, and a failure changes nothing."""
+        state = check_trainer_state(
+            state, model=unwrap(self.model), optimizer=self.optimizer, history_keys=EPOCH_KEYS + STEP_KEYS
+        )
         if (state["clipper"] is None) != (self.clipper is None):
             have = "no clipping" if self.clipper is None else repr(self.clipper)
             raise ValueError(f"checkpoint was saved {'without' if state['clipper'] is None else 'with'} "
                              f"clipping; this trainer has {have}")  # fmt: skip
+        backup = copy.deepcopy(self.state_dict())
+        try:
+            self._restore(state)
+        except BaseException:
+            self._restore(backup)  # all or nothing: a clipper or RNG state that fails late undoes the rest
+            raise
+
+    def _restore(self, state: dict[str, Any]) -> None:
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.clipper is not None:
