@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradclip._state import check_int, check_keys, check_mapping, check_optimizer_state
 from gradclip.clippers import Clipper, ClipResult, NormClipper
 
 __all__ = ["ClipOptimizer", "Lookahead"]
@@ -161,9 +162,18 @@ class ClipOptimizer(_Wrapper):
             "skipped_steps": self.skipped_steps,
         }
 
+    def check_state_dict(self, state_dict: object) -> None:
+        """Raise TypeError/ValueError unless ``state_dict`` came from a compatible ``ClipOptimizer``."""
+        state = check_mapping(state_dict, "ClipOptimizer state_dict")
+        check_keys(state, ("optimizer", "clipper", "skipped_steps"), "ClipOptimizer state_dict")
+        check_optimizer_state(self.optimizer, state["optimizer"], "ClipOptimizer state_dict['optimizer']")
+        check_int(state["skipped_steps"], "ClipOptimizer state_dict['skipped_steps']")
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`: checked first, the clipper's state before the optimizer's."""
+        self.check_state_dict(state_dict)
+        self.clipper.load_state_dict(state_dict["clipper"])  # validates fully, then changes
         self.optimizer.load_state_dict(state_dict["optimizer"])
-        self.clipper.load_state_dict(state_dict["clipper"])
         self._skipped = int(state_dict["skipped_steps"])
 
     def __repr__(self) -> str:
@@ -225,19 +235,38 @@ class Lookahead(_Wrapper):
             "lookahead": {"k": self.k, "alpha": self.alpha, "steps": self.steps, "slow": self.slow},
         }
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        own = state_dict["lookahead"]
+    def check_state_dict(self, state_dict: object) -> None:
+        """Raise TypeError/ValueError unless ``state_dict`` came from a ``Lookahead`` like this one."""
+        state = check_mapping(state_dict, "Lookahead state_dict")
+        check_keys(state, ("optimizer", "lookahead"), "Lookahead state_dict")
+        own = check_mapping(state["lookahead"], "Lookahead state_dict['lookahead']")
+        check_keys(own, ("k", "alpha", "steps", "slow"), "Lookahead state_dict['lookahead']")
         if (own["k"], own["alpha"]) != (self.k, self.alpha):
             raise ValueError(
                 f"state_dict has k={own['k']!r}, alpha={own['alpha']!r}; this Lookahead has "
                 f"k={self.k!r}, alpha={self.alpha!r}"
             )
+        check_int(own["steps"], "Lookahead state_dict['lookahead']['steps']")
+        params, slow = _params(self.param_groups), own["slow"]
+        if slow is not None:
+            if not isinstance(slow, (list, tuple)) or len(slow) != len(params):
+                n = len(slow) if isinstance(slow, (list, tuple)) else type(slow).__name__
+                raise ValueError(f"state_dict holds {n} slow weights for {len(params)} parameters")
+            for i, (s, p) in enumerate(zip(slow, params, strict=True)):
+                if not isinstance(s, Tensor) or s.shape != p.shape:
+                    shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                    raise ValueError(
+                        f"state_dict slow weight {i} has shape {shape}, its parameter {tuple(p.shape)}"
+                    )
+        check_optimizer_state(self.optimizer, state["optimizer"], "Lookahead state_dict['optimizer']")
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; everything is checked before anything changes."""
+        self.check_state_dict(state_dict)
+        own = state_dict["lookahead"]
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.steps = int(own["steps"])
-        params = _params(self.param_groups)
-        slow = own["slow"]
-        if slow is not None and len(slow) != len(params):
-            raise ValueError(f"state_dict holds {len(slow)} slow weights for {len(params)} parameters")
+        params, slow = _params(self.param_groups), own["slow"]
         self.slow = None if slow is None else [s.to(p).clone() for s, p in zip(slow, params, strict=True)]
 
     def __repr__(self) -> str:
