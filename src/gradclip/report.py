@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gradclip._io import atomic_write, atomic_write_text
 from gradclip.monitor import Advice, threshold_advice
 from gradclip.sinks import RunLog, read_run
 
@@ -82,7 +83,7 @@ def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
     ax.set(xlabel="step", ylabel="gradient norm (pre-clip, log scale)", title="Gradient norm per step")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper right", fontsize="small")
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -118,7 +119,7 @@ def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
         xlabel="gradient norm (pre-clip, log scale)", ylabel="steps", title="Distribution of gradient norms"
     )
     ax.grid(True, which="both", alpha=0.3)
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -155,7 +156,7 @@ def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
             title=f"{run.name}: per-layer gradient norm{binning}; white: zero or not recorded",
         )
         fig.colorbar(image, ax=ax, label="log10 gradient norm")
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -178,7 +179,7 @@ def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     if finite.size:
         ax.legend(fontsize="small")
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -282,6 +283,15 @@ def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str) -> str:
     )
 
 
+def _check_title(title: object) -> None:
+    if not isinstance(title, str):
+        raise TypeError(f"title must be text or None, got {type(title).__name__}")
+    try:
+        title.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"title must be UTF-8 text, got {title!r:.60}") from None
+
+
 def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, title: str | None = None) -> Path:
     """Write the PNG plots and ``report.html`` (plots embedded) for one or more runs; return the HTML path."""
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
@@ -292,10 +302,12 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, title: 
 def render_report(runs: Sequence[RunLog], out_dir: str | Path, *, title: str | None = None) -> Path:
     """:func:`write_report` for runs already read with :func:`gradclip.sinks.read_run`."""
     out = Path(out_dir)
+    if title is not None:
+        _check_title(title)
     out.mkdir(parents=True, exist_ok=True)
     images = {key: plot(runs, out / f"{key}.png") for key, plot in PLOTS.items()}
     page = out / "report.html"
-    page.write_text(
-        _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs)), "utf-8"
-    )
+    # Built and encoded before anything is written: a title that is not UTF-8 leaves the old report.
+    text = _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs))
+    atomic_write_text(page, text)
     return page
