@@ -8,6 +8,7 @@ starts, so a port in use is reported at once and ``--port 0`` can name the port 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import socket
 import sys
@@ -62,7 +63,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); try another --port") from None
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); try another --port") from None
+        raise ValueError(f"--host {host!r} is not an address of this machine ({err.strerror})") from None
     sock.listen(2048)
     return sock
 
