@@ -132,6 +132,8 @@ def check_trainer_state(
     check_keys(trainer, ("epoch", "step", "rng"), "checkpoint['trainer']")
     check_int(trainer["epoch"], "checkpoint['trainer']['epoch']")
     check_int(trainer["step"], "checkpoint['trainer']['step']")
+    check_mapping(trainer["rng"], "checkpoint['trainer']['rng']")
+    check_mapping(model["rng"], "checkpoint['model']['rng']")
     for key in ("t", "count"):
         for part in (state["optimizer"], state["optimizer"].get("inner", {})):
             if isinstance(part, dict) and key in part:
