@@ -217,7 +217,10 @@ def _run(args: argparse.Namespace) -> int:
         if diff:
             raise UsageError("--resume with options that differ from the saved run: "
                              + ", ".join(f"{k} was {a} now {b}" for k, (a, b) in diff.items()))  # fmt: skip
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"--resume: {str(ckpt)!r} cannot be resumed here: {err}") from None
         if trainer.epoch >= args.epochs:
             raise UsageError(f"--resume: the run already has {trainer.epoch} epochs; raise --epochs to go on")
     if writes:
