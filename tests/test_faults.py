@@ -150,6 +150,7 @@ def _fill(disk: Path) -> None:
                 chunk //= 2
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_exit_2_and_keeps_the_saved_run_and_report(small_disk, tmp_path):
     run = small_disk / "run"
     subprocess.run([*VEC, "--out", str(run)], check=True, env=ENV, capture_output=True, timeout=120)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import io
 import functools
+import io
 import json
 import math
 import warnings
@@ -12,10 +12,10 @@ import warnings
 import pytest
 import torch
 
+from gradclip._io import write_sealed
 from gradclip.clippers import NormClipper
 from gradclip.monitor import GradMonitor, SpikeWarning
 from gradclip.sandbox.convolutional import CLIP_MODES, ConvTrainer, load_digits, small_cnn
-from gradclip._io import write_sealed
 from gradclip.sandbox.convolutional.checkpoint import KIND, load_checkpoint, save_checkpoint
 
 
