@@ -383,3 +383,29 @@ def test_vtrainer_load_state_dict_refuses_bad_states_and_changes_nothing(edit, m
     with pytest.raises((TypeError, ValueError), match=re.escape(message)):
         trainer.load_state_dict(state)
     assert repr(trainer.state_dict()) == before
+
+
+def test_an_image_pillow_cannot_decode_is_one_line_naming_the_file(capsys, tmp_path):
+    pytest.importorskip("PIL")
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    (tmp_path / "data" / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
+    argv = [*CONV, "--data", "folder", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "o")]
+    line = _exit_line(capsys, argv)
+    assert "broken.png" in line and "cannot decode" in line and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "garbage", [None, "abc", {"t": 1}, {"t": "x", "m": None, "v": None}, {"t": -1, "m": 3, "v": None}]
+)
+def test_numpy_optimizers_refuse_garbage_states_and_change_nothing(garbage):
+    from gradclip.sandbox.vectorized.optim import Lookahead as NumpyLookahead
+
+    params = np.ones(4, np.float32)
+    for opt in (Adam(0.1), NumpyLookahead(Adam(0.1), k=2)):
+        opt.step(params, np.full(4, 0.5, np.float32))
+        before = repr(opt.state_dict())
+        state = garbage if isinstance(opt, Adam) else {"count": 1, "slow": None, "inner": garbage}
+        with pytest.raises((TypeError, ValueError)):
+            opt.load_state_dict(state)
+        assert repr(opt.state_dict()) == before
