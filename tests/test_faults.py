@@ -304,6 +304,6 @@ def test_a_damaged_log_is_exit_2_for_report_and_400_for_the_runs_api(capsys, tmp
 
     from gradclip.explorer.server import create_app
 
-    with TestClient(create_app(runs_dir=tmp_path / "runs")) as client:
+    with TestClient(create_app(runs_dir=tmp_path / "runs"), base_url="http://127.0.0.1:8765") as client:
         answer = client.get("/api/run", params={"run": "bad"})
     assert answer.status_code == 400 and "grads.jsonl:3" in answer.json()["error"]
