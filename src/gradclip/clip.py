@@ -288,6 +288,10 @@ def clip_grad_value_(
     """
     c = check_threshold(clip_value, "clip_value")
     for device, group in _by_device(_local(_grads(parameters))).items():
+        if not all(g.is_floating_point() for g in group):  # clamping an integer tensor to a float fails late
+            raise TypeError(
+                f"parameters must hold floating-point gradients, got {sorted({str(g.dtype) for g in group})}"
+            )
         # On CUDA the foreach kernels fuse launches; on the CPU they loop over tensors anyway, with
         # two passes (min, then max) where clamp_ makes one: measured ~1.8x slower on ResNet-50.
         if foreach is False or device.type != "cuda":

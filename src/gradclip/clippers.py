@@ -154,13 +154,11 @@ class NormClipper:
         return scale, m.total * scale, (m.total > threshold) & torch.isfinite(m.total)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict()}
+        return {"clipper": "NormClipper", "policy": self.policy.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or "policy" not in state_dict:
-            raise ValueError(
-                f"state_dict is not a NormClipper state (a mapping with 'policy'), got {state_dict!r}"
-            )
+        """Restore the policy's state; a state of another clipper or policy is refused, nothing changes."""
+        _check_clipper_state(state_dict, "NormClipper", ("policy",))
         self.policy.load_state_dict(state_dict["policy"])
 
     def __repr__(self) -> str:
@@ -174,10 +172,23 @@ class _Stateless:
         pass
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"clipper": type(self).__name__}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        pass
+        """Nothing to restore; only the state of the same clipper class is accepted."""
+        _check_clipper_state(state_dict, type(self).__name__, ())
+
+
+def _check_clipper_state(state_dict: object, kind: str, keys: tuple[str, ...]) -> None:
+    """Refuse anything but a mapping saved by the clipper class ``kind`` (entries ``clipper`` + ``keys``)."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping saved by {kind}.state_dict(), got {type(state_dict).__name__}"
+        )
+    if set(state_dict) != {"clipper", *keys} or state_dict["clipper"] != kind:
+        expected = sorted({"clipper", *keys})
+        raise ValueError(f"state_dict {dict(state_dict)!r:.100} was not saved by a {kind} "
+                         f"(expected entries {expected} with clipper={kind!r})")  # fmt: skip
 
 
 class ValueClipper(_Stateless):

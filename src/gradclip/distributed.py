@@ -173,6 +173,19 @@ def _reduce_over_mesh(powered: Tensor, mesh, kinds: list[tuple[str, ...]], p: fl
     return powered
 
 
+def _check_groups(process_groups: object) -> None:
+    """``process_groups`` must be a sequence of initialised torch.distributed process groups."""
+    import torch.distributed as dist
+
+    if isinstance(process_groups, (str, bytes)) or not isinstance(process_groups, Sequence):
+        raise TypeError(f"process_groups must be a sequence of ProcessGroups, got {process_groups!r:.60}")
+    for i, group in enumerate(process_groups):
+        if not isinstance(group, dist.ProcessGroup):
+            raise TypeError(
+                f"process_groups[{i}] must be a torch.distributed ProcessGroup, got {group!r:.60}"
+            )
+
+
 def reduce_norms(
     grads: Sequence[Tensor],
     local_norms: Sequence[Tensor],
@@ -187,6 +200,7 @@ def reduce_norms(
     """
     import torch.distributed as dist
 
+    _check_groups(process_groups)
     op = dist.ReduceOp.MAX if math.isinf(p) else dist.ReduceOp.SUM
     if not local_norms:  # this rank holds no gradients but must still join the collectives
         total = torch.zeros((), dtype=torch.float32, device=_group_device(process_groups))

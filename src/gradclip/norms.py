@@ -104,6 +104,10 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     tensors. A gradient listed twice (the same parameter, or the same tensor) is counted and
     scaled once.
     """
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    elif parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(f"parameters must be a tensor or an iterable of tensors, got {parameters!r:.60}")
     param_type = torch.nn.Parameter
     grads: list[Tensor] = []
     it = iter(_items(parameters))
@@ -343,6 +347,14 @@ class FlatGrads:
     """
 
     def __init__(self, parameters: Iterable[Tensor]) -> None:
+        if isinstance(parameters, Tensor):
+            parameters = [parameters]
+        elif isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+            raise TypeError(f"parameters must be an iterable of tensors, got {parameters!r:.60}")
+        parameters = list(parameters)
+        for i, p in enumerate(parameters):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"parameters[{i}] must be a tensor, got {p!r:.60} ({type(p).__name__})")
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
             raise ValueError("FlatGrads needs at least one parameter that requires grad")

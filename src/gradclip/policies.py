@@ -299,8 +299,8 @@ def zscore(
     if alpha == 1.0:
         raise ValueError(f"alpha must be in [0, 1), got {alpha!r} (1 would freeze the statistics)")
     z_thresh = _real(z_thresh, "z_thresh")
-    if not (math.isfinite(z_thresh) and z_thresh > 0):
-        raise ValueError(f"z_thresh must be a finite real number > 0, got {z_thresh!r}")
+    if not (math.isfinite(z_thresh) and 0 < z_thresh <= 1e150):  # z_thresh**2 must stay finite
+        raise ValueError(f"z_thresh must be a real number in (0, 1e150], got {z_thresh!r}")
     warmup = _int(warmup, "warmup", 1)  # the statistics need at least one norm
     cap = _cap(max_norm, "max_norm")
     eps = _real(eps, "eps")
@@ -371,21 +371,33 @@ class _Stateful:
         """``{"policy": kind, "config": {...}, "state": {...}}``; values are kept as they are held."""
         return {"policy": self.kind, "config": dict(self.config), "state": dict(self.state._asdict())}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a state saved by a policy of the same kind and configuration."""
-        kind = state_dict.get("policy")
+    def check_state_dict(self, state_dict: object) -> Any:
+        """Check a saved state fully (layout, kind, config, fields); return it restored, change nothing."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping saved by {type(self).__name__}.state_dict(), "
+                            f"got {type(state_dict).__name__}")  # fmt: skip
+        if set(state_dict) != {"policy", "config", "state"}:
+            raise ValueError(f"state_dict has entries {sorted(map(str, state_dict))}, expected "
+                             "['config', 'policy', 'state']: is it the state of another class?")  # fmt: skip
+        kind = state_dict["policy"]
         if kind != self.kind:
             raise ValueError(f"state_dict is for policy {kind!r}, not {self.kind!r}")
-        if dict(state_dict.get("config", {})) != self.config:
+        config = state_dict["config"]
+        if not isinstance(config, Mapping) or dict(config) != self.config:
             raise ValueError(
-                f"state_dict config {dict(state_dict.get('config', {}))!r} differs from this "
+                f"state_dict config {config!r} differs from this "
                 f"policy's {self.config!r}; build the policy with the saved config"
             )
-        fields = dict(state_dict["state"])
-        if set(fields) != set(self._state_type._fields):
+        fields = state_dict["state"]
+        if not isinstance(fields, Mapping) or set(fields) != set(self._state_type._fields):
             expected = list(self._state_type._fields)
-            raise ValueError(f"state_dict state has fields {sorted(fields)}, expected {expected}")
-        self.state = self._restore(fields)
+            have = sorted(fields) if isinstance(fields, Mapping) else type(fields).__name__
+            raise ValueError(f"state_dict state has fields {have}, expected {expected}")
+        return self._restore(dict(fields))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state saved by a policy of the same kind and configuration (all or nothing)."""
+        self.state = self.check_state_dict(state_dict)
 
     def _restore(self, fields: dict[str, Any]) -> Any:
         return self._state_type(**fields)
@@ -429,10 +441,19 @@ class Percentile(_Stateful):
         return out
 
     def _restore(self, fields: dict[str, Any]) -> PercentileState:
-        history = tuple(float(v) for v in fields["history"])
-        if self.config["window"] is None:  # the full history is kept sorted (see percentile)
-            return PercentileState(int(fields["count"]), array("d", sorted(history)))
-        return PercentileState(int(fields["count"]), history)
+        count, history = fields["count"], fields["history"]
+        window = self.config["window"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"state_dict state count must be an integer >= 0, got {count!r}")
+        if not isinstance(history, (list, tuple)) or (window is not None and len(history) > window):
+            raise ValueError(f"state_dict state history must be a list of at most window={window} "
+                             f"norms, got {history!r:.60}")  # fmt: skip
+        if not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in history):
+            raise ValueError(f"state_dict state history must hold finite norms, got {history!r:.60}")
+        values = tuple(float(v) for v in history)
+        if window is None:  # the full history is kept sorted (see percentile)
+            return PercentileState(count, array("d", sorted(values)))
+        return PercentileState(count, values)
 
 
 class ZScore(_Stateful):
@@ -452,3 +473,15 @@ class ZScore(_Stateful):
         config = {"alpha": alpha, "z_thresh": z_thresh, "warmup": warmup, "max_norm": max_norm, "eps": eps}
         fns = zscore(alpha=alpha, z_thresh=z_thresh, warmup=warmup, max_norm=max_norm, eps=eps)
         super().__init__(fns, config)
+
+    def _restore(self, fields: dict[str, Any]) -> ZScoreState:
+        for name in ZScoreState._fields:
+            value = fields[name]
+            if hasattr(value, "shape") and hasattr(value, "isfinite"):  # a tensor kept on its device
+                if tuple(value.shape) != () or not bool(value.isfinite()):
+                    raise ValueError(f"state_dict state {name} must be a finite 0-dim tensor or number")
+            elif isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"state_dict state {name} must be a finite number, got {value!r}")
+            if float(value) < 0 and name != "mean":
+                raise ValueError(f"state_dict state {name} must be >= 0, got {value!r}")
+        return ZScoreState(fields["count"], fields["mean"], fields["var"])
