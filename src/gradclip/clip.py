@@ -32,8 +32,9 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
-from gradclip.distributed import local_tensor
+from gradclip.distributed import is_dtensor_type, local_tensor
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
+from gradclip.norms import total_norm as _total_norm
 
 __all__ = [
     "ClipStats",
@@ -66,7 +67,7 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
     if isinstance(value, Tensor):
         if value.ndim != 0 or not value.is_floating_point():
             raise TypeError(f"{name} as a tensor must be a 0-dim floating point tensor, got {value!r}")
-        if value.device.type == "cpu":
+        if value.device.type == "cpu" and not torch.compiler.is_compiling():
             check_threshold(float(value), name)
         return value
     return check_threshold(value, name)
@@ -74,6 +75,8 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
 
 def _local(grads: list[Tensor]) -> list[Tensor]:
     """The shards this rank holds, for in-place scaling (plain tensors pass through)."""
+    if not any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+        return grads  # one set of types, not a call per tensor: matters with 10,000 tensors
     return [local_tensor(g) for g in grads]
 
 
@@ -90,6 +93,8 @@ def _grads(parameters: Params) -> list[Tensor]:
 
 def _by_device(grads: list[Tensor]) -> dict[torch.device, list[Tensor]]:
     """Gradients grouped by device (foreach kernels take one device at a time)."""
+    if grads and grads[0].is_cpu and all(g.is_cpu for g in grads):
+        return {grads[0].device: grads}  # ``is_cpu`` is cheaper than building each ``g.device``
     groups: dict[torch.device, list[Tensor]] = {}
     for g in grads:
         groups.setdefault(g.device, []).append(g)
@@ -120,7 +125,7 @@ def _apply_scale_(
     On the CPU the flags are returned as Python bools (the caller turns them into tensors only
     when it reports them: each tensor costs a few microseconds, which matters on the flat path).
     """
-    if total.device.type == "cpu":
+    if total.device.type == "cpu" and not torch.compiler.is_compiling():
         # A CPU scalar is read for free: skip the whole write pass on the (common) unclipped step.
         # (_scale_ moves the factor to each gradient's device.)
         t, c = float(total), float(max_norm)
@@ -132,7 +137,8 @@ def _apply_scale_(
         scale_t = torch.tensor(scale_f, dtype=total.dtype)
         _scale_(grads, scale_t, foreach)
         return scale_t, clipped, finite
-    # Device path: clamp instead of an `if`, so no value is read back to the host.
+    # Device path (and any compiled graph): clamp instead of an `if`, so no value is read back to
+    # the host and dynamo meets no data-dependent branch (fullgraph=True works).
     finite = torch.isfinite(total)
     clipped = total > max_norm
     scale = torch.clamp(max_norm / (total + eps), max=1.0)
@@ -212,8 +218,10 @@ def clip_grad_norm_(
         per_tensor, total = norms_and_total(
             parameters.views, p, foreach=foreach, process_groups=process_groups
         )
-    else:
+    elif return_stats:
         per_tensor, total = norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)
+    else:  # the per-tensor norms are not returned: let the norm pass skip making them
+        per_tensor, total = [], _total_norm(grads, p, foreach=foreach, process_groups=process_groups)
     grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))

@@ -20,7 +20,6 @@ Nothing is read back to the host: collectives are enqueued like any other kernel
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -30,13 +29,19 @@ from torch import Tensor
 __all__ = ["is_dtensor", "is_dtensor_type", "local_tensor", "reduce_norms"]
 
 
-@functools.cache
+_DTENSOR: list[type | None] = []  # filled on first use (importing DTensor takes ~0.5 s)
+
+
 def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed support
-        return None
-    return DTensor
+    # A module-level memo, not functools.cache: dynamo warns about (and bypasses) cached functions,
+    # which under ``python -W error`` turns every compiled gradclip call into an error.
+    if not _DTENSOR:
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # torch built without distributed support
+            DTensor = None
+        _DTENSOR.append(DTensor)
+    return _DTENSOR[0]
 
 
 def is_dtensor_type(cls: type) -> bool:
