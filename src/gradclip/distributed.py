@@ -21,6 +21,7 @@ Nothing is read back to the host: collectives are enqueued like any other kernel
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -29,19 +30,14 @@ from torch import Tensor
 __all__ = ["is_dtensor", "is_dtensor_type", "local_tensor", "reduce_norms"]
 
 
-_DTENSOR: list[type | None] = []  # filled on first use (importing DTensor takes ~0.5 s)
-
-
 def _dtensor_type() -> type | None:
-    # A module-level memo, not functools.cache: dynamo warns about (and bypasses) cached functions,
-    # which under ``python -W error`` turns every compiled gradclip call into an error.
-    if not _DTENSOR:
-        try:
-            from torch.distributed.tensor import DTensor
-        except ImportError:  # torch built without distributed support
-            DTensor = None
-        _DTENSOR.append(DTensor)
-    return _DTENSOR[0]
+    """The DTensor class, or None while no code has imported it (then no tensor can be one).
+
+    Looked up in ``sys.modules`` instead of imported (importing it takes ~0.5 s) and not memoised:
+    dynamo warns about ``functools.cache`` (an error under ``python -W error``), and a memo filled
+    on the first call would make every compiled caller recompile once.
+    """
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
 
 
 def is_dtensor_type(cls: type) -> bool:
