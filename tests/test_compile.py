@@ -16,6 +16,7 @@ from torch import nn
 
 import gradclip
 from gradclip.monitor import GradMonitor
+from gradclip.policies import Percentile
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
 
@@ -224,3 +225,42 @@ def test_cuda_compiled_clip_matches_eager_in_one_graph():
         for a, b in zip(compiled, eager, strict=True):
             _close(a, b)
     assert backend.graphs == 1
+
+
+def _norm_sequence(n: int) -> list[float]:
+    gen = torch.Generator().manual_seed(7)
+    values = (torch.rand(n, generator=gen, dtype=torch.float64) * 5).tolist()
+    for i in range(5, n, 23):  # spikes and non-finite norms, at fixed places
+        values[i] = [300.0, float("nan"), float("inf")][i % 3]
+    return values
+
+
+@pytest.mark.parametrize(
+    "cfg", [{"p": 10, "window": 16, "warmup": 3}, {"p": 50, "window": 5, "include_current": False}]
+)
+def test_percentile_on_tensors_matches_the_float_path_and_compiles_without_recompiles(cfg):
+    host, device, compiled_policy = Percentile(**cfg), Percentile(**cfg), Percentile(**cfg)
+    backend = CountingBackend()
+    compiled = torch.compile(lambda norm: compiled_policy(norm), backend=backend, fullgraph=True)
+    for i, x in enumerate(_norm_sequence(200)):
+        expected = host(x)
+        for got in (device(torch.tensor(x)), compiled(torch.tensor(x))):
+            assert got.shape == () and float(got) == pytest.approx(expected, rel=1e-6)
+        if i == 1:
+            warm = backend.graphs  # the first call lifts the fresh (host) state to tensors
+    assert backend.graphs == warm <= 2
+
+
+def test_percentile_tensor_state_round_trips_and_goes_back_to_floats():
+    policy = Percentile(25, window=6)
+    for x in (1.0, 4.0, float("nan"), 2.0):
+        policy(torch.tensor(x))
+    saved = policy.state_dict()
+    restored = Percentile(25, window=6)
+    restored.load_state_dict(saved)
+    assert float(restored(torch.tensor(3.0))) == pytest.approx(float(policy(torch.tensor(3.0))))
+    # A float norm after tensor state: the host path picks the history up (NaN padding dropped).
+    reference = Percentile(25, window=6)
+    for x in (1.0, 4.0, 2.0, 3.0):
+        reference(x)
+    assert restored(5.0) == pytest.approx(reference(5.0))
