@@ -16,7 +16,7 @@ from torch import nn
 
 import gradclip
 from gradclip.monitor import GradMonitor
-from gradclip.policies import Percentile
+from gradclip.policies import Percentile, ZScore
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
 
@@ -264,3 +264,15 @@ def test_percentile_tensor_state_round_trips_and_goes_back_to_floats():
     for x in (1.0, 4.0, 2.0, 3.0):
         reference(x)
     assert restored(5.0) == pytest.approx(reference(5.0))
+
+
+def test_zscore_on_tensors_compiles_without_recompiles_whatever_the_norms_do():
+    host, compiled_policy = ZScore(warmup=5, max_norm=10.0), ZScore(warmup=5, max_norm=10.0)
+    backend = CountingBackend()
+    compiled = torch.compile(lambda norm: compiled_policy(norm), backend=backend, fullgraph=True)
+    for i, x in enumerate(_norm_sequence(200)):
+        expected, got = host(x), compiled(torch.tensor(x))
+        assert float(got) == pytest.approx(expected, rel=1e-5)
+        if i == 1:
+            warm = backend.graphs  # the first call lifts the fresh (float) state to tensors
+    assert backend.graphs == warm <= 2
