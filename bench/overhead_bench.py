@@ -2,13 +2,14 @@
 
 Run: ``.venv/bin/python bench/overhead_bench.py`` (``--layouts`` to choose, ``--reps`` per layout).
 On a small model the norm and the multiply take a few microseconds, so what a call costs is Python:
-argument handling, the policy, the result. For each layout (a 26k-parameter MLP; the large layouts
-of ``clip_bench.py``: GPT-2-small, ResNet-50, 10,000 x 256) and each case (``no clip``: threshold
-above the norm; ``clip``: below it, gradients restored before every call outside the timing),
-prints the median CPU thread time of one call and the ratio to torch's ``clip_grad_norm_``.
+argument handling, the policy, the skip rule, the result (the step object,
+:class:`gradclip.step.ClipStep`). For each layout (a 26k-parameter MLP; the large layouts of
+``clip_bench.py``: GPT-2-small, ResNet-50, 10,000 x 256) and each case (``no clip``: threshold above
+the norm; ``clip``: below it, gradients restored before every call outside the timing), prints the
+median CPU thread time of one call and the ratio to torch's ``clip_grad_norm_``.
 
-Torch runs on one intra-op thread (``torch.set_num_threads(1)``), so the calling thread's CPU time is
-all the work done, and other processes on the machine do not enter the figure the way they enter
+Torch runs on one intra-op thread (``torch.set_num_threads(1)``), so the calling thread's CPU time
+is all the work done, and other processes on the machine do not enter the figure the way they enter
 wall time. The implementations take turns call by call, so a slow phase of the machine hits all.
 """
 
@@ -25,6 +26,7 @@ import gradclip
 from clip_bench import LAYOUTS as LARGE_LAYOUTS
 from gradclip.clippers import NormClipper
 from gradclip.policies import Fixed, Percentile, ZScore
+from gradclip.step import ClipStep
 
 
 def mlp_shapes() -> list[tuple[int, ...]]:
@@ -43,16 +45,16 @@ def _impls(c: float, norm: float) -> dict[str, Callable[[list[torch.Tensor]], ob
     for _ in range(200):
         zscore.update(norm if c > norm else 0.5 * norm)
         percentile.update(min(c, 2 * norm))
-    clippers = {
-        "NormClipper(Fixed)": NormClipper(Fixed(c)),
-        "NormClipper(ZScore)": NormClipper(zscore),
-        "NormClipper(Percentile)": NormClipper(percentile),
+    steps = {
+        "ClipStep(Fixed)": ClipStep(NormClipper(Fixed(c))),
+        "ClipStep(ZScore)": ClipStep(NormClipper(zscore)),
+        "ClipStep(Percentile)": ClipStep(NormClipper(percentile)),
     }
     impls: dict[str, Callable] = {
         "torch clip_grad_norm_": lambda ps: torch.nn.utils.clip_grad_norm_(ps, c),
         "gradclip clip_grad_norm_": lambda ps: gradclip.clip_grad_norm_(ps, c),
     }
-    impls.update({name: (lambda ps, clipper=clipper: clipper(ps)) for name, clipper in clippers.items()})
+    impls.update({name: (lambda ps, step=step: step.clip_(ps)) for name, step in steps.items()})
     return impls
 
 
