@@ -29,6 +29,8 @@ from gradclip.norms import norms_and_total
 from gradclip.sandbox.recurrent.model import INITS, PARAM_NAMES, TanhRNN
 from gradclip.sandbox.recurrent.tasks import Task, get_task
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
 __all__ = ["RunConfig", "RunResult", "average_norm_threshold", "spike_outcomes", "task_loss", "train_run"]
 
 
@@ -60,6 +62,7 @@ class RunConfig:
     eval_every: int = 100  # steps between evaluations; 0 never evaluates
     eval_size: int = 1000  # fresh sequences per evaluation
     target_error: float = 0.01  # success: error below this on fresh sequences
+    dtype: str = "float32"  # "float64" for reference runs (the population test compares in it)
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -72,6 +75,8 @@ class RunConfig:
             _positive(self.threshold, "threshold")
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {list(INITS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
 
 
 class RunResult(NamedTuple):
@@ -111,7 +116,7 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
     """Train one network as ``config`` says; log every step to ``log_dir/grads.jsonl`` when given."""
     task = get_task(config.task)
     model = TanhRNN(task.n_in, config.hidden, task.n_out, every_step=task.output == "every-class",
-                    init=config.init, seed=config.seed)  # fmt: skip
+                    init=config.init, seed=config.seed, dtype=DTYPES[config.dtype])  # fmt: skip
     params = list(model.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr)
     train_rng, eval_rng = (np.random.default_rng([config.seed, k]) for k in (1, 2))
@@ -130,7 +135,10 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
         for step in range(config.steps):
             batch = task.generate(config.batch_size, config.length, seed=train_rng)
             optimizer.zero_grad(set_to_none=False)
-            loss = task_loss(task, model(torch.from_numpy(batch.inputs)), torch.from_numpy(batch.targets))
+            dtype = DTYPES[config.dtype]
+            targets = torch.from_numpy(batch.targets)
+            targets = targets.to(dtype) if targets.is_floating_point() else targets
+            loss = task_loss(task, model(torch.from_numpy(batch.inputs).to(dtype)), targets)
             loss.backward()
             per_tensor, total = norms_and_total([p.grad for p in params])
             norm, loss_f = float(total), float(loss.detach())
