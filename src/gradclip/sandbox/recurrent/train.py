@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gradclip.clip import clip_grads_with_norm_
+from gradclip.clippers import NormClipper
 from gradclip.monitor import GradMonitor, GradMonitorWarning
 from gradclip.norms import norms_and_total
+from gradclip.optim import ClipOptimizer
 from gradclip.sandbox.recurrent.model import INITS, PARAM_NAMES, TanhRNN
 from gradclip.sandbox.recurrent.tasks import Task, get_task
 
@@ -118,7 +119,9 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
     model = TanhRNN(task.n_in, config.hidden, task.n_out, every_step=task.output == "every-class",
                     init=config.init, seed=config.seed, dtype=DTYPES[config.dtype])  # fmt: skip
     params = list(model.parameters())
-    optimizer = torch.optim.SGD(params, lr=config.lr)
+    sgd = torch.optim.SGD(params, lr=config.lr)
+    # The clipped run clips and steps through gradclip's optimizer wrapper (one clip path for every loop).
+    optimizer = sgd if config.threshold is None else ClipOptimizer(sgd, NormClipper(config.threshold))
     train_rng, eval_rng = (np.random.default_rng([config.seed, k]) for k in (1, 2))
     norms: list[float] = []
     losses: list[float] = []
@@ -140,12 +143,14 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
             targets = targets.to(dtype) if targets.is_floating_point() else targets
             loss = task_loss(task, model(torch.from_numpy(batch.inputs).to(dtype)), targets)
             loss.backward()
-            per_tensor, total = norms_and_total([p.grad for p in params])
+            if isinstance(optimizer, ClipOptimizer):
+                optimizer.step()  # clips, then steps; a non-finite norm skips the update
+                per_tensor, total = optimizer.last_result.tensor_norms, optimizer.last_result.total_norm
+            else:
+                per_tensor, total = norms_and_total([p.grad for p in params])
             norm, loss_f = float(total), float(loss.detach())
             clipped = config.threshold is not None and norm > config.threshold
-            if clipped:
-                clip_grads_with_norm_(params, config.threshold, total)
-                clipped_steps += 1
+            clipped_steps += clipped
             monitor.record(norm, threshold=config.threshold, clipped=clipped, loss=loss_f, lr=config.lr,
                            layer_norms=[float(n) for n in per_tensor])  # fmt: skip
             norms.append(norm)
@@ -153,7 +158,8 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
             if not (math.isfinite(norm) and math.isfinite(loss_f)):
                 diverged = True  # NaN weights never recover: stop here
                 break
-            optimizer.step()
+            if optimizer is sgd:
+                sgd.step()
             if config.eval_every and (step + 1) % config.eval_every == 0:
                 error = evaluate(model, task, length=config.length, size=config.eval_size, rng=eval_rng)
                 evals.append((step + 1, error))
