@@ -99,18 +99,23 @@ def run_cell(grid: Grid, task: str, length: int) -> list[RunResult]:
     base = grid.config(task, length)
     free = [Member(seed, lr) for lr in grid.lrs for seed in range(grid.seeds)]
     probes = warmup_norms(base, free, warmup=grid.warmup)
-    thresholds = [grid.factor * _finite_mean(norms, grid.warmup) for norms in probes]
+    thresholds = [grid.factor * _finite_mean(norms) for norms in probes]
+    for i, c in enumerate(thresholds):
+        if math.isnan(c):  # this seed's warm-up blew up at once: take the median c of its lr's other seeds
+            same_lr = [t for j, t in enumerate(thresholds) if free[j].lr == free[i].lr and not math.isnan(t)]
+            if not same_lr:
+                raise ValueError(f"every warm-up at lr {free[i].lr:g} diverged at once; lower the lr")
+            thresholds[i] = statistics.median(same_lr)
     clipped = [replace(m, threshold=c) for m, c in zip(free, thresholds, strict=True)]
     members = [m for i in range(len(grid.lrs)) for arm in (free, clipped)
                for m in arm[i * grid.seeds : (i + 1) * grid.seeds]]  # fmt: skip
     return train_population(base, members)
 
 
-def _finite_mean(norms: list[float], warmup: int) -> float:
+def _finite_mean(norms: list[float]) -> float:
+    """Mean of the finite norms (NaN when there are none)."""
     finite = [n for n in norms if math.isfinite(n)]
-    if not finite:
-        raise ValueError(f"every gradient norm of the {warmup}-step warm-up was non-finite; lower the lr")
-    return statistics.fmean(finite)
+    return statistics.fmean(finite) if finite else math.nan
 
 
 def _cell_job(grid: Grid, task: str, length: int) -> list[RunResult]:
