@@ -92,12 +92,16 @@ def run_pascanu_command(args: argparse.Namespace) -> int:
           f"{grid.steps} steps, {grid.hidden} tanh units, batch {grid.batch_size}, c = {grid.factor:g} x mean "
           f"norm of {grid.warmup} warm-up steps, {args.workers} workers")  # fmt: skip
     started = time.perf_counter()
-    results = run_grid(grid, workers=args.workers, progress=None if args.quiet else print)
-    comparisons = compare(results)
-    seconds = time.perf_counter() - started
     settings = {k: getattr(grid, k) for k in PRESET_KEYS}
-    paths = write_outputs(comparisons, args.out, command=_command(args, settings), settings=settings,
-                          seconds=seconds)  # fmt: skip
+    command = _command(args, settings)
+
+    def write(runs: list) -> list[Path]:
+        return write_outputs(compare(runs), args.out, command=command, settings=settings,
+                             seconds=time.perf_counter() - started)  # fmt: skip
+
+    results = run_grid(grid, workers=args.workers, progress=None if args.quiet else print, on_cell=write)
+    comparisons = compare(results)
+    paths = write(results)
     print(format_table(comparisons))
     print(NOTE)
     if args.log_runs:

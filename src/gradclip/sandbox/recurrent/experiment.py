@@ -17,7 +17,7 @@ import math
 import multiprocessing
 import statistics
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -122,34 +122,42 @@ def _cell_job(grid: Grid, task: str, length: int) -> list[RunResult]:
     return run_cell(grid, task, length)
 
 
-def run_grid(grid: Grid, *, workers: int = 2, progress: Callable[[str], None] | None = None) -> list[RunResult]:
-    """Every cell of ``grid``, ``workers`` cells at a time (1: in this process); runs in cell order."""
+def run_grid(grid: Grid, *, workers: int = 2, progress: Callable[[str], None] | None = None,
+             on_cell: Callable[[list[RunResult]], None] | None = None) -> list[RunResult]:  # fmt: skip
+    """Every cell of ``grid``, ``workers`` cells at a time (1: in this process); runs in cell order.
+
+    ``on_cell(runs)`` is called after each cell with the runs of every cell finished so far (in
+    cell order), so that a long grid leaves its partial results behind.
+    """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     cells = grid.cells
+    done: dict[int, list[RunResult]] = {}
+
+    def finish(i: int, runs: list[RunResult]) -> None:
+        done[i] = runs
+        if progress is not None:
+            progress(f"{cells[i][0]}, T={cells[i][1]}: {len(runs)} runs, {sum(r.solved for r in runs)} solved")
+        if on_cell is not None:
+            on_cell([r for j in sorted(done) for r in done[j]])
+
     if workers == 1 or len(cells) == 1:
         import torch
 
         threads = torch.get_num_threads()
         try:
-            done = [_announce(run_cell(grid, *cell), cell, progress) for cell in cells]
+            for i, cell in enumerate(cells):
+                finish(i, run_cell(grid, *cell))
         finally:
             torch.set_num_threads(threads)
-        return [r for runs in done for r in runs]
-    # Longest cells first (cost ~ T), so the last cell to finish is a short one.
-    order = sorted(range(len(cells)), key=lambda i: -cells[i][1])
-    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    with ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=context) as pool:
-        futures = {i: pool.submit(_cell_job, grid, *cells[i]) for i in order}
-        done = [_announce(futures[i].result(), cells[i], progress) for i in range(len(cells))]
-    return [r for runs in done for r in runs]
-
-
-def _announce(runs: list[RunResult], cell: tuple[str, int], progress: Callable[[str], None] | None):
-    if progress is not None:
-        solved = sum(r.solved for r in runs)
-        progress(f"{cell[0]}, T={cell[1]}: {len(runs)} runs, {solved} solved")
-    return runs
+    else:
+        order = sorted(range(len(cells)), key=lambda i: cells[i][1])  # short cells first: early results
+        context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+        with ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=context) as pool:
+            futures = {pool.submit(_cell_job, grid, *cells[i]): i for i in order}
+            for future in as_completed(futures):
+                finish(futures[future], future.result())
+    return [r for i in sorted(done) for r in done[i]]
 
 
 class Arm(NamedTuple):
