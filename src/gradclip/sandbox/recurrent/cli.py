@@ -24,7 +24,7 @@ PRESET_KEYS = ("tasks", "lengths", "lrs", "seeds", "steps", "warmup", "factor", 
 
 
 def _add_pascanu(parser: argparse.ArgumentParser) -> None:
-    from gradclip.sandbox.recurrent.experiment import STANDARD as d
+    from gradclip.sandbox.recurrent.grid import STANDARD as d
     from gradclip.sandbox.recurrent.tasks import TASKS
 
     grid = parser.add_argument_group("grid (unset: the standard preset, or --quick's)")
@@ -34,8 +34,12 @@ def _add_pascanu(parser: argparse.ArgumentParser) -> None:
                       help=f"sequence lengths T (default {' '.join(map(str, d.lengths))})")  # fmt: skip
     grid.add_argument("--lrs", nargs="+", type=positive_float, default=None,
                       help=f"SGD learning rates (default {' '.join(f'{x:g}' for x in d.lrs)})")  # fmt: skip
-    grid.add_argument("--seeds", type=positive_int, default=None, help=f"seeds 0..N-1 per cell (default {d.seeds})")
-    grid.add_argument("--steps", type=positive_int, default=None, help=f"most updates per run (default {d.steps})")
+    grid.add_argument(
+        "--seeds", type=positive_int, default=None, help=f"seeds 0..N-1 per cell (default {d.seeds})"
+    )
+    grid.add_argument(
+        "--steps", type=positive_int, default=None, help=f"most updates per run (default {d.steps})"
+    )
     model = parser.add_argument_group("model, SGD and clipping")
     model.add_argument("--hidden", type=positive_int, default=None, help=f"tanh units (default {d.hidden})")
     model.add_argument("--init", choices=("smart", "gaussian"), default=None,
@@ -58,13 +62,15 @@ def _add_pascanu(parser: argparse.ArgumentParser) -> None:
 
 def _grid(args: argparse.Namespace):
     """Explicit options first, then the --quick preset or the standard one."""
-    from gradclip.sandbox.recurrent.experiment import QUICK, STANDARD, Grid
+    from gradclip.sandbox.recurrent.grid import QUICK, STANDARD, Grid
 
     preset = QUICK if args.quick else STANDARD
     values = {}
     for key in PRESET_KEYS:
         value = getattr(args, key)
-        values[key] = getattr(preset, key) if value is None else (tuple(value) if isinstance(value, list) else value)
+        values[key] = (
+            getattr(preset, key) if value is None else (tuple(value) if isinstance(value, list) else value)
+        )
     return Grid(**values)
 
 
@@ -75,8 +81,8 @@ def _command(args: argparse.Namespace, settings: dict) -> str:
     words = ["gradclip", "experiment", "pascanu"]
     for key, value in settings.items():
         words.append("--" + key.replace("_", "-"))
-        words += [f"{v:g}" if isinstance(v, float) else str(v) for v in value] if isinstance(value, tuple) else \
-            [f"{value:g}" if isinstance(value, float) else str(value)]  # fmt: skip
+        values = value if isinstance(value, tuple) else (value,)
+        words += [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
     return shlex.join([*words, "--workers", str(args.workers), "--out", str(args.out)])
 
 
@@ -87,10 +93,12 @@ def run_pascanu_command(args: argparse.Namespace) -> int:
 
     grid = _grid(args)
     arms = len(grid.lrs) * 2 * grid.seeds
-    print(f"pascanu: {len(grid.cells)} cells ({', '.join(grid.tasks)} x T in {list(grid.lengths)}), each "
-          f"{grid.seeds} seeds x lr in {list(grid.lrs)} x (SGD, SGD-C) = {arms} runs as one batch; at most "
-          f"{grid.steps} steps, {grid.hidden} tanh units, batch {grid.batch_size}, c = {grid.factor:g} x mean "
-          f"norm of {grid.warmup} warm-up steps, {args.workers} workers")  # fmt: skip
+    print(
+        f"pascanu: {len(grid.cells)} cells ({', '.join(grid.tasks)} x T in {list(grid.lengths)}), "
+        f"each {grid.seeds} seeds x lr in {list(grid.lrs)} x (SGD, SGD-C) = {arms} runs as one batch; "
+        f"at most {grid.steps} steps, {grid.hidden} tanh units, batch {grid.batch_size}, "
+        f"c = {grid.factor:g} x mean norm of {grid.warmup} warm-up steps, {args.workers} workers"
+    )
     started = time.perf_counter()
     settings = {k: getattr(grid, k) for k in PRESET_KEYS}
     command = _command(args, settings)

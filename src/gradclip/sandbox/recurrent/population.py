@@ -221,7 +221,6 @@ def _train_step(task: Task, stack: _Stack, members: Sequence[Member], rngs: dict
     return _keep(stack, finite.tolist())
 
 
-
 def _keep(stack: _Stack, keep: list[bool]) -> _Stack:
     """The stack without the rows whose ``keep`` is False (copies only when a row leaves)."""
     if all(keep):

@@ -82,11 +82,14 @@ def plot_rates(comparisons: Sequence[Comparison], *, title: str = "") -> bytes:
         for j, lr in enumerate(lrs):
             for arm_index, clipped in enumerate((False, True)):
                 colour, marker, name = styles[clipped]
-                arms = [next(c for c in rows if c.sgd.length == n and c.sgd.lr == lr)[1 if clipped else 0]
-                        for n in lengths if any(c.sgd.length == n and c.sgd.lr == lr for c in rows)]  # fmt: skip
+                at_lr = {c.sgd.length: c for c in rows if c.sgd.lr == lr}
+                arms = [at_lr[n].clipped if clipped else at_lr[n].sgd for n in lengths if n in at_lr]
                 x = [lengths.index(a.length) + (2 * j + arm_index + 0.5) * width - 0.4 for a in arms]
                 y = [a.rate.estimate for a in arms]
-                err = [[a.rate.estimate - a.rate.low for a in arms], [a.rate.high - a.rate.estimate for a in arms]]
+                err = [
+                    [a.rate.estimate - a.rate.low for a in arms],
+                    [a.rate.high - a.rate.estimate for a in arms],
+                ]
                 ax.errorbar(x, y, yerr=err, fmt=marker, color=colour, capsize=3, alpha=1.0 - 0.45 * j,
                             label=f"{name}, lr {lr:g}")  # fmt: skip
         ax.set_xticks(range(len(lengths)), [f"T={n}" for n in lengths])
@@ -109,7 +112,9 @@ def _arm_json(arm: Arm) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
-def summary_markdown(comparisons: Sequence[Comparison], *, command: str, settings: dict, seconds: float) -> str:
+def summary_markdown(
+    comparisons: Sequence[Comparison], *, command: str, settings: dict, seconds: float
+) -> str:
     """The short ``summary.md``: the command, the settings, the table and what it says."""
     better = [c for c in comparisons if c.p_value < 0.05 and c.clipped.solved > c.sgd.solved]
     worse = [c for c in comparisons if c.p_value < 0.05 and c.clipped.solved < c.sgd.solved]
@@ -118,7 +123,8 @@ def summary_markdown(comparisons: Sequence[Comparison], *, command: str, setting
              format_markdown(comparisons), "", NOTE + ".", "",
              f"Clipping solved significantly more runs (p < 0.05) in {len(better)} of {len(comparisons)} "
              f"settings, significantly fewer in {len(worse)}; in the other "
-             f"{len(comparisons) - len(better) - len(worse)} the difference is within chance.", ""]  # fmt: skip
+             f"{len(comparisons) - len(better) - len(worse)} the difference is within chance.",
+             ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -132,8 +138,8 @@ def write_outputs(comparisons: Sequence[Comparison], out: Path, *, command: str,
     paths = [out / "summary.json", out / "summary.md", out / "pascanu.png"]
     markdown = summary_markdown(comparisons, command=command, settings=settings, seconds=seconds)
     figure = plot_rates(comparisons, title="SGD vs SGD-C (cf. Pascanu et al. 2013, Fig. 7)")
-    for path, blob in zip(paths, (json.dumps(data, indent=1, default=str).encode(), markdown.encode(), figure),
-                          strict=True):  # fmt: skip
+    blobs = (json.dumps(data, indent=1, default=str).encode(), markdown.encode(), figure)
+    for path, blob in zip(paths, blobs, strict=True):
         atomic_write(path, lambda f, blob=blob: f.write(blob))
     return paths
 

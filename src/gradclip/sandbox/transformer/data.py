@@ -50,7 +50,9 @@ def batches(data: np.ndarray, *, batch_size: int, block: int, seed: int) -> Iter
         yield _windows(data, rng.integers(0, len(data) - block - 1, size=batch_size), block)
 
 
-def validation_batches(data: np.ndarray, *, batch_size: int, block: int, count: int) -> list[tuple[Tensor, Tensor]]:
+def validation_batches(
+    data: np.ndarray, *, batch_size: int, block: int, count: int
+) -> list[tuple[Tensor, Tensor]]:
     """``count`` fixed batches of evenly spaced windows: every run is scored on the same bytes."""
     starts = np.linspace(0, len(data) - block - 2, num=count * batch_size).astype(np.int64)
     return [_windows(data, starts[i * batch_size : (i + 1) * batch_size], block) for i in range(count)]

@@ -76,7 +76,11 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.d_model)
         for name, p in self.named_parameters():
             if p.ndim >= 2:
-                std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
+                std = (
+                    0.02 / math.sqrt(2 * config.n_layer)
+                    if name.endswith(("proj.weight", "mlp.2.weight"))
+                    else 0.02
+                )
                 nn.init.normal_(p, 0.0, std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
