@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = d.base
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=None, help=f"default {' '.join(d.arms)}")
     parser.add_argument("--seeds", type=positive_int, default=None, help=f"seeds 0..N-1 (default {d.seeds})")
-    parser.add_argument("--lr", type=positive_float, default=None, help=f"peak AdamW lr (default {b.lr:g})")
+    parser.add_argument("--lrs", nargs="+", type=positive_float, default=None,
+                        help=f"peak AdamW lrs (default {' '.join(f'{x:g}' for x in d.lrs)})")  # fmt: skip
     parser.add_argument("--steps", type=positive_int, default=None, help=f"default {b.steps}")
     parser.add_argument(
         "--warmup", type=positive_int, default=None, help=f"lr warm-up steps (default {b.warmup})"
@@ -46,18 +47,18 @@ def _preset(args: argparse.Namespace):
     from gradclip.sandbox.transformer.config import QUICK, STANDARD
 
     preset = QUICK if args.quick else STANDARD
-    changes = {
-        k: getattr(args, k) for k in ("lr", "steps", "warmup", "batch_size") if getattr(args, k) is not None
-    }
+    changes = {k: getattr(args, k) for k in ("steps", "warmup", "batch_size") if getattr(args, k) is not None}
     return replace(preset, arms=tuple(args.arms) if args.arms else preset.arms,
+                   lrs=tuple(args.lrs) if args.lrs else preset.lrs,
                    seeds=args.seeds or preset.seeds, base=replace(preset.base, **changes))  # fmt: skip
 
 
 def _command(args: argparse.Namespace, preset) -> str:
     b = preset.base
     words = ["gradclip", "experiment", "transformer", "--arms", *preset.arms, "--seeds", str(preset.seeds),
-             "--lr", f"{b.lr:g}", "--steps", str(b.steps), "--warmup", str(b.warmup), "--batch-size",
-             str(b.batch_size), "--workers", str(args.workers), "--out", str(args.out)]  # fmt: skip
+             "--lrs", *(f"{x:g}" for x in preset.lrs), "--steps", str(b.steps), "--warmup", str(b.warmup),
+             "--batch-size", str(b.batch_size), "--workers", str(args.workers),
+             "--out", str(args.out)]  # fmt: skip
     return shlex.join(words)
 
 
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     b = preset.base
     print(
         f"transformer: {len(preset.arms)} arms x {preset.seeds} seeds; GPT {b.n_layer} layers x "
-        f"{b.d_model} wide, {b.block}-byte context, batch {b.batch_size}; AdamW lr {b.lr:g}, "
+        f"{b.d_model} wide, {b.block}-byte context, batch {b.batch_size}; AdamW lr {list(preset.lrs)}, "
         f"{b.warmup} warm-up steps, cosine to 10% over {b.steps} steps; {args.workers} workers"
     )
     started = time.perf_counter()

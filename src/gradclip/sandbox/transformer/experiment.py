@@ -33,15 +33,20 @@ def _job(config: RunConfig, log_dir: str | None) -> RunResult:
     return train_run(config, log_dir=log_dir)
 
 
+def run_name(config: RunConfig) -> str:
+    return f"lr{config.lr:g}-{config.arm}-s{config.seed}"
+
+
 def run_arms(preset: Preset, *, out: Path | None, workers: int = 2,
              progress: Callable[[str], None] | None = None) -> list[RunResult]:  # fmt: skip
-    """Every arm x seed of ``preset``; results in the order (arm, seed)."""
+    """Every lr x arm x seed of ``preset``; results in that order."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     for arm in preset.arms:
         replace(preset.base, arm=arm)  # validates the arm names before anything runs
-    configs = [replace(preset.base, arm=arm, seed=s) for arm in preset.arms for s in range(preset.seeds)]
-    dirs = [None if out is None else str(out / "runs" / f"{c.arm}-s{c.seed}") for c in configs]
+    configs = [replace(preset.base, lr=lr, arm=arm, seed=s) for lr in preset.lrs for arm in preset.arms
+               for s in range(preset.seeds)]  # fmt: skip
+    dirs = [None if out is None else str(out / "runs" / run_name(c)) for c in configs]
     results: dict[int, RunResult] = {}
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -50,12 +55,13 @@ def run_arms(preset: Preset, *, out: Path | None, workers: int = 2,
             i = futures[future]
             results[i] = r = future.result()
             if progress is not None:
-                progress(f"{configs[i].arm:>10} seed {configs[i].seed}: val loss {r.val_loss:.3f}, "
+                progress(f"{run_name(configs[i]):>20}: val loss {r.val_loss:.3f}, "
                          f"{loss_spikes(r.losses).spikes} loss spikes")  # fmt: skip
     return [results[i] for i in range(len(configs))]
 
 
 class ArmRow(NamedTuple):
+    lr: float
     arm: str
     runs: int
     val_loss: Interval  # mean over seeds, 95% t interval
@@ -68,21 +74,21 @@ class ArmRow(NamedTuple):
 
 
 def summarise(results: Sequence[RunResult]) -> list[ArmRow]:
-    """One row per arm, in order of appearance."""
-    by_arm: dict[str, dict[int, RunResult]] = {}
+    """One row per (lr, arm), in order of appearance."""
+    by_arm: dict[tuple[float, str], dict[int, RunResult]] = {}
     for r in results:
-        by_arm.setdefault(r.config["arm"], {})[r.config["seed"]] = r
+        by_arm.setdefault((r.config["lr"], r.config["arm"]), {})[r.config["seed"]] = r
     rows = []
-    for arm, runs in by_arm.items():
+    for (lr, arm), runs in by_arm.items():
         counts = [loss_spikes(r.losses) for r in runs.values()]
-        base = by_arm.get("none")
+        base = by_arm.get((lr, "none"))
         paired = None
         if base is not None and arm != "none" and set(base) >= set(runs):
             paired = mean_interval([runs[s].val_loss - base[s].val_loss for s in runs])
         steps = sum(len(r.losses) for r in runs.values())
         norms = [n for r in runs.values() for n in r.grad_norms if math.isfinite(n)]
         rows.append(ArmRow(
-            arm=arm, runs=len(runs), val_loss=mean_interval([r.val_loss for r in runs.values()]),
+            lr=lr, arm=arm, runs=len(runs), val_loss=mean_interval([r.val_loss for r in runs.values()]),
             vs_none=paired, spikes=mean_interval([c.spikes for c in counts]),
             steps_lost=mean_interval([c.steps_lost for c in counts]),
             clipped=sum(r.clipped_steps for r in runs.values()) / steps,
@@ -100,6 +106,7 @@ def _iv(i: Interval | None, spec: str = ".3f") -> str:
 
 
 HEAD = [
+    "lr",
     "arm",
     "runs",
     "val loss",
@@ -112,7 +119,7 @@ HEAD = [
 
 
 def _cells(r: ArmRow) -> list[str]:
-    return [r.arm, str(r.runs), _iv(r.val_loss), _iv(r.vs_none, "+.3f"), _iv(r.spikes, ".1f"),
+    return [f"{r.lr:g}", r.arm, str(r.runs), _iv(r.val_loss), _iv(r.vs_none, "+.3f"), _iv(r.spikes, ".1f"),
             _iv(r.steps_lost, ".1f"), f"{r.clipped:.0%}", str(r.skipped)]  # fmt: skip
 
 
@@ -139,7 +146,7 @@ def _smooth(values: list[float], width: int = 10) -> list[float]:
 
 
 def plot(results: Sequence[RunResult], rows: Sequence[ArmRow]) -> bytes:
-    """PNG bytes: seed 0's training loss per arm, and val loss / loss spikes per arm with intervals."""
+    """PNG bytes: seed 0's training loss per arm at the highest lr; val loss and spikes per (lr, arm)."""
     import io
 
     import matplotlib
@@ -149,10 +156,13 @@ def plot(results: Sequence[RunResult], rows: Sequence[ArmRow]) -> bytes:
 
     fig, (ax_loss, ax_val, ax_spk) = plt.subplots(1, 3, figsize=(14, 4))
     colours = dict(zip(ARMS, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"), strict=True))
+    top = max(r.config["lr"] for r in results)
     for r in results:
-        if r.config["seed"] == 0:
+        if r.config["seed"] == 0 and r.config["lr"] == top:
             ax_loss.plot(_smooth(r.losses), lw=0.9, color=colours.get(r.config["arm"]), label=r.config["arm"])
-    ax_loss.set(xlabel="step", ylabel="training loss (10-step mean), seed 0", title="training loss")
+    ax_loss.set(
+        xlabel="step", ylabel="training loss (10-step mean), seed 0", title=f"training loss, lr {top:g}"
+    )
     ax_loss.legend(fontsize=8)
     for ax, key, label in ((ax_val, "val_loss", "final validation loss (nats/byte)"),
                            (ax_spk, "spikes", "loss spikes per run")):  # fmt: skip
@@ -161,7 +171,7 @@ def plot(results: Sequence[RunResult], rows: Sequence[ArmRow]) -> bytes:
             low, high = (iv.low, iv.high) if math.isfinite(iv.low) else (iv.estimate, iv.estimate)
             ax.errorbar([k], [iv.estimate], yerr=[[iv.estimate - low], [high - iv.estimate]], fmt="o",
                         capsize=4, color=colours.get(row.arm))  # fmt: skip
-        ax.set_xticks(range(len(rows)), [r.arm for r in rows])
+        ax.set_xticks(range(len(rows)), [f"{r.arm}\n{r.lr:g}" for r in rows], fontsize=7)
         ax.set(ylabel=label, title=label + " (95% t interval)")
     fig.tight_layout()
     buffer = io.BytesIO()
