@@ -25,7 +25,9 @@ def _single(config: RunConfig, member: Member):
 @pytest.mark.parametrize("task", ["temporal-order", "addition", "memorisation"])
 def test_every_member_follows_its_single_run_trajectory(task: str) -> None:
     # addition draws a length per batch and seed: the population pads, and must still agree.
-    config = RunConfig(task=task, length=12, steps=40, hidden=8, eval_every=20, eval_size=100, dtype="float64")
+    config = RunConfig(
+        task=task, length=12, steps=40, hidden=8, eval_every=20, eval_size=100, dtype="float64"
+    )
     population = train_population(config, MEMBERS, dtype=torch.float64)
     for member, got in zip(MEMBERS, population, strict=True):
         want = _single(config, member)
