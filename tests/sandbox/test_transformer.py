@@ -25,7 +25,7 @@ TINY = RunConfig(steps=12, warmup=2, batch_size=4, block=16, d_model=16, n_head=
 def test_corpus_is_the_shipped_documentation_split_without_overlap() -> None:
     data = corpus()
     assert data.dtype.name == "uint8" and 400_000 < len(data) < 600_000
-    assert b"The try statement" in data.tobytes()  # help("try"), from pydoc_data.topics
+    assert b'The "try" statement specifies' in data.tobytes()  # help("try"), from pydoc_data.topics
     train, val = split(data)
     assert len(train) + len(val) == len(data) and len(val) == pytest.approx(0.1 * len(data), abs=1)
     x, y = next(batches(train, batch_size=3, block=8, seed=5))

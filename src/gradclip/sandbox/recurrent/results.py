@@ -26,6 +26,7 @@ from gradclip.sandbox.recurrent.train import RunConfig, RunResult
 __all__ = ["format_markdown", "format_table", "log_runs", "plot_rates", "write_outputs"]
 
 NOTE = ("success: error < 1% on fresh sequences within the step budget; [a, b]: 95% Wilson interval; "
+        "err: median error of the last evaluation; "
         "p: two-sided Fisher exact test of SGD vs SGD-C; c: median clipping threshold")  # fmt: skip
 
 
@@ -39,13 +40,14 @@ def _num(value: float, spec: str = ".0f") -> str:
 
 def _cells(c: Comparison) -> list[str]:
     s, k = c.sgd, c.clipped
-    return [s.task, str(s.length), f"{s.lr:g}", _rate(s), _rate(k), f"{c.p_value:.3g}", _num(s.median_steps),
+    return [s.task, str(s.length), f"{s.lr:g}", _rate(s), _rate(k), f"{c.p_value:.3g}",
+            _num(s.median_error, ".2f"), _num(k.median_error, ".2f"), _num(s.median_steps),
             _num(k.median_steps), _num(k.median_threshold, ".3g"), f"{s.diverged}/{k.diverged}",
             f"{s.jumps}/{k.jumps}"]  # fmt: skip
 
 
-HEAD = ["task", "T", "lr", "SGD solved", "SGD-C solved", "p", "SGD steps", "SGD-C steps", "c", "NaN",
-        "jumps"]  # fmt: skip
+HEAD = ["task", "T", "lr", "SGD solved", "SGD-C solved", "p", "SGD err", "SGD-C err", "SGD steps",
+        "SGD-C steps", "c", "NaN", "jumps"]  # fmt: skip
 
 
 def format_table(comparisons: Sequence[Comparison]) -> str:

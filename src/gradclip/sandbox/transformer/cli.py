@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     table = format_table(rows)
     print(table)
     print(NOTE)
-    settings = ", ".join(f"{k}={v}" for k, v in asdict(b).items() if k not in ("arm", "seed"))
+    settings = ", ".join(f"{k}={v}" for k, v in asdict(b).items() if k not in ("arm", "seed", "lr"))
     title = f"# transformer: clipping arms on a small GPT ({seconds:.0f} s)"
     md = "\n".join(
         [title, "", f"Command: `{command}`", "", f"Settings: {settings}", "", format_markdown(rows), ""]
