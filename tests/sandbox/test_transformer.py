@@ -82,9 +82,14 @@ def test_runs_share_init_and_data_and_the_monitor_logs_every_step(tmp_path) -> N
     assert rows[1].vs_none.estimate == pytest.approx(clipped.val_loss - free.val_loss)
 
 
-@pytest.mark.parametrize(("change", "message"), [({"arm": "clip"}, "unknown arm 'clip'"),
-                                                 ({"warmup": 12}, "warmup must be an integer in"),
-                                                 ({"d_model": 15}, "d_model must be a multiple of n_head")])  # fmt: skip
+BAD = [
+    ({"arm": "clip"}, "unknown arm 'clip'"),
+    ({"warmup": 12}, "warmup must be an integer in"),
+    ({"d_model": 15}, "d_model must be a multiple of n_head"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD)
 def test_bad_settings_are_named(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(TINY, **change)
