@@ -46,15 +46,19 @@ class Grid:
         for name in ("tasks", "lengths", "lrs"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
-        for task in self.tasks:
-            get_task(task)
-        for name in ("seeds", "warmup"):
+        for name, minimum in (("seeds", 1), ("warmup", 1), ("steps", 1), ("hidden", 1), ("batch_size", 1),
+                              ("eval_every", 0), ("eval_size", 1)):  # fmt: skip
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.factor, (int, float)) and 0 < self.factor < math.inf):
-            raise ValueError(f"factor must be a finite number > 0, got {self.factor!r}")
-        self.config(self.tasks[0], self.lengths[0])  # RunConfig validates the rest
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for task in self.tasks:
+            for length in self.lengths:
+                get_task(task).generate(1, length, seed=0)  # the generator names a length it cannot use
+        for name, value in [("factor", self.factor), *(("lrs", lr) for lr in self.lrs)]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must hold finite numbers > 0, got {value!r}")
+        if self.init not in ("smart", "gaussian"):
+            raise ValueError(f"unknown init {self.init!r}; choose from ['smart', 'gaussian']")
 
     def config(self, task: str, length: int) -> RunConfig:
         from gradclip.sandbox.recurrent.train import RunConfig  # torch: only when a cell is built
