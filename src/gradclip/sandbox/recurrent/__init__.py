@@ -2,8 +2,10 @@
 
 :mod:`.tasks` generates the pathological long-term-memory problems of §4.1, :mod:`.model` is the
 vanilla tanh RNN (PyTorch) with the paper's initialisations, :mod:`.numpy_model` the same network in
-the NumPy sandbox, :mod:`.train` one training run, :mod:`.experiment` the ``pascanu`` experiment
-(seeds trained with and without clipping in parallel), :mod:`.cliff` the single-unit cliff of §2.3
+the NumPy sandbox, :mod:`.train` one training run, :mod:`.population` many runs as one batched
+computation, :mod:`.grid` and :mod:`.experiment` the ``pascanu`` experiment (tasks x lengths x
+lrs x seeds, SGD vs SGD-C), :mod:`.results` its table, figure and summaries, :mod:`.cliff` the
+single-unit cliff of §2.3
 (drawn from :mod:`gradclip.explorer.cliff`) and :mod:`.cli` the command line
 (``python -m gradclip.sandbox.recurrent pascanu|cliff``). Importing this package imports neither
 torch nor matplotlib.
