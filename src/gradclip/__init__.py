@@ -11,6 +11,8 @@ import importlib
 from typing import Any
 
 from gradclip.policies import Fixed, Percentile, Policy, ZScore
+from gradclip.result import ClipResult
+from gradclip.skip import SpikeSkip
 
 __version__ = "0.1.0"
 
@@ -25,7 +27,7 @@ _TORCH_API = {
     "NormClipper": "gradclip.clippers",
     "ValueClipper": "gradclip.clippers",
     "AGC": "gradclip.clippers",
-    "ClipResult": "gradclip.clippers",
+    "ClipStep": "gradclip.step",
     "ClipOptimizer": "gradclip.optim",
     "Lookahead": "gradclip.optim",
 }
@@ -44,7 +46,17 @@ _LAZY_API = {
     "write_report": "gradclip.report",
 }
 
-__all__ = ["Fixed", "Percentile", "Policy", "ZScore", "__version__", *sorted(_TORCH_API), *sorted(_LAZY_API)]
+__all__ = [
+    "ClipResult",
+    "Fixed",
+    "Percentile",
+    "Policy",
+    "SpikeSkip",
+    "ZScore",
+    "__version__",
+    *sorted(_TORCH_API),
+    *sorted(_LAZY_API),
+]
 
 
 def __getattr__(name: str) -> Any:

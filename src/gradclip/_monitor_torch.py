@@ -98,6 +98,8 @@ class TorchGlue:
         self._stepped = False  # optimizer.step() ran since the last backward
         self._unclipped_step: int | None = None  # a step that used unclipped gradients, not yet reported
         self._clip_calls = 0
+        self._step: Any = None  # the ClipStep behind clip_(), and what it was built from
+        self._step_key: Any = None
 
     def _on_grad(self, param: Any) -> None:
         self._fresh, self._stepped = True, False
@@ -132,15 +134,25 @@ class TorchGlue:
                 f"step {self._monitor.step}: clipping after optimizer.step(): that step already used the "
                 "unclipped gradients. Clip between backward() and step().",
             )
-        if callable(clipper):
-            result = clipper(self.params)
-            self._monitor.observe(result, loss=loss, lr=lr)
-            return result
-        from gradclip.clip import clip_grad_norm_
+        step = self._step_for(clipper, norm_type)
+        result = step.clip_(self.params)
+        self._monitor.observe(result, loss=loss, lr=lr)
+        return result.total_norm if isinstance(clipper, (int, float)) else result
 
-        stats = clip_grad_norm_(self.params, clipper, norm_type, return_stats=True)
-        self._monitor.observe(stats, threshold=float(clipper), loss=loss, lr=lr)
-        return stats.total_norm
+    def _step_for(self, clipper: Any, norm_type: float | str) -> Any:
+        """The monitor's ClipStep for ``clipper``: kept while the same clipper (or number) comes back."""
+        from gradclip.clippers import NormClipper
+        from gradclip.policies import Fixed
+        from gradclip.step import ClipStep
+
+        if isinstance(clipper, ClipStep):
+            return clipper
+        key = (clipper, norm_type) if isinstance(clipper, (int, float)) else (id(clipper), norm_type)
+        if self._step is None or self._step_key != key:
+            if isinstance(clipper, (int, float)) and not isinstance(clipper, bool) and clipper > 0:
+                clipper = NormClipper(Fixed(float(clipper)), norm_type=norm_type)
+            self._step, self._step_key = ClipStep(clipper), key
+        return self._step
 
     def align(self, norms: list[float]) -> list[float] | None:
         """Per-tensor norms (one per gradient present, in the clipper's order) placed by layer name."""
@@ -157,9 +169,6 @@ class TorchGlue:
 
     def lr(self) -> float | None:
         return None if self.optimizer is None else float(self.optimizer.param_groups[0]["lr"])
-
-    def skipped(self, finite: bool) -> bool:
-        return self._clips_itself and bool(getattr(self.optimizer, "skip_nonfinite", False)) and not finite
 
     def close(self) -> None:
         self._report_unclipped()

@@ -41,6 +41,7 @@ from gradclip.diagnosis import (
     Summary,
     VanishingGradientWarning,
 )
+from gradclip.result import ClipResult
 from gradclip.sinks import JSONL_NAME, SCHEMA, SCHEMA_VERSION, Sink, make_sink
 
 __all__ = [
@@ -161,46 +162,44 @@ class GradMonitor:
     # -- torch and NumPy entry points -------------------------------------------------------------
 
     def clip_(self, clipper: Any, *, norm_type: float | str = 2.0, loss: Any = None, lr: float | None = None):
-        """Clip the attached model's gradients and record the step; returns the pre-clip norm tensor.
+        """Clip the attached model's gradients as one :class:`~gradclip.step.ClipStep` and record it.
 
-        ``clipper`` is a float ``max_norm`` (:func:`gradclip.clip.clip_grad_norm_`) or a clipper
-        object from :mod:`gradclip.clippers` (its ``ClipResult`` is returned instead).
+        ``clipper`` is a float ``max_norm``, a clipper from :mod:`gradclip.clippers`, or a ready
+        ``ClipStep``; the step object is kept across calls, so adaptive thresholds keep their state.
+        A NaN/Inf step is skipped as everywhere: its gradients are dropped, so the ``optimizer.step()``
+        that follows leaves parameters and optimizer state untouched. Returns the pre-clip norm (a
+        0-dim tensor) for a float ``clipper``, as torch's ``clip_grad_norm_`` does, else the
+        ``ClipResult``.
         """
         if self._torch is None:
             raise RuntimeError("clip_() needs a torch model: GradMonitor(model, ...); use record() otherwise")
         return self._torch.clip_(clipper, norm_type=norm_type, loss=loss, lr=lr)
 
-    def observe(
-        self,
-        stats: Any,
-        *,
-        threshold: Any = None,
-        loss: Any = None,
-        lr: float | None = None,
-        skipped: bool | None = None,
-    ) -> None:
-        """Record what a clipping call returned: torch/NumPy ``ClipStats`` or a ``ClipResult``.
+    def observe(self, result: Any, *, loss: Any = None, lr: float | None = None) -> None:
+        """Record one step from the :class:`~gradclip.result.ClipResult` a clipped step returned.
 
-        The tensors of the step (norms, flags, ``loss``) reach the host in one transfer, the only
-        sync the monitor adds (none on the CPU). ``threshold`` defaults to the result's own
-        (``ClipResult``) or the monitor's ``max_norm``.
+        Every clipping entry point (``clip_grad_norm_(..., return_stats=True)``, ``ClipStep``,
+        ``ClipOptimizer``, the integrations, both NumPy forms) returns that one type. Its tensors and
+        ``loss`` reach the host in one transfer, the only sync the monitor adds (none on the CPU).
+        A threshold of ``inf`` (clipping off) is logged as no threshold.
         """
-        if threshold is None:
-            threshold = getattr(stats, "threshold", None)
-        if threshold is None:
-            threshold = self.max_norm
-        scale = getattr(stats, "scale", None)
-        norms = list(stats.tensor_norms)
-        head = [stats.total_norm, stats.clipped, stats.finite, scale, threshold, loss]
+        if not isinstance(result, ClipResult):
+            raise TypeError(
+                "result must be the gradclip.ClipResult a clipped step returned (ClipStep, ClipOptimizer."
+                f"last_result, clip_grad_norm_(..., return_stats=True)), got {type(result).__name__}"
+            )
+        norms = list(result.tensor_norms)
+        head = [result.total_norm, result.clipped, result.finite, result.post_clip_norm, result.threshold,
+                result.skipped, loss]  # fmt: skip
         values = host_floats(head + norms)
-        total, clipped, finite, scale_f, threshold_f, loss_f = values[:6]
-        layer_norms = values[6:]
+        total, clipped, finite, post, threshold_f, skipped, loss_f = values[:7]
+        layer_norms = values[7:]
         if self._torch is not None:
             layer_norms = self._torch.align(layer_norms)
             lr = self._torch.lr() if lr is None else lr
-            skipped = self._torch.skipped(bool(finite)) if skipped is None else skipped
             self._torch.clipped_now()
-        post = total * scale_f if scale_f is not None else None
+        if threshold_f is not None and math.isinf(threshold_f):
+            threshold_f = None  # clipping off
         self.record(
             total, threshold=threshold_f, clipped=bool(clipped), post_clip_norm=post, finite=bool(finite),
             skipped=bool(skipped), loss=loss_f, lr=lr, layer_norms=layer_norms,

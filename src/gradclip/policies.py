@@ -48,6 +48,8 @@ class Policy(Protocol):
     sync_free: bool  # True when ``update`` accepts a device tensor and never reads it back
 
     def update(self, norm: Norm) -> Norm: ...
+    def propose(self, norm: Norm) -> tuple[Norm, Any]: ...
+    def commit(self, state: Any) -> None: ...
     def __call__(self, norm: Norm) -> Norm: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
@@ -317,6 +319,14 @@ class _Stateful:
     def update(self, norm: Norm) -> Norm:
         threshold, self.state = self._fns.update(norm, self.state)
         return threshold
+
+    def propose(self, norm: Norm) -> tuple[Norm, Any]:
+        """This step's threshold and the state it would leave, without keeping that state."""
+        return self._fns.update(norm, self.state)
+
+    def commit(self, state: Any) -> None:
+        """Keep a state returned by :meth:`propose` (a skipped step keeps the old one instead)."""
+        self.state = state
 
     __call__ = update
 

@@ -7,9 +7,9 @@
 * ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
   ``gradclip[hf]``).
 
-All three share :class:`StepClipper`: clip once per optimizer step, skip NaN/Inf steps, keep the
-fields they log (:data:`METRICS`). Nothing is imported here until used: importing this package
-loads neither torch nor any framework.
+All three compose :class:`gradclip.step.ClipStep`: clip once per optimizer step, skip NaN/Inf
+steps (and spikes, when asked), keep the fields they log (:data:`gradclip.step.METRICS`). Nothing
+is imported here until used: importing this package loads neither torch nor any framework.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 _LAZY = {
     "clipping": "gradclip.integrations.loop",
-    "StepClipper": "gradclip.integrations._step",
-    "METRICS": "gradclip.integrations._step",
+    "METRICS": "gradclip.step",
 }
 
 __all__ = sorted(_LAZY)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradclip.clippers import Clipper
-from gradclip.integrations._step import StepClipper
+from gradclip.step import ClipStep
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -63,7 +63,7 @@ class GradClipCallback(TrainerCallback):
     def __init__(
         self, clipper: Clipper | float = 1.0, *, skip_nonfinite: bool = True, rate_window: int = 100
     ) -> None:
-        self.step = StepClipper(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
 
     def on_init_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

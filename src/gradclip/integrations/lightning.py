@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gradclip.clippers import Clipper
-from gradclip.integrations._step import StepClipper
+from gradclip.step import ClipStep
 
 try:
     from lightning.pytorch import LightningModule, Trainer
@@ -63,7 +63,7 @@ class GradClipCallback(Callback):
         rate_window: int = 100,
         prog_bar: bool = False,
     ) -> None:
-        self.step = StepClipper(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
         self.prog_bar = bool(prog_bar)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
