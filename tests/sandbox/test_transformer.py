@@ -103,12 +103,12 @@ def test_quick_preset_runs_writes_its_table_and_report_reads_the_runs(tmp_path, 
     out = capsys.readouterr().out
     assert "vs none (paired)" in out and "percentile" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["arm"] for r in summary["rows"]] == ["none", "fixed", "zscore", "percentile", "agc"]
+    assert [r["arm"] for r in summary["rows"]] == ["none", "fixed", "zscore", "percentile", "agc", "skip"]
     assert all(r["runs"] == 2 for r in summary["rows"])
     assert (tmp_path / "transformer.png").stat().st_size > 10_000
     assert "| 1 | agc | 2 |" in (tmp_path / "summary.md").read_text()
     runs = sorted((tmp_path / "runs").iterdir())
-    assert len(runs) == 10
+    assert len(runs) == 12
     assert gradclip_main(["report", *map(str, runs[:2]), "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "report.html").exists()
 
@@ -119,3 +119,25 @@ def test_cli_rejects_an_unknown_arm_in_one_line(capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "invalid choice: 'clip'" in err
+
+
+def test_skip_arm_drops_the_update_of_a_spiking_step_and_counts_it(tmp_path) -> None:
+    # After a warm-up of calm steps, a step whose norm is far above the rolling mean is skipped:
+    # the spike rule sees norms 100x the usual once the loss is scaled up at one step.
+    from gradclip.skip import SpikeSkip
+    from gradclip.step import ClipStep
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block=8, d_model=16, n_head=2, n_layer=1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    step = ClipStep(None, skip_spikes=SpikeSkip(k=6.0, warmup=5))
+    x = torch.randint(0, 256, (4, 8))
+    for i in range(12):
+        opt.zero_grad()
+        (model.loss(x, x) * (1e4 if i == 10 else 1.0)).backward()
+        before = [p.detach().clone() for p in model.parameters()]
+        result = step.step(opt)
+        unchanged = all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+        assert bool(result.skipped) == (i == 10) == unchanged
+    run = train_run(replace(TINY, arm="skip"), log_dir=tmp_path)
+    assert read_run(tmp_path / "grads.jsonl").steps == TINY.steps and run.clipped_steps == 0

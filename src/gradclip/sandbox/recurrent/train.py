@@ -23,12 +23,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gradclip.clippers import NormClipper
 from gradclip.monitor import GradMonitor, GradMonitorWarning
-from gradclip.norms import norms_and_total
-from gradclip.optim import ClipOptimizer
 from gradclip.sandbox.recurrent.model import INITS, PARAM_NAMES, TanhRNN
 from gradclip.sandbox.recurrent.tasks import Task, get_task
+from gradclip.step import ClipStep
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -119,9 +117,9 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
     model = TanhRNN(task.n_in, config.hidden, task.n_out, every_step=task.output == "every-class",
                     init=config.init, seed=config.seed, dtype=DTYPES[config.dtype])  # fmt: skip
     params = list(model.parameters())
-    sgd = torch.optim.SGD(params, lr=config.lr)
-    # The clipped run clips and steps through gradclip's optimizer wrapper (one clip path for every loop).
-    optimizer = sgd if config.threshold is None else ClipOptimizer(sgd, NormClipper(config.threshold))
+    optimizer = torch.optim.SGD(params, lr=config.lr)
+    # One clipped step for every loop: None measures without clipping; a NaN/Inf norm skips the update.
+    clip_step = ClipStep(config.threshold)
     train_rng, eval_rng = (np.random.default_rng([config.seed, k]) for k in (1, 2))
     norms: list[float] = []
     losses: list[float] = []
@@ -143,23 +141,15 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
             targets = targets.to(dtype) if targets.is_floating_point() else targets
             loss = task_loss(task, model(torch.from_numpy(batch.inputs).to(dtype)), targets)
             loss.backward()
-            if isinstance(optimizer, ClipOptimizer):
-                optimizer.step()  # clips, then steps; a non-finite norm skips the update
-                per_tensor, total = optimizer.last_result.tensor_norms, optimizer.last_result.total_norm
-            else:
-                per_tensor, total = norms_and_total([p.grad for p in params])
-            norm, loss_f = float(total), float(loss.detach())
-            clipped = config.threshold is not None and norm > config.threshold
-            clipped_steps += clipped
-            monitor.record(norm, threshold=config.threshold, clipped=clipped, loss=loss_f, lr=config.lr,
-                           layer_norms=[float(n) for n in per_tensor])  # fmt: skip
+            result = clip_step.step(optimizer)  # clip (or only measure), then SGD, or skip if non-finite
+            norm, loss_f = float(result.total_norm), float(loss.detach())
+            clipped_steps += bool(result.clipped)
+            monitor.observe(result, loss=loss_f, lr=config.lr)
             norms.append(norm)
             losses.append(loss_f)
             if not (math.isfinite(norm) and math.isfinite(loss_f)):
-                diverged = True  # NaN weights never recover: stop here
+                diverged = True  # the step skipped this update; a NaN loss never recovers: stop here
                 break
-            if optimizer is sgd:
-                sgd.step()
             if config.eval_every and (step + 1) % config.eval_every == 0:
                 error = evaluate(model, task, length=config.length, size=config.eval_size, rng=eval_rng)
                 evals.append((step + 1, error))

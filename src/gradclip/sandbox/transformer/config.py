@@ -3,7 +3,9 @@
 An arm is how the step treats the gradient: ``none`` (measured, never clipped), ``fixed`` (global
 norm at 1.0, the usual transformer setting), ``zscore`` (ZClip, Kumar et al. 2025,
 arXiv:2504.02507), ``percentile`` (AutoClip, Seetharaman et al. 2020, arXiv:2007.14469) and
-``agc`` (unit-wise, Brock et al. 2021, arXiv:2102.06171).
+``agc`` (unit-wise, Brock et al. 2021, arXiv:2102.06171) and ``skip`` (no clipping; the update is
+skipped when the gradient norm is more than 6 rolling standard deviations above its rolling mean,
+:class:`gradclip.SpikeSkip`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["ARMS", "QUICK", "STANDARD", "Preset", "RunConfig"]
 
-ARMS = ("none", "fixed", "zscore", "percentile", "agc")
+ARMS = ("none", "fixed", "zscore", "percentile", "agc", "skip")
 
 
 @dataclass(frozen=True)

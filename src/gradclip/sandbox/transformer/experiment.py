@@ -155,7 +155,9 @@ def plot(results: Sequence[RunResult], rows: Sequence[ArmRow]) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_val, ax_spk) = plt.subplots(1, 3, figsize=(14, 4))
-    colours = dict(zip(ARMS, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"), strict=True))
+    colours = dict(
+        zip(ARMS, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"), strict=True)
+    )
     top = max(r.config["lr"] for r in results)
     for r in results:
         if r.config["seed"] == 0 and r.config["lr"] == top:

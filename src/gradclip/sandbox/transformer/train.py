@@ -22,12 +22,12 @@ import torch
 
 from gradclip.clippers import AGC, NormClipper
 from gradclip.monitor import GradMonitor, GradMonitorWarning
-from gradclip.norms import norms_and_total
-from gradclip.optim import ClipOptimizer
 from gradclip.policies import Percentile, ZScore
 from gradclip.sandbox.transformer.config import RunConfig
 from gradclip.sandbox.transformer.data import batches, corpus, split, validation_batches
 from gradclip.sandbox.transformer.model import GPT, GPTConfig
+from gradclip.skip import SpikeSkip
+from gradclip.step import ClipStep
 
 __all__ = ["RunResult", "SpikeCount", "loss_spikes", "lr_factor", "train_run"]
 
@@ -83,13 +83,16 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
     schedule = torch.optim.lr_scheduler.LambdaLR(
         adamw, lambda s: lr_factor(s, warmup=config.warmup, steps=config.steps)
     )
-    step_fn = _Step(config.arm, model, adamw)
+    # The arm's rule inside the one clipped step; "none" only measures, "skip" drops spiking updates.
+    skip = SpikeSkip() if config.arm == "skip" else None
+    clip_step = ClipStep(_clipper(config.arm, model), skip_spikes=skip)
     data = batches(train, batch_size=config.batch_size, block=config.block, seed=config.seed)
     names = [n for n, _ in model.named_parameters()]
     name = f"{config.arm}-s{config.seed}"
     monitor = GradMonitor(log_dir=log_dir, names=names, name=name, overwrite=True)
     losses: list[float] = []
     norms: list[float] = []
+    clipped = 0
     with warnings.catch_warnings(), monitor:
         warnings.simplefilter("ignore", GradMonitorWarning)  # spikes are what this experiment provokes
         for _ in range(config.steps):
@@ -97,55 +100,19 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
             adamw.zero_grad(set_to_none=True)
             loss = model.loss(x, y)
             loss.backward()
-            record = step_fn()
+            result = clip_step.step(adamw)
             lr = adamw.param_groups[0]["lr"]
             schedule.step()
             losses.append(float(loss.detach()))
-            norms.append(record["total_norm"])
-            monitor.record(record.pop("total_norm"), loss=losses[-1], lr=lr, **record)
+            norms.append(float(result.total_norm))
+            clipped += bool(result.clipped)
+            monitor.observe(result, loss=losses[-1], lr=lr)
     held_out = validation_batches(
         val, batch_size=config.batch_size, block=config.block, count=config.eval_batches
     )
     val_loss = validation_loss(model, held_out)
-    return RunResult(asdict(config), losses, norms, step_fn.clipped, step_fn.skipped, val_loss)
-
-
-class _Step:
-    """Clip (or not) and step AdamW for one arm; returns what the monitor records."""
-
-    def __init__(self, arm: str, model: GPT, adamw: torch.optim.Optimizer) -> None:
-        self.params = list(model.parameters())
-        self.adamw = adamw
-        clipper = _clipper(arm, model)
-        self.optimizer = adamw if clipper is None else ClipOptimizer(adamw, clipper)
-        self.clipped = self.skipped = 0
-
-    def __call__(self) -> dict:
-        if self.optimizer is self.adamw:
-            norms, total = norms_and_total([p.grad for p in self.params if p.grad is not None])
-            finite = bool(torch.isfinite(total))
-            if finite:
-                self.adamw.step()
-            self.skipped += not finite
-            return {
-                "total_norm": float(total),
-                "layer_norms": [float(n) for n in norms],
-                "skipped": not finite,
-            }
-        before = self.optimizer.skipped_steps
-        self.optimizer.step()
-        r = self.optimizer.last_result
-        clipped, skipped = bool(r.clipped), self.optimizer.skipped_steps > before
-        self.clipped += clipped
-        self.skipped += skipped
-        threshold = float(r.threshold) if isinstance(r.threshold, (int, float, torch.Tensor)) else None
-        return {
-            "total_norm": float(r.total_norm),
-            "layer_norms": [float(n) for n in r.tensor_norms],
-            "threshold": threshold if r.scale is not None else None,
-            "clipped": clipped,
-            "skipped": skipped,
-        }
+    skipped = clip_step.skipped_steps + clip_step.spike_skips
+    return RunResult(asdict(config), losses, norms, clipped, int(skipped), val_loss)
 
 
 class SpikeCount(NamedTuple):
