@@ -143,7 +143,7 @@ def test_cliff_clipping_keeps_every_step_short_and_unclipped_descent_is_thrown_o
 def test_pascanu_experiment_end_to_end_in_worker_processes(tmp_path, capsys) -> None:
     grid = "--tasks addition --lengths 10 12 --seeds 2 --steps 40 --hidden 8 --eval-every 20 --eval-size 50"
     options = "--warmup 10 --lrs 0.05 --workers 2 --quiet --log-runs"
-    code = cli.main([*grid.split(), *options.split(), "--out", str(tmp_path)])
+    code = cli.main(["pascanu", *grid.split(), *options.split(), "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
     assert "2 seeds" in out and "SGD-C solved" in out
