@@ -10,6 +10,7 @@ import math
 from numbers import Real
 
 NONFINITE_POLICIES = ("propagate", "keep")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_norm_type(norm_type: object) -> float:
@@ -31,6 +32,11 @@ def check_threshold(value: object, name: str) -> float:
     v = float(value)
     if math.isnan(v) or v < 0:
         raise ValueError(f"{name} must be a real number >= 0 (inf allowed), got {value!r}")
+    if math.isfinite(v) and v > FLOAT32_MAX:
+        # float32 norms cannot reach it, and c / norm would overflow: a typo, not a threshold
+        raise ValueError(
+            f"{name} must be at most {FLOAT32_MAX:.4g} (float32's largest) or inf, got {value!r}"
+        )
     return v
 
 

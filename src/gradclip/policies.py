@@ -86,8 +86,10 @@ def _cap(value: object, name: str) -> float:
     if value is None:
         return math.inf
     v = _real(value, name)
-    if math.isnan(v) or v < 0:
-        raise ValueError(f"{name} must be None or a real number >= 0, got {value!r}")
+    if math.isnan(v) or v < 0 or (math.isfinite(v) and v > 3.4028234663852886e38):
+        raise ValueError(
+            f"{name} must be None or a real number in [0, 3.4e38] (float32's range) or inf, got {value!r}"
+        )
     return v
 
 

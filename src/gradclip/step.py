@@ -250,6 +250,10 @@ class ClipStep:
         fused optimizer's kernel (None: whenever [`fuses`][gradclip.step.ClipStep.fuses]; False: never). This
         is the whole optimizer step: do not call ``optimizer.step()`` (or ``scaler.step``/``update``) again.
         """
+        if not callable(getattr(optimizer, "step", None)) or not hasattr(optimizer, "param_groups"):
+            raise TypeError(
+                f"optimizer must be a torch optimizer (step, param_groups), got {optimizer!r:.60}"
+            )
         if closure is not None:
             with torch.enable_grad():
                 closure()

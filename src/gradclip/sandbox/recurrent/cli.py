@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gradclip._argparse import Parser, float_in, int_in, out_path, positive_float, positive_int, run_main
+from gradclip._argparse import (
+    FLOAT32_MAX,
+    Parser,
+    float_in,
+    int_in,
+    out_path,
+    positive_float,
+    run_main,
+)
 from gradclip._io import check_out_dir
 
 __all__ = ["add_subcommands", "main", "run_cliff_command", "run_pascanu_command"]
@@ -32,30 +40,34 @@ def _add_pascanu(parser: argparse.ArgumentParser) -> None:
     grid = parser.add_argument_group("grid (unset: the standard preset, or --quick's)")
     grid.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None,
                       help=f"default {' '.join(d.tasks)}")  # fmt: skip
-    grid.add_argument("--lengths", nargs="+", type=positive_int, default=None,
+    grid.add_argument("--lengths", nargs="+", type=int_in(1, 10**7), default=None,
                       help=f"sequence lengths T (default {' '.join(map(str, d.lengths))})")  # fmt: skip
-    grid.add_argument("--lrs", nargs="+", type=positive_float, default=None,
+    grid.add_argument("--lrs", nargs="+", type=float_in(1e-300, FLOAT32_MAX), default=None,
                       help=f"SGD learning rates (default {' '.join(f'{x:g}' for x in d.lrs)})")  # fmt: skip
     grid.add_argument(
-        "--seeds", type=positive_int, default=None, help=f"seeds 0..N-1 per cell (default {d.seeds})"
+        "--seeds", type=int_in(1, 10_000), default=None, help=f"seeds 0..N-1 per cell (default {d.seeds})"
     )
     grid.add_argument(
-        "--steps", type=positive_int, default=None, help=f"most updates per run (default {d.steps})"
+        "--steps", type=int_in(1, 10**7), default=None, help=f"most updates per run (default {d.steps})"
     )
     model = parser.add_argument_group("model, SGD and clipping")
-    model.add_argument("--hidden", type=positive_int, default=None, help=f"tanh units (default {d.hidden})")
+    model.add_argument(
+        "--hidden", type=int_in(1, 10**7), default=None, help=f"tanh units (default {d.hidden})"
+    )
     model.add_argument("--init", choices=("smart", "gaussian"), default=None,
                        help="smart: sparse W_hh at spectral radius 0.95; gaussian: N(0, 0.1²)")  # fmt: skip
-    model.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}")
-    model.add_argument("--warmup", type=positive_int, default=None,
+    model.add_argument("--batch-size", type=int_in(1, 10**7), default=None, help=f"default {d.batch_size}")
+    model.add_argument("--warmup", type=int_in(1, 10**7), default=None,
                        help=f"unclipped updates whose mean norm sets c (default {d.warmup})")  # fmt: skip
-    model.add_argument("--factor", type=positive_float, default=None,
+    model.add_argument("--factor", type=float_in(1e-300, FLOAT32_MAX), default=None,
                        help=f"c = factor x the warm-up's mean norm (default {d.factor:g})")  # fmt: skip
     run = parser.add_argument_group("run")
-    run.add_argument("--eval-every", type=positive_int, default=None, help=f"default {d.eval_every}")
-    run.add_argument("--eval-size", type=positive_int, default=None,
+    run.add_argument("--eval-every", type=int_in(1, 10**7), default=None, help=f"default {d.eval_every}")
+    run.add_argument("--eval-size", type=int_in(1, 1_000_000), default=None,
                      help=f"fresh sequences per evaluation (default {d.eval_size})")  # fmt: skip
-    run.add_argument("--workers", type=positive_int, default=2, help="processes, one cell each (default 2)")
+    run.add_argument(
+        "--workers", type=int_in(1, 1024), default=2, help="processes, one cell each (default 2)"
+    )
     run.add_argument("--quick", action="store_true", help="one small cell: under a minute on 2 cores")
     run.add_argument("--log-runs", action="store_true", help="also write OUT/runs/<run>/grads.jsonl per run")
     run.add_argument("--out", type=out_path, default=Path("runs/pascanu"), help="output directory")
