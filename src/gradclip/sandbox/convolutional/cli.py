@@ -134,20 +134,18 @@ def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> Any:
     return opt
 
 
-def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, start_epoch: int) -> Any:
+def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, saved: dict[str, Any] | None) -> Any:
+    """The run's monitor, logging to ``OUT/monitor``; on ``--resume`` it continues the saved run's log."""
     if args.no_monitor:
         return None
     from gradclip.monitor import GradMonitor
 
-    log_dir = None
-    if args.out is not None:  # a resumed run logs beside the first part, never over it
-        base = "monitor" if start_epoch == 0 else f"monitor-from-epoch-{start_epoch}"
-        log_dir, attempt = args.out / base, 1
-        while log_dir.exists():  # the same epoch resumed again (after another crash): a new directory
-            attempt += 1
-            log_dir = args.out / f"{base}-{attempt}"
+    log_dir = None if args.out is None else args.out / "monitor"
+    resume = args.resume and saved is not None and saved.get("monitor") is not None
+    if args.resume and not resume and log_dir is not None and log_dir.exists():
+        raise UsageError(f"--resume: the checkpoint holds no monitor state to continue {str(log_dir)!r} with")
     max_norm = args.grad_clip if args.clip_mode == "norm" and args.grad_clip and args.grad_clip > 0 else None
-    return GradMonitor(model, optimizer=opt, log_dir=log_dir, max_norm=max_norm)
+    return GradMonitor(model, optimizer=opt, log_dir=log_dir, max_norm=max_norm, resume=resume)
 
 
 def run(args: argparse.Namespace, *, parser: argparse.ArgumentParser | None = None) -> int:
@@ -205,8 +203,9 @@ def _run(args: argparse.Namespace) -> int:
         log_dir=args.out / "tensorboard" if writes else None,
     )  # fmt: skip
     config = _config(args)
-    if args.resume:
-        state = load_checkpoint(ckpt, map_location=device)
+    state = load_checkpoint(ckpt, map_location=device) if args.resume else None
+    trainer.monitor = _monitor(args, unwrap(model), opt, state)
+    if state is not None:
         saved = state.get("extra", {}).get("config", {})
         diff = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
         if diff:
@@ -217,7 +216,6 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume: the run already has {trainer.epoch} epochs; raise --epochs to go on")
     if writes:
         args.out.mkdir(parents=True, exist_ok=True)
-    trainer.monitor = _monitor(args, unwrap(model), opt, trainer.epoch)
     try:
         trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt if writes else None,
                     extra={"config": config})  # fmt: skip
