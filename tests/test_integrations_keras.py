@@ -157,7 +157,7 @@ def test_bad_setups_are_refused_with_the_reason():
         GradClipOptimizer(keras.optimizers.SGD(0.1, global_clipnorm=1.0))
     with pytest.raises(ValueError, match="LossScaleOptimizer"):
         GradClipOptimizer(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)))
-    with pytest.raises(TypeError, match="inner_optimizer must be a keras.optimizers.Optimizer"):
+    with pytest.raises(TypeError, match=r"inner_optimizer must be a keras\.optimizers\.Optimizer"):
         GradClipOptimizer("sgd")
     m = model()
     m.compile(optimizer="sgd", loss="mse")
