@@ -214,6 +214,8 @@ class GradMonitor:
             lr = self._torch.lr() if lr is None else lr
             skipped = self._torch.skipped(bool(finite)) if skipped is None else skipped
             self._torch.clipped_now()
+        elif self.names is not None and layer_norms is not None and len(layer_norms) != len(self.names):
+            layer_norms = None  # some gradients were missing: cannot tell whose norm is whose
         post = total * scale_f if scale_f is not None else None
         self.record(
             total, threshold=threshold_f, clipped=bool(clipped), post_clip_norm=post, finite=bool(finite),
