@@ -199,6 +199,8 @@ class GradMonitor:
         sync the monitor adds (none on the CPU). ``threshold`` defaults to the result's own
         (``ClipResult``) or the monitor's ``max_norm``.
         """
+        if skipped is None:
+            skipped = getattr(stats, "skipped", None)  # a step's ClipResult says whether it skipped
         if threshold is None:
             threshold = getattr(stats, "threshold", None)
         if threshold is None:

@@ -65,9 +65,12 @@ class MonitoredStep:
 
         saved = self._saved
         log_dir = Path(saved["log_dir"]) if saved else Path(self.log_dir or default_dir)
+        # A default directory is always called "gradclip": name the run after the one holding it.
+        name = log_dir.parent.name if self.log_dir is None and saved is None else None
         self.monitor = GradMonitor(
-            names=list(names), log_dir=log_dir, sinks=self.sinks, config=self.config, resume=saved is not None
-        )
+            names=list(names), log_dir=log_dir, sinks=self.sinks, config=self.config, name=name,
+            resume=saved is not None,
+        )  # fmt: skip
         if saved is not None:
             self.monitor.load_state_dict(saved["state"])
             self._saved = None
