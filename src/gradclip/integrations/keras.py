@@ -36,6 +36,7 @@ except ModuleNotFoundError as err:
 
 import torch
 
+from gradclip.diagnosis import MonitorConfig
 from gradclip.integrations._step import StepClipper
 
 __all__ = ["GradClipCallback", "GradClipOptimizer"]
@@ -194,6 +195,7 @@ class GradClipCallback(keras.callbacks.Callback):
             for ``gradclip report``, plus ``sinks``); None: log into ``logs`` only.
         sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
         monitor: a ready ``GradMonitor`` instead of ``log_dir``.
+        monitor_config: the warning levels of the monitor built for ``log_dir``.
     """
 
     def __init__(
@@ -202,11 +204,13 @@ class GradClipCallback(keras.callbacks.Callback):
         log_dir: str | Path | None = None,
         sinks: Sequence[str] = ("jsonl", "tensorboard"),
         monitor: Any = None,
+        monitor_config: MonitorConfig | None = None,
     ) -> None:
         super().__init__()
         if log_dir is not None and monitor is not None:
             raise ValueError("pass log_dir= or monitor=, not both")
         self.log_dir, self.sinks, self.monitor = log_dir, tuple(sinks), monitor
+        self.monitor_config = monitor_config
 
     def _optimizer(self) -> GradClipOptimizer:
         opt = getattr(self.model, "optimizer", None)
@@ -224,7 +228,13 @@ class GradClipCallback(keras.callbacks.Callback):
 
             names = [v.path for v in self.model.trainable_weights]
             max_norm = getattr(getattr(opt.step.clipper, "policy", None), "max_norm", None)
-            self.monitor = GradMonitor(names=names, log_dir=self.log_dir, sinks=self.sinks, max_norm=max_norm)
+            self.monitor = GradMonitor(
+                names=names,
+                log_dir=self.log_dir,
+                sinks=self.sinks,
+                max_norm=max_norm,
+                config=self.monitor_config,
+            )
         opt.monitor = self.monitor
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
