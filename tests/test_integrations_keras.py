@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -164,3 +165,23 @@ def test_bad_setups_are_refused_with_the_reason():
     x, y = data(8)
     with pytest.raises(TypeError, match="GradClipOptimizer"):
         m.fit(x, y, verbose=0, callbacks=[GradClipCallback()])
+
+
+def test_missing_keras_names_the_extra():
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class NoKeras(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "keras" or name.startswith("keras."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, NoKeras())
+        try:
+            import gradclip.integrations.keras
+        except ImportError as err:
+            assert "gradclip[keras]" in str(err), err
+            print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok", out.stderr
