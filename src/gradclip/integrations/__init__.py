@@ -6,6 +6,8 @@
   ``gradclip[lightning]``).
 * ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
   ``gradclip[hf]``).
+* ``gradclip.integrations.keras.GradClipOptimizer`` and ``GradClipCallback``: Keras 3 on the torch
+  backend (extra ``gradclip[keras]``).
 
 All three share :class:`StepClipper`: clip once per optimizer step, skip NaN/Inf steps, keep the
 fields they log (:data:`METRICS`). Nothing is imported here until used: importing this package
