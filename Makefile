@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 CHROMIUM := /usr/bin/chromium
+# The docs' search from file:// runs its web worker through this shim (npm package, installed here).
+SHIM     := $(VENV)/npm/node_modules/iframe-worker/shim/index.js
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint typecheck bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +31,23 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
+$(SHIM): | $(BIN)/python
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null)
+	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent iframe-worker@1.0.4
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-test: lint $(CHROMIUM)
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/python -m mypy
+
+test: lint typecheck $(CHROMIUM) $(SHIM)
 	$(BIN)/python -m pytest
 
-docs: $(VENV)/.dev-installed
+docs: $(VENV)/.dev-installed $(SHIM)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
-	@echo "open build/site/index.html"
+	@echo "open build/site/index.html (search works from disk too)"
 
 bench: $(VENV)/.demo-installed
 	$(BIN)/python bench/clip_bench.py

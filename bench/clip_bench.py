@@ -147,11 +147,23 @@ def bench_layout(name: str, shapes: list[tuple[int, ...]], device: str, reps: in
     return rows
 
 
+def _previous_norm_clipper(params: list[torch.Tensor], policy: object) -> None:
+    """``NormClipper.__call__`` as it was before the step object: the reference for its cost."""
+    from gradclip.clip import clip_grads_with_norm_
+    from gradclip.norms import collect_grads, norms_and_total
+
+    grads = collect_grads(params)
+    _, total = norms_and_total(grads)
+    threshold = policy(float(total))  # type: ignore[operator]
+    clip_grads_with_norm_(grads, threshold, total, eps=1e-6, nonfinite="keep")
+
+
 def bench_clippers(shapes: list[tuple[int, ...]], device: str, reps: int) -> list[dict]:
     """Each clipper, and the fused optimizer path against clip-then-step, on one layout (clipping)."""
     from gradclip.clippers import AGC, NormClipper, ValueClipper
     from gradclip.optim import ClipOptimizer
-    from gradclip.policies import Percentile, ZScore
+    from gradclip.policies import Fixed, Percentile, ZScore
+    from gradclip.step import ClipStep
 
     gen = torch.Generator(device=device).manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, device=device, generator=gen)) for s in shapes]
@@ -165,21 +177,38 @@ def bench_clippers(shapes: list[tuple[int, ...]], device: str, reps: int) -> lis
     c = 0.5 * norm
     rows = []
     t_torch = median_time(lambda: torch.nn.utils.clip_grad_norm_(params, c), restore, reps, device)
+
     # A history of smaller norms, so that the 10th percentile is below this norm and every call clips.
-    percentile_policy = Percentile(10, window=1000)
-    for _ in range(200):
-        percentile_policy.update(0.5 * norm)
-    clippers = {
-        "NormClipper(Fixed)": NormClipper(c),
-        "NormClipper(ZScore)": NormClipper(ZScore(warmup=1, max_norm=c)),
-        "NormClipper(Percentile)": NormClipper(percentile_policy),
-        "ValueClipper": ValueClipper(1e-3),
-        "AGC": AGC(0.01),
+    def percentile_policy() -> Percentile:
+        policy = Percentile(10, window=1000)
+        for _ in range(200):
+            policy.update(0.5 * norm)
+        return policy
+
+    policies = {
+        "Fixed": lambda: Fixed(c),
+        "ZScore": lambda: ZScore(warmup=1, max_norm=c),
+        "Percentile": percentile_policy,
     }
     rows.append({"impl": "torch clip_grad_norm_", "ms": 1e3 * t_torch, "x_torch": 1.0})
-    for name, clipper in clippers.items():
-        t = median_time(lambda clipper=clipper: clipper(params), restore, reps, device)
-        rows.append({"impl": name, "ms": 1e3 * t, "x_torch": t / t_torch})
+    for name, make in policies.items():
+        # The clip path before the step object existed (norm pass, policy fed the host float,
+        # clip_grads_with_norm_), measured in the same run as the reference the step must not lose to.
+        previous = make()
+        t_prev = median_time(
+            lambda policy=previous: _previous_norm_clipper(params, policy), restore, reps, device
+        )
+        step = ClipStep(NormClipper(make()))
+        t = median_time(lambda step=step: step.clip_(params), restore, reps, device)
+        rows.append(
+            {"impl": f"previous NormClipper({name})", "ms": 1e3 * t_prev, "x_torch": t_prev / t_torch}
+        )
+        rows.append({"impl": f"ClipStep(NormClipper({name}))", "ms": 1e3 * t, "x_torch": t / t_torch,
+                     "x_previous": t / t_prev})  # fmt: skip
+    for name, clipper in {"ValueClipper": ValueClipper(1e-3), "AGC": AGC(0.01)}.items():
+        step = ClipStep(clipper)
+        t = median_time(lambda step=step: step.clip_(params), restore, reps, device)
+        rows.append({"impl": f"ClipStep({name})", "ms": 1e3 * t, "x_torch": t / t_torch})
     # The fused path against clip-then-step, both with torch's fused Adam (one optimizer step each).
     fused_ok = device == "cuda" or torch.__version__ >= "2.4"
     if fused_ok:
@@ -245,14 +274,17 @@ def main() -> None:
                 f"| {r['layout']:<10} | {r['case']:<7} | {r['impl']:<19} | {r['ms']:>9.3f} | "
                 f"{r['x_limit']:>7.2f} | {r['x_torch']:>7.2f} |"
             )
-    print("\nclippers on the resnet50 layout (clipping case); x torch = against the first row of its block")
-    print(f"| {'impl':<26} | {'ms':>9} | {'x torch':>7} |")
-    print(f"|{'-' * 28}|{'-' * 11}|{'-' * 9}|")
-    shapes = resnet50_shapes()
-    if args.scale != 1.0:
-        shapes = [tuple(max(1, int(d * args.scale)) for d in s) for s in shapes[:8]]
-    for r in bench_clippers(shapes, args.device, args.reps):
-        print(f"| {r['impl']:<26} | {r['ms']:>9.3f} | {r['x_torch']:>7.2f} |")
+    for layout in ("resnet50", "gpt2-small"):
+        print(f"\nclippers on the {layout} layout (clipping case); x torch = against the first row of its "
+              "block; x previous = against the clip path before the step object, same run")  # fmt: skip
+        print(f"| {'impl':<34} | {'ms':>9} | {'x torch':>7} | {'x previous':>10} |")
+        print(f"|{'-' * 36}|{'-' * 11}|{'-' * 9}|{'-' * 12}|")
+        shapes = LAYOUTS[layout]()
+        if args.scale != 1.0:
+            shapes = [tuple(max(1, int(d * args.scale)) for d in s) for s in shapes[:8]]
+        for r in bench_clippers(shapes, args.device, args.reps):
+            prev = f"{r['x_previous']:>10.2f}" if "x_previous" in r else " " * 10
+            print(f"| {r['impl']:<34} | {r['ms']:>9.3f} | {r['x_torch']:>7.2f} | {prev} |")
     print(check_no_sync(args.device))
 
 

@@ -20,6 +20,7 @@ from gradclip.explorer.server import MAX_GRID, MAX_STEPS, STATIC, create_app
 from gradclip.monitor import GradMonitor
 from gradclip.sinks import JSONL_NAME
 
+LOCAL = "http://127.0.0.1:8765"  # the explorer answers only for loopback Host headers
 SIM = {"surface": "cliff", "u": "5", "v": "-3.5", "lr": "0.1", "threshold": "1", "steps": "200"}
 
 
@@ -47,7 +48,7 @@ def runs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def client(runs_dir) -> TestClient:
     # raise_server_exceptions (the default) turns any 500 into a failing test.
-    with TestClient(create_app(runs_dir=runs_dir)) as c:
+    with TestClient(create_app(runs_dir=runs_dir), base_url=LOCAL) as c:
         yield c
 
 
@@ -164,12 +165,14 @@ def test_unknown_paths_and_methods_answer_json(client):
 
 def test_page_and_plotly_are_served_locally(client):
     page = client.get("/")
-    assert page.status_code == 200 and '<script src="/vendor/plotly.min.js">' in page.text
+    assert page.status_code == 200 and '<script src="/vendor/plotly.min.js" defer>' in page.text
     js = client.get("/vendor/plotly.min.js")
     assert (
         js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
     )
-    for name in ("app.js", "cliff.js", "vector.js", "runs.js", "style.css"):
+    names = "app.js common.js cliff.js contours.js curves.js landscapes.js plot.js region.js story.js"
+    names += " vector.js runs.js"
+    for name in [*names.split(), "style.css"]:
         assert client.get(f"/static/{name}").status_code == 200
 
 
@@ -179,9 +182,57 @@ def test_static_files_reference_no_remote_host():
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", path.read_text()), path
 
 
-def test_runs_lists_only_real_files_inside_the_directory(client):
-    body = client.get("/api/runs").json()
+def test_runs_lists_only_real_files_inside_the_directory(client, runs_dir):
+    response = client.get("/api/runs")
+    body = response.json()
     assert sorted(r["id"] for r in body["runs"]) == ["exp/a", "long"]
+    # The directory's name, never its absolute path (which would tell a page about the machine).
+    assert body["runs_dir"] == runs_dir.name and str(runs_dir.parent) not in response.text
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("127.0.0.1:8765", 200), ("localhost", 200), ("localhost:1", 200), ("[::1]:8765", 200),
+     ("127.3.2.1", 200), ("evil.example", 421), ("evil.example:8765", 421), ("127.0.0.1.evil.example", 421),
+     ("", 421), ("192.168.1.5:8765", 421), ("[2001:db8::1]:80", 421)],
+)  # fmt: skip
+def test_only_loopback_host_headers_are_answered(runs_dir, host, status):
+    # DNS rebinding: a page on evil.example that resolves its name to 127.0.0.1 sends Host: evil.example.
+    with TestClient(create_app(runs_dir=runs_dir), base_url=LOCAL) as c:
+        response = c.get("/api/runs", headers={"host": host})
+        assert response.status_code == status
+        if status == 421:
+            assert "answers only for localhost" in response.json()["error"]
+            assert c.get("/", headers={"host": host}).status_code == 421
+
+
+def test_any_host_lifts_the_host_check(runs_dir):
+    with TestClient(create_app(runs_dir=runs_dir, any_host=True), base_url="http://evil.example") as c:
+        assert c.get("/api/runs").status_code == 200
+
+
+def test_diverged_run_is_flagged_and_a_healthy_one_is_not(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with GradMonitor(log_dir=tmp_path / "bad", max_norm=1.0) as monitor:
+            for i in range(200):  # the loss grows 100x over the run: it diverged without overflowing
+                monitor.record(0.5 + i, threshold=1.0, loss=1.0 + i / 2)
+    _write_run(tmp_path / "good", 200)
+    with TestClient(create_app(runs_dir=tmp_path), base_url=LOCAL) as c:
+        bad = c.get("/api/run", params={"run": "bad"}).json()
+        good = c.get("/api/run", params={"run": "good"}).json()
+    assert bad["diverged"].startswith("its loss rose from") and good["diverged"] is None
+    assert bad["finished"] and good["finished"]
+
+
+def test_a_run_still_being_written_is_not_finished(tmp_path):
+    monitor = GradMonitor(log_dir=tmp_path / "live", max_norm=1.0)
+    for _ in range(5):
+        monitor.record(0.5, threshold=1.0, loss=1.0)
+    with TestClient(create_app(runs_dir=tmp_path), base_url=LOCAL) as c:
+        body = c.get("/api/run", params={"run": "live"}).json()
+    monitor.close()
+    assert not body["finished"] and body["steps"] == 5
 
 
 def test_run_reports_clip_rate_warnings_and_advice(client, runs_dir):
@@ -205,7 +256,7 @@ def test_long_run_is_bucketed_and_keeps_its_spike(client):
 def test_truncated_last_line_is_skipped_and_damage_is_a_400(tmp_path):
     _write_run(tmp_path / "r", 150)
     path = tmp_path / "r" / JSONL_NAME
-    with TestClient(create_app(runs_dir=tmp_path)) as c:
+    with TestClient(create_app(runs_dir=tmp_path), base_url=LOCAL) as c:
         lines = path.read_text().splitlines(keepends=True)
         # Drop the summary (last line) and crash in the middle of writing step 150.
         path.write_text("".join(lines[:-1]) + '{"type":"step","step":150,"total_')
@@ -220,7 +271,7 @@ def test_truncated_last_line_is_skipped_and_damage_is_a_400(tmp_path):
 
 
 def test_missing_runs_directory_lists_nothing(tmp_path):
-    with TestClient(create_app(runs_dir=tmp_path / "absent")) as c:
+    with TestClient(create_app(runs_dir=tmp_path / "absent"), base_url=LOCAL) as c:
         assert c.get("/api/runs").json()["runs"] == []
 
 
@@ -229,3 +280,36 @@ def test_a_fifo_named_like_a_run_is_not_listed(tmp_path):
     (tmp_path / "f").mkdir()
     os.mkfifo(tmp_path / "f" / JSONL_NAME)  # opening it would block: it must never be read
     assert runs.list_runs(tmp_path) == []
+
+
+def test_listening_socket_and_accepted_connections_set_tcp_nodelay(runs_dir):
+    import socket
+
+    import httpx
+
+    from gradclip.explorer.server import serve_in_thread
+
+    url, server, thread = serve_in_thread(runs_dir)
+    try:
+        (listener,) = server.servers[0].sockets
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/api/runs").status_code == 200  # kept alive: the connection stays open
+            conns = list(server.server_state.connections)
+            assert conns
+            for conn in conns:
+                sock = conn.transport.get_extra_info("socket")
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.parametrize("host", ["", "   "])
+def test_cli_refuses_an_empty_host(host, capsys):
+    from gradclip.explorer.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["--host", host, "--no-browser", "--port", "0"])
+    assert err.value.code == 2
+    assert "expected an address to listen on" in capsys.readouterr().err

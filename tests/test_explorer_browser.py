@@ -1,17 +1,18 @@
 """The explorer page in a real browser (Debian's chromium via Playwright) against a real uvicorn server.
 
-The page is loaded, sliders moved, the surface clicked and the vector dragged; the checks read what
-the page drew (Plotly's trace data, the numbers shown) and hold it to the maths. Screenshots go to
-pytest's temporary directory (printed with ``-s``).
+The page is loaded, sliders moved, the map clicked and tapped, the vector dragged by touch, runs
+picked by keyboard, Back pressed; the checks read what the page computed and drew (its trajectories,
+its texts, its URL) and hold it to the Python reference and to the maths.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+import random
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,6 +24,7 @@ if not CHROMIUM.exists():
 uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from gradclip.explorer import cliff  # noqa: E402
 from gradclip.explorer.server import serve_in_thread  # noqa: E402
 from gradclip.monitor import GradMonitor  # noqa: E402
 
@@ -35,16 +37,38 @@ BROWSER_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def _monitor_run(path: Path, losses, norms, *, close: bool = True) -> GradMonitor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monitor = GradMonitor(log_dir=path, max_norm=1.0)
+        for loss, norm in zip(losses, norms, strict=True):
+            monitor.record(norm, threshold=1.0, loss=loss)
+        if close:
+            monitor.close()
+    return monitor
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
-    runs_dir = tmp_path_factory.mktemp("runs")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with GradMonitor(log_dir=runs_dir / "demo", max_norm=1.0) as monitor:
-            for i in range(200):
-                monitor.record(5.0 if i % 4 == 0 else 0.5, threshold=1.0, loss=1.0)  # clips 1 step in 4
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    rng = np.random.default_rng(0)
+    n = 200
+    # Shaped like `gradclip demo`'s pair: one bad batch at step 60 wrecks the unclipped run.
+    wrecked = [2.3 * 0.98**i if i < 60 else 500.0 + 50 * rng.random() for i in range(n)]
+    spike = [0.5 + 0.1 * rng.random() if i != 60 else 2e7 for i in range(n)]
+    _monitor_run(root / "demo" / "no-clipping", wrecked, spike)
+    _monitor_run(root / "demo" / "clipped", [2.3 * 0.98**i for i in range(n)], spike)
+    (root / "broken").mkdir()
+    (root / "broken" / "grads.jsonl").write_text("this is not a gradclip log\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_url(runs_dir):
     url, server, thread = serve_in_thread(runs_dir)
     yield url
     server.should_exit = True
@@ -59,34 +83,48 @@ def browser():
         b.close()
 
 
+def _context(browser, base_url, *, phone: bool = False):
+    if phone:
+        return browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True, device_scale_factor=2)
+    return browser.new_context(viewport=DESKTOP)
+
+
 @pytest.fixture
-def page(browser, base_url, tmp_path):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def page(browser, base_url):
+    context = _context(browser, base_url)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda err: errors.append(str(err)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # The browser logs every HTTP 400 it receives; the page shows those itself (an unreadable run).
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "400" not in m.text else None)
     pg.base_url = base_url
-    pg.shots = tmp_path
     yield pg
-    pg.screenshot(path=str(tmp_path / "final.png"), full_page=True)
-    print(f"screenshots in {tmp_path}")
     context.close()
     assert errors == [], errors
 
 
-def _redraws(page, view: str) -> int:
-    return int(page.evaluate(f"Number(document.body.dataset.{view}Redraws || 0)"))
+def _count(page, key: str) -> int:
+    return int(page.evaluate(f"Number(document.body.dataset.{key} || 0)"))
 
 
-def _wait_redraw(page, view: str, before: int) -> None:
-    page.wait_for_function(f"Number(document.body.dataset.{view}Redraws || 0) > {before}", timeout=20_000)
+def _wait_more(page, key: str, before: int) -> None:
+    page.wait_for_function(f"Number(document.body.dataset.{key} || 0) > {before}", timeout=20_000)
 
 
 def _open(page, query: str = "") -> None:
     page.goto(f"{page.base_url}/{query}")
-    _wait_redraw(page, "cliff", 0)
-    _wait_redraw(page, "vector", 0)
+    page.wait_for_function("document.body.dataset.ready === '1'", timeout=20_000)
+    _wait_more(page, "cliffRedraws", 0)
+    _wait_more(page, "vectorRedraws", 0)
+
+
+def _runs(page) -> dict[str, dict[str, list[float]]]:
+    return page.evaluate(
+        """() => Object.fromEntries(Object.entries(window.cliffRuns).map(([m, r]) => [m, {
+            u: Array.from(r.u), v: Array.from(r.v),
+            loss: Array.from(r.loss, x => Number.isFinite(x) ? x : null),
+            steps: r.steps, diverged: r.diverged }]))"""
+    )
 
 
 def _set_range(page, selector: str, value: float) -> None:
@@ -96,108 +134,263 @@ def _set_range(page, selector: str, value: float) -> None:
     )
 
 
-def _trajectories(page) -> dict[str, list[tuple[float, float]]]:
-    data = page.evaluate("document.getElementById('cliff-plot').data.slice(1, 4).map(t => [t.x, t.y])")
-    return {
-        m: list(zip(x, y, strict=True)) for m, (x, y) in zip(("none", "norm", "value"), data, strict=True)
-    }
+def _pixel(page, u: float, v: float) -> tuple[float, float]:
+    return tuple(
+        page.evaluate(
+            """([u, v]) => { const ax = window.cliffAxes, box = document.getElementById('surface-canvas')
+                .getBoundingClientRect(); return [box.left + ax.px(u), box.top + ax.py(v)]; }""",
+            [u, v],
+        )
+    )
 
 
-def _steps(points):
-    return [math.dist(a, b) for a, b in itertools.pairwise(points)]
+SIMULATE_JS = """async (cases) => {
+    const m = await import('/static/landscapes.js');
+    return cases.map(c => { const r = m.simulate(c.name, c.start, c);
+        const out = a => Array.from(a, x => Number.isFinite(x) ? x : String(x));
+        return { u: out(r.u), v: out(r.v), loss: out(r.loss), norm: out(r.gradNorm),
+                 clipped: Array.from(r.clipped, Boolean), diverged: r.diverged }; });
+}"""
 
 
-def test_page_draws_the_catapult_and_clipped_steps_stay_within_lr_times_c(page):
+def test_js_trajectories_equal_the_python_reference(page):
+    rng = random.Random(18)
+    cases = []
+    for name, land in cliff.LANDSCAPES.items():
+        (u0, u1), (v0, v1) = land.bounds
+        for _ in range(20):
+            cases.append({
+                "name": name, "start": [rng.uniform(u0, u1), rng.uniform(v0, v1)], "steps": 500,
+                "lr": 10 ** rng.uniform(-2, 0.5), "threshold": 10 ** rng.uniform(-1.5, 1),
+                "method": rng.choice(cliff.METHODS),
+            })  # fmt: skip
     _open(page)
-    page.locator("#cliff").screenshot(path=str(page.shots / "cliff.png"))
-    runs = _trajectories(page)
-    assert len(runs["norm"]) == 201
-    assert max(_steps(runs["norm"])) <= 0.1 * 1.0 * (1 + 1e-9)
-    assert max(_steps(runs["value"])) <= 0.1 * 1.0 * math.sqrt(2) * (1 + 1e-9)
-    assert max(_steps(runs["none"])) > 10  # the catapult
+    js = page.evaluate(SIMULATE_JS, cases)
+    for case, got in zip(cases, js, strict=True):
+        t = cliff.simulate(case["name"], case["start"], lr=case["lr"], threshold=case["threshold"],
+                           steps=500, method=case["method"])  # fmt: skip
+        assert got["diverged"] == t.diverged, case
+        for ours, theirs in ((got["u"], t.points[:, 0]), (got["v"], t.points[:, 1]), (got["loss"], t.loss),
+                             (got["norm"], t.grad_norm)):  # fmt: skip
+            ours = np.array(ours, dtype=float)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=0, err_msg=str(case))
+        assert got["clipped"] == t.clipped.tolist()
+
+
+def test_default_scene_tells_the_story(page):
+    _open(page)
+    runs = _runs(page)
+    none, norm, value = runs["none"], runs["norm"], runs["value"]
+    loss = np.array(none["loss"], dtype=float)
+    assert (loss[1:] / np.minimum.accumulate(loss)[:-1]).max() > 100  # the loss jumps by orders of magnitude
+    assert none["diverged"] or loss[-1] >= 10 * norm["loss"][-1]
+    assert norm["loss"][-1] <= norm["loss"][0] / 10 and not norm["diverged"]
+    gap = np.hypot(np.subtract(norm["u"], value["u"]), np.subtract(norm["v"], value["v"]))
+    assert gap.max() > 0.5  # value clipping visibly takes another path
     assert "left the map" in page.text_content("#stat-none")
+    assert "stranded" in page.text_content("#caption")
+    page.wait_for_function("document.body.dataset.regionReady", timeout=30_000)
+    assert "Hatched" in page.text_content("#surface-summary")  # the catapult region, computed in the page
+    assert "jumps from its low of" in page.text_content("#loss-summary")
 
 
-def test_moving_sliders_redraws_and_keeps_the_bound(page):
+def test_play_moves_the_markers_and_narrates(page):
     _open(page)
-    before = _redraws(page, "cliff")
-    _set_range(page, "#lr", -0.5)  # sliders move in log10 units, on a 0.01 grid
-    _wait_redraw(page, "cliff", before)
-    before = _redraws(page, "cliff")
-    _set_range(page, "#threshold", -0.3)
-    _wait_redraw(page, "cliff", before)
-    lr, c = 0.316, 0.501  # 10**-0.5 and 10**-0.3 to three digits, as the page shows and sends them
-    assert page.text_content("#lr-out") == "0.316" and page.text_content("#threshold-out") == "0.501"
-    assert "lr=0.316" in page.url and "threshold=0.501" in page.url
-    norm = _trajectories(page)["norm"]
-    assert max(_steps(norm)) <= lr * c * (1 + 1e-9)
-    assert float(page.text_content("#stat-norm .max-step")) <= round(lr * c, 3)
-    page.locator("#curves").screenshot(path=str(page.shots / "curves.png"))
+    page.click("#play")
+    seen = set()
+    captions = set()
+    while True:
+        state = page.evaluate("[window.lastRedraw.frame, document.getElementById('caption').textContent]")
+        seen.add(state[0])
+        captions.add(state[1])
+        if state[0] == 200 and len(seen) > 1:
+            break
+        page.wait_for_timeout(40)
+    assert len(seen) >= 15  # the markers moved through many frames, not a jump to the end
+    assert any("threw the run" in c for c in captions)
+    assert page.text_content("#play") == "play"
 
 
-def test_clicking_the_surface_moves_the_start(page):
+def test_click_starts_exactly_where_clicked_and_counts_once(page):
     _open(page)
     target = (7.0, -5.0)
-    x, y = page.evaluate(
-        """([u, v]) => {
-            const gd = document.getElementById('cliff-plot');
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
-            return [box.left + xa._offset + xa.l2p(u), box.top + ya._offset + ya.l2p(v)];
-        }""",
-        list(target),
-    )
-    before = _redraws(page, "cliff")
-    page.mouse.click(x, y)
-    _wait_redraw(page, "cliff", before)
-    start = _trajectories(page)["norm"][0]
-    cell = (8 / 160, 7 / 160)  # the heatmap reports the centre of the clicked cell
-    assert abs(start[0] - target[0]) <= cell[0] and abs(start[1] - target[1]) <= cell[1]
-    assert float(page.input_value("#u")) == pytest.approx(start[0], rel=1e-3)
+    before, clicks = _count(page, "cliffRedraws"), _count(page, "clicks")
+    page.mouse.click(*_pixel(page, *target))
+    _wait_more(page, "cliffRedraws", before)
+    start = _runs(page)["norm"]
+    width = page.evaluate("window.cliffAxes.box.width")
+    half_pixel = 0.5 * 8.0 / width  # the map spans 8 in w over `width` pixels
+    assert abs(start["u"][0] - target[0]) <= half_pixel and abs(start["v"][0] - target[1]) <= half_pixel
+    assert _count(page, "clicks") == clicks + 1
+    assert float(page.input_value("#u")) == start["u"][0]
 
 
-def test_animation_steps_through_frames(page):
+def test_sliders_redraw_in_the_page_and_announce_real_values(page):
+    requests: list[str] = []
     _open(page)
-    page.click("#step")  # from the last frame, step wraps to the start
-    page.wait_for_function("document.getElementById('cliff-plot').data[1].x.length === 1")
-    page.click("#step")
-    page.wait_for_function("document.getElementById('cliff-plot').data[1].x.length === 2")
+    page.on("request", lambda r: requests.append(r.url))
+    before = _count(page, "cliffRedraws")
+    _set_range(page, "#lr", -0.5)  # log10 units on a 0.01 grid
+    _wait_more(page, "cliffRedraws", before)
+    assert [r for r in requests if "/api/" in r] == []  # no server round trip: the page simulates
+    assert page.get_attribute("#lr", "aria-valuetext") == "learning rate 0.316"
+    norm = _runs(page)["norm"]
+    steps = np.hypot(np.diff(norm["u"]), np.diff(norm["v"]))
+    assert steps.max() <= 0.316 * 1.0 * (1 + 1e-9)
+    page.check("input[value=contours]")
+    page.wait_for_function("location.search.includes('view=contours')", timeout=5_000)
+
+
+def test_no_request_leaves_the_pages_origin_and_plotly_cannot_share(browser, base_url):
+    context = _context(browser, base_url)
+    outside: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(base_url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.base_url = base_url
+    _open(page, "?run=demo/no-clipping&compare=demo/clipped")
+    _wait_more(page, "runsRedraws", 0)
     page.click("#play")
-    page.wait_for_function("document.getElementById('cliff-plot').data[1].x.length === 201", timeout=20_000)
+    page.wait_for_timeout(500)
+    assert outside == []
+    buttons = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.getAttribute('data-title'))")
+    assert 0 < len(buttons) <= 4 and not [b for b in buttons if "Chart Studio" in b or "Share" in b]
+    assert page.locator("a.modebar-btn[href]").count() == 0  # no "produced with Plotly" link either
+    context.close()
 
 
-def test_settings_come_from_the_url(page):
-    _open(page, "?surface=bowl&lr=0.6&threshold=1&steps=100&u=-4&v=4")
-    assert page.input_value("#surface") == "bowl" and page.text_content("#lr-out") == "0.6"
-    norm = _trajectories(page)["norm"]
-    assert norm[0] == (-4, 4) and max(_steps(norm)) <= 0.6 * (1 + 1e-9)
+def test_phone_layout_fits_390_px_and_touch_works(browser, base_url):
+    context = _context(browser, base_url, phone=True)
+    page = context.new_page()
+    page.base_url = base_url
+    _open(page, "?run=demo/no-clipping&compare=demo/clipped")
+    _wait_more(page, "runsRedraws", 0)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # Nothing sticks out of the screen, except inside a container that scrolls on its own (the table).
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll, .js-plotly-plot'))
+            .filter(e => e.getBoundingClientRect().right > 390.5).map(e => e.tagName + '#' + e.id)"""
+    )
+    assert wide == []
+    # One tap on the map = one click = one new start.
+    page.locator("#surface-canvas").scroll_into_view_if_needed()
+    clicks, before = _count(page, "clicks"), _count(page, "cliffRedraws")
+    page.touchscreen.tap(*_pixel(page, 6.0, -2.0))
+    _wait_more(page, "cliffRedraws", before)
+    page.wait_for_timeout(300)
+    assert _count(page, "clicks") == clicks + 1
+    assert _runs(page)["norm"]["u"][0] == pytest.approx(6.0, abs=0.05)
+    # A finger dragged across the vector view moves the gradient with it.
+    page.locator("#vector-canvas").scroll_into_view_if_needed()
+    box = page.locator("#vector-canvas").bounding_box()
+    cdp = context.new_cdp_session(page)
+    x0, y0 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.4
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y0}]})
+    before = _count(page, "vectorRedraws")
+    for i in range(1, 6):
+        point = {"x": x0 - i * box["width"] * 0.07, "y": y0 + i * box["height"] * 0.06}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        page.wait_for_timeout(40)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    _wait_more(page, "vectorRedraws", before)
+    gx, gy = float(page.input_value("#gx")), float(page.input_value("#gy"))
+    assert gx < 0 and gy < 0  # dragged to the lower left of the origin
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
 
 
-def test_vector_view_matches_the_maths_when_typed_and_dragged(page):
+def test_runs_view_overlays_two_runs_and_marks_diverged_advice(page):
+    _open(page, "?run=demo/no-clipping&compare=demo/clipped")
+    _wait_more(page, "runsRedraws", 0)
+    traces = page.evaluate("document.getElementById('run-plot').data.map(t => [t.name, t.yaxis || 'y'])")
+    names = [n for n, _ in traces]
+    assert "demo/no-clipping" in names and "demo/clipped" in names
+    assert {axis for _, axis in traces} == {"y", "y2"}  # loss and gradient norms
+    cards = page.locator(".run-card")
+    assert cards.count() == 2
+    assert "Unreliable advice" in cards.nth(0).text_content()
+    assert "Unreliable" not in cards.nth(1).text_content()
+    assert "diverged" in page.text_content("#run-summary")
+
+
+def test_runs_list_works_by_keyboard_and_an_unreadable_run_says_so(page):
     _open(page)
-    before = _redraws(page, "vector")
+    page.focus("#run-list button[data-id='demo/clipped']")
+    page.keyboard.press("Enter")
+    _wait_more(page, "runsRedraws", 0)
+    page.wait_for_function("new URLSearchParams(location.search).get('run') === 'demo/clipped'", timeout=5000)
+    assert page.locator(".run-card").count() == 1
+    before = _count(page, "runsRedraws")
+    page.focus("#run-list button[data-id='broken']")
+    page.keyboard.press("Space")
+    _wait_more(page, "runsRedraws", before)
+    assert "Cannot show run broken" in page.text_content("#runs-error")
+    assert page.locator(".run-card").count() == 0  # the previous run is not left on screen
+    assert page.evaluate("(document.getElementById('run-plot').data || []).length") == 0
+
+
+def test_a_run_being_written_is_refreshed(page, runs_dir):
+    monitor = _monitor_run(runs_dir / "live", [1.0] * 30, [0.5] * 30, close=False)
+    try:
+        _open(page, "?run=live")
+        page.wait_for_function("document.querySelector('.run-card b')?.textContent === '30'", timeout=20_000)
+        assert "still being written" in page.text_content(".run-card")
+        for _ in range(20):
+            monitor.record(0.5, threshold=1.0, loss=1.0)
+        page.wait_for_function("document.querySelector('.run-card b')?.textContent === '50'", timeout=20_000)
+    finally:
+        monitor.close()
+
+
+def test_back_undoes_a_settled_change(page):
+    _open(page)
+    start = page.url
+    before = _count(page, "cliffRedraws")
+    _set_range(page, "#threshold", -0.3)
+    _wait_more(page, "cliffRedraws", before)
+    page.wait_for_function("location.search.includes('threshold=0.501')", timeout=5_000)
+    before = _count(page, "cliffRedraws")
+    page.go_back()
+    _wait_more(page, "cliffRedraws", before)
+    assert page.url == start or "threshold=1&" in page.url or page.url.endswith("threshold=1")
+    assert page.text_content("#threshold-out") == "1"
+
+
+def test_a_bad_link_gives_one_message_and_keeps_the_good_fields(page):
+    _open(page, "?lr=-1&threshold=abc&steps=150&u=4.5&gx=2")
+    message = page.text_content("#link-error")
+    assert page.locator("#link-error").is_visible()
+    assert 'lr="-1"' in message and 'threshold="abc"' in message and "steps" not in message
+    assert page.text_content("#lr-out") == "1" and page.text_content("#threshold-out") == "1"  # defaults
+    runs = _runs(page)
+    assert runs["norm"]["u"][0] == 4.5 and len(runs["norm"]["u"]) == 151  # the good fields are kept
+    assert page.input_value("#gx") == "2"
+
+
+def test_explanations_follow_the_surface(page):
+    _open(page)
+    visible = page.locator(".explain[data-surface]:visible")
+    assert visible.count() == 1 and "recurrent unit" in visible.text_content()
+    page.select_option("#surface", "bowl")
+    page.wait_for_function("document.querySelector('.explain[data-surface=bowl]').hidden === false")
+    text = page.locator(".explain[data-surface]:visible").text_content()
+    assert "bowl" in text and "recurrent" not in text
+    assert _runs(page)["norm"]["u"][0] == cliff.LANDSCAPES["bowl"].start[0]
+
+
+def test_vector_view_matches_the_maths_when_typed(page):
+    _open(page)
+    before = _count(page, "vectorRedraws")
     page.fill("#gx", "4")
-    page.fill("#gy", "1")
-    page.press("#gy", "Enter")
-    _wait_redraw(page, "vector", before)
-    page.wait_for_function("document.getElementById('angle').textContent !== '26.6'")
+    page.press("#gx", "Enter")
+    _wait_more(page, "vectorRedraws", before)
     expected = 45.0 - math.degrees(math.atan(1 / 4))
     assert float(page.text_content("#angle")) == pytest.approx(expected, abs=0.05)
-    page.locator("#vector-plot").scroll_into_view_if_needed()  # the mouse acts on the viewport only
-    box = page.locator("#vector-plot").bounding_box()
-    before = _redraws(page, "vector")
-    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
-    page.mouse.down()
-    page.mouse.up()
-    _wait_redraw(page, "vector", before)
-    gx, gy = float(page.input_value("#gx")), float(page.input_value("#gy"))
-    assert gx < 0 < gy  # upper left of the origin
-    page.locator("#vector").screenshot(path=str(page.shots / "vector.png"))
-
-
-def test_runs_view_shows_the_clip_rate(page):
-    _open(page)
-    page.click("#run-list tbody tr[data-id='demo']")
-    _wait_redraw(page, "runs", 0)
-    assert page.text_content("#clip-rate") == "25.0%"
-    assert "run=demo" in page.url
-    page.locator("#runs").screenshot(path=str(page.shots / "runs.png"))
+    assert "turned by" in page.text_content("#vector-summary")

@@ -1,4 +1,4 @@
-"""The plain-loop integration and the shared StepClipper, against torch's own clip-then-step."""
+"""The plain-loop integration and the ClipStep it attaches, against torch's own clip-then-step."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from gradclip.clippers import AGC, NormClipper, ValueClipper
-from gradclip.integrations import METRICS, StepClipper, clipping
+from gradclip.integrations import clipping
 from gradclip.policies import ZScore
+from gradclip.step import METRICS, ClipStep
 
 
 def model(seed: int = 0) -> torch.nn.Module:
@@ -115,7 +116,7 @@ def set_grads(params: list[torch.Tensor], norm: float) -> None:
 
 def test_clip_rate_counts_clipped_steps_over_a_window():
     params = [torch.nn.Parameter(torch.zeros(4))]
-    step = StepClipper(1.0, rate_window=4)
+    step = ClipStep(1.0, rate_window=4)
     pattern = [True, False, False, True, True, True]  # clipped (norm 3) or not (norm 0.5)
     rates = []
     for clipped in pattern:
@@ -132,7 +133,7 @@ def test_post_clip_norm_is_the_norm_after_clipping_for_every_clipper():
         params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(5))]
         for p in params:
             p.grad = torch.randn_like(p)
-        step = StepClipper(clipper)
+        step = ClipStep(clipper)
         step(params)
         after = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params]), order)
         m = step.float_metrics()
@@ -142,7 +143,7 @@ def test_post_clip_norm_is_the_norm_after_clipping_for_every_clipper():
 
 def test_skipped_step_is_not_counted_as_clipped():
     params = [torch.nn.Parameter(torch.zeros(3))]
-    step = StepClipper(1.0)
+    step = ClipStep(1.0)
     params[0].grad = torch.tensor([math.inf, 0.0, 0.0])
     step(params)
     assert params[0].grad is None and step.skipped_steps == 1 and float(step.clip_rate) == 0.0
@@ -150,11 +151,11 @@ def test_skipped_step_is_not_counted_as_clipped():
 
 def test_state_dict_round_trip_continues_the_same_thresholds():
     params = [torch.nn.Parameter(torch.zeros(4))]
-    a = StepClipper(NormClipper(ZScore(warmup=3)))
+    a = ClipStep(NormClipper(ZScore(warmup=3)))
     for norm in (1.0, 1.2, 0.9, 1.1):
         set_grads(params, norm)
         a(params)
-    b = StepClipper(NormClipper(ZScore(warmup=3)))
+    b = ClipStep(NormClipper(ZScore(warmup=3)))
     b.load_state_dict(a.state_dict())
     assert b.steps == 4
     for norm in (1.3, 9.0):
@@ -174,4 +175,4 @@ def test_state_dict_round_trip_continues_the_same_thresholds():
 )
 def test_bad_arguments_name_the_argument(kwargs, error, match):
     with pytest.raises(error, match=match):
-        StepClipper(**kwargs)
+        ClipStep(**kwargs)

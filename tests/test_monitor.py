@@ -152,7 +152,7 @@ def test_numpy_clip_stats_are_observed_with_the_layer_names():
     monitor = GradMonitor(names=["w", "b"], config=SMALL)
     grads = [np.array([3.0, 4.0]), np.array([12.0])]
     stats = gnp.clip_grad_norm_(grads, 6.5, return_stats=True)
-    monitor.observe(stats, threshold=6.5, loss=np.float64(0.25))
+    monitor.observe(stats, loss=np.float64(0.25))
     s = monitor.summary()
     assert (s.clipped, s.norm_max, s.threshold) == (1, 13.0, 6.5)
     assert np.linalg.norm(np.concatenate(grads)) == pytest.approx(6.5)  # it clipped for real

@@ -1,6 +1,6 @@
 """gradclip: gradient clipping you can trust, see and understand.
 
-The NumPy API (:mod:`gradclip.numpy`) needs only NumPy. The torch functions below are imported
+The NumPy API ([`gradclip.numpy`][gradclip.numpy]) needs only NumPy. The torch functions below are imported
 on first use, so ``import gradclip`` works without torch and a torch feature raises a clear
 ``ImportError`` naming the extra to install.
 """
@@ -8,9 +8,36 @@ on first use, so ``import gradclip`` works without torch and a torch feature rai
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradclip.policies import Fixed, Percentile, Policy, ZScore
+from gradclip.result import ClipResult
+from gradclip.skip import SpikeSkip
+
+if TYPE_CHECKING:  # the real types for editors and type checkers; at run time __getattr__ imports them
+    from gradclip.advice import threshold_advice
+    from gradclip.clip import (
+        ClipStats,
+        clip_grad_norm_,
+        clip_grad_value_,
+        clip_grads_with_norm_,
+        get_total_norm,
+    )
+    from gradclip.clippers import AGC, NormClipper, ValueClipper
+    from gradclip.monitor import (
+        ClipMisuseWarning,
+        ClipRateWarning,
+        GradMonitor,
+        GradMonitorWarning,
+        MonitorConfig,
+        SpikeWarning,
+        VanishingGradientWarning,
+    )
+    from gradclip.norms import FlatGrads, tensor_norms
+    from gradclip.optim import ClipOptimizer, Lookahead
+    from gradclip.report import write_report
+    from gradclip.sinks import read_run
+    from gradclip.step import ClipStep
 
 __version__ = "0.1.0"
 
@@ -25,7 +52,7 @@ _TORCH_API = {
     "NormClipper": "gradclip.clippers",
     "ValueClipper": "gradclip.clippers",
     "AGC": "gradclip.clippers",
-    "ClipResult": "gradclip.clippers",
+    "ClipStep": "gradclip.step",
     "ClipOptimizer": "gradclip.optim",
     "Lookahead": "gradclip.optim",
 }
@@ -44,7 +71,38 @@ _LAZY_API = {
     "write_report": "gradclip.report",
 }
 
-__all__ = ["Fixed", "Percentile", "Policy", "ZScore", "__version__", *sorted(_TORCH_API), *sorted(_LAZY_API)]
+__all__ = [
+    "AGC",
+    "ClipMisuseWarning",
+    "ClipOptimizer",
+    "ClipRateWarning",
+    "ClipResult",
+    "ClipStats",
+    "ClipStep",
+    "Fixed",
+    "FlatGrads",
+    "GradMonitor",
+    "GradMonitorWarning",
+    "Lookahead",
+    "MonitorConfig",
+    "NormClipper",
+    "Percentile",
+    "Policy",
+    "SpikeSkip",
+    "SpikeWarning",
+    "ValueClipper",
+    "VanishingGradientWarning",
+    "ZScore",
+    "__version__",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+    "read_run",
+    "tensor_norms",
+    "threshold_advice",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

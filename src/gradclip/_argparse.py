@@ -6,12 +6,13 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (no usage dump) and exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

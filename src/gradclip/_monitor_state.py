@@ -1,4 +1,5 @@
-"""The checkpointable state of a :class:`gradclip.monitor.GradMonitor`, as plain data.
+"""The checkpointable state of a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor], as plain
+data.
 
 Everything the monitor's future depends on: the step count, the counters behind the summary, the
 rolling windows behind the warnings, the reservoir and the state of its random generator behind the
@@ -75,7 +76,7 @@ def _check(monitor: Any, state: Mapping[str, Any]) -> None:
 
 
 def load_state(monitor: Any, state: Mapping[str, Any]) -> None:
-    """Restore ``state`` (from :func:`state_of`) into ``monitor``, after checking all of it."""
+    """Restore ``state`` (from `state_of`) into ``monitor``, after checking all of it."""
     _check(monitor, state)
     rng = random.Random()
     rng.setstate((int(state["rng"]["version"]), tuple(state["rng"]["internal"]), state["rng"]["gauss"]))

@@ -1,4 +1,5 @@
-"""The torch side of :class:`gradclip.monitor.GradMonitor`: names, hooks and one host transfer per step.
+"""The torch side of [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor]: names, hooks and one host
+transfer per step.
 
 Imported by the monitor only when a model or optimizer is attached (``host_floats`` never imports
 torch itself: a tensor can only reach it when torch is already imported), so the monitor keeps
@@ -33,6 +34,7 @@ def host_floats(values: list[Any]) -> list[Any]:
             ids.append(i)
             tensors.append(t)
     if groups:
+        assert torch is not None  # tensors were found, so torch is imported
         device = next(iter(groups))[0]
         parts = [torch.stack(ts).to(device, torch.float64) for _, ts in groups.values()]
         flat = (parts[0] if len(parts) == 1 else torch.cat(parts)).tolist()
@@ -48,7 +50,8 @@ class TorchGlue:
     hundred nanoseconds per parameter); step pre/post hooks on the optimizer note the steps. From
     these: a step on gradients not clipped since the last backward is reported at the next step (or
     at close), because a result may legitimately be observed just after the step that used it;
-    clipping after a step is reported by :meth:`clip_`, which knows when it clips.
+    clipping after a step is reported by [`clip_`][gradclip.monitor.GradMonitor.clip_], which knows when it
+    clips.
     """
 
     def __init__(self, monitor: Any, model: Any, optimizer: Any) -> None:
@@ -98,6 +101,8 @@ class TorchGlue:
         self._stepped = False  # optimizer.step() ran since the last backward
         self._unclipped_step: int | None = None  # a step that used unclipped gradients, not yet reported
         self._clip_calls = 0
+        self._step: Any = None  # the ClipStep behind clip_(), and what it was built from
+        self._step_key: Any = None
 
     def _on_grad(self, param: Any) -> None:
         self._fresh, self._stepped = True, False
@@ -132,15 +137,25 @@ class TorchGlue:
                 f"step {self._monitor.step}: clipping after optimizer.step(): that step already used the "
                 "unclipped gradients. Clip between backward() and step().",
             )
-        if callable(clipper):
-            result = clipper(self.params)
-            self._monitor.observe(result, loss=loss, lr=lr)
-            return result
-        from gradclip.clip import clip_grad_norm_
+        step = self._step_for(clipper, norm_type)
+        result = step.clip_(self.params)
+        self._monitor.observe(result, loss=loss, lr=lr)
+        return result.total_norm if isinstance(clipper, (int, float)) else result
 
-        stats = clip_grad_norm_(self.params, clipper, norm_type, return_stats=True)
-        self._monitor.observe(stats, threshold=float(clipper), loss=loss, lr=lr)
-        return stats.total_norm
+    def _step_for(self, clipper: Any, norm_type: float | str) -> Any:
+        """The monitor's ClipStep for ``clipper``: kept while the same clipper (or number) comes back."""
+        from gradclip.clippers import NormClipper
+        from gradclip.policies import Fixed
+        from gradclip.step import ClipStep
+
+        if isinstance(clipper, ClipStep):
+            return clipper
+        key = (clipper, norm_type) if isinstance(clipper, (int, float)) else (id(clipper), norm_type)
+        if self._step is None or self._step_key != key:
+            if isinstance(clipper, (int, float)) and not isinstance(clipper, bool) and clipper > 0:
+                clipper = NormClipper(Fixed(float(clipper)), norm_type=norm_type)
+            self._step, self._step_key = ClipStep(clipper), key
+        return self._step
 
     def align(self, norms: list[float]) -> list[float] | None:
         """Per-tensor norms (one per gradient present, in the clipper's order) placed by layer name."""
@@ -157,9 +172,6 @@ class TorchGlue:
 
     def lr(self) -> float | None:
         return None if self.optimizer is None else float(self.optimizer.param_groups[0]["lr"])
-
-    def skipped(self, finite: bool) -> bool:
-        return self._clips_itself and bool(getattr(self.optimizer, "skip_nonfinite", False)) and not finite
 
     def close(self) -> None:
         self._report_unclipped()

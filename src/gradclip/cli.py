@@ -1,7 +1,10 @@
 """The ``gradclip`` command: ``demo``, ``report``, ``train``, ``experiment`` and ``explore``.
 
 Errors in the command line or in the values it carries print one line, ``gradclip: error: ...``,
-and exit with code 2; nothing is written before the arguments are known to be good.
+and exit with code 2; nothing is written before the arguments are known to be good. Building the
+parser needs NumPy only: ``--help``, ``report``, ``explore`` and ``train vectorized`` work without
+torch, and a command whose extra is not installed says which ``pip install 'gradclip[...]'`` it needs
+(one line, exit 2).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradclip import __version__
 from gradclip._argparse import Parser, positive_float, positive_int, run_main
+from gradclip._extras import missing_extra_message
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -55,13 +60,33 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     vcli.add_arguments(vec)
     vec.set_defaults(func=vcli.run)
 
-    from gradclip.sandbox.convolutional import cli as ccli
-
-    conv = kinds.add_parser(
-        "conv", help="torch CNNs (resnet18, small_cnn, deep_cnn) on digits, CIFAR-10 or a folder"
-    )
+    conv_help = "torch CNNs (resnet18, small_cnn, deep_cnn) on digits, CIFAR-10 or a folder"
+    try:
+        from gradclip.sandbox.convolutional import cli as ccli
+    except ModuleNotFoundError as err:  # the parser of a torch command needs torch: say how to get it
+        _add_missing(kinds, "conv", conv_help, err, command="gradclip train conv")
+        return
+    conv = kinds.add_parser("conv", help=conv_help)
     ccli.add_arguments(conv)
     conv.set_defaults(func=lambda a: ccli.run(a, parser=conv))
+
+
+def _add_missing(
+    sub: argparse._SubParsersAction, name: str, help_text: str, err: ModuleNotFoundError, *, command: str
+) -> None:
+    """A stand-in subcommand for one whose extra is missing: any arguments, one line, exit 2."""
+    message = missing_extra_message(err, command)
+    if message is None:
+        raise err
+    # No option prefix: every argument, --help included, is taken as given; the command cannot run.
+    stub = sub.add_parser(name, help=f"{help_text} [not installed]", add_help=False, prefix_chars="\0")
+    stub.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+    stub.set_defaults(func=lambda _args: _fail(message))
+
+
+def _fail(message: str) -> int:
+    print(f"gradclip: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
@@ -81,6 +106,7 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="gradclip", description="Gradient clipping you can trust, see and understand.")
+    parser.add_argument("--version", action="version", version=f"gradclip {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     demo = sub.add_parser("demo", help="train on embedded digits with and without clipping, side by side")
     demo.add_argument("--max-norm", type=positive_float, default=5.0, help="clipping threshold (default 5)")
@@ -105,7 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(), argv)
+    try:
+        return run_main(build_parser(), argv)
+    except ModuleNotFoundError as err:  # a command imports its extra when it runs (demo, report, ...)
+        message = missing_extra_message(err, "this command")
+        if message is None:
+            raise
+        return _fail(message)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,22 @@ match torch's; options beyond torch's are keyword-only. Differences from torch, 
   ``min(c / (||g|| + eps), 1)`` computed on the device, and multiplying by exactly 1 leaves
   gradients bitwise unchanged;
 * ``nonfinite='keep'`` leaves gradients untouched when the norm is NaN/Inf (torch scales them by
-  NaN or 0), and ``return_stats=True`` returns a :class:`ClipStats` whose ``finite`` flag is a
-  0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
+  NaN or 0), and ``return_stats=True`` returns a `ClipStats` whose ``finite`` flag
+  is a 0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Literal, overload
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import (
@@ -34,8 +39,10 @@ from gradclip._validate import (
 )
 from gradclip.distributed import local_tensor
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
+from gradclip.result import ClipResult
 
 __all__ = [
+    "ClipResult",
     "ClipStats",
     "clip_grad_norm_",
     "clip_grad_value_",
@@ -46,19 +53,7 @@ __all__ = [
 Params = Tensor | Iterable[Tensor] | FlatGrads
 
 
-class ClipStats(NamedTuple):
-    """What one norm-clipping call saw, all as tensors (no host sync).
-
-    ``total_norm``: pre-clip total norm (0-dim float32); ``scale``: the factor applied (1 when not
-    clipped); ``clipped``/``finite``: 0-dim bool tensors; ``tensor_norms``: per-tensor norms in
-    input order, from the same pass as the total.
-    """
-
-    total_norm: Tensor
-    scale: Tensor
-    clipped: Tensor
-    finite: Tensor
-    tensor_norms: list[Tensor]
+ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _threshold(value: float | Tensor, name: str) -> float | Tensor:
@@ -107,39 +102,29 @@ def _scale_(grads: list[Tensor], scale: float | Tensor, foreach: bool | None) ->
             torch._foreach_mul_(group, s)
 
 
-def _apply_scale_(
-    grads: list[Tensor],
-    max_norm: float | Tensor,
-    total: Tensor,
-    eps: float,
-    nonfinite: str,
-    foreach: bool | None,
-) -> tuple[Tensor | float, Tensor | bool, Tensor | bool]:
-    """Scale ``grads`` to norm ``max_norm`` when ``total > max_norm``; return (scale, clipped, finite).
+def clip_factor(max_norm: float | Tensor, total: Tensor, eps: float, nonfinite: str = "keep") -> Tensor:
+    """The factor ``min(max_norm / (total + eps), 1)`` as a 0-dim tensor beside ``total``.
 
-    On the CPU the flags are returned as Python bools (the caller turns them into tensors only
-    when it reports them: each tensor costs a few microseconds, which matters on the flat path).
+    Computed on the device (a clamp instead of an ``if``: no host read). With ``nonfinite='keep'`` a
+    NaN/Inf total gives 1 (gradients left alone); with ``'propagate'`` it gives NaN or 0 as in torch.
+    This is the one place the factor is computed: what is applied is what is reported.
     """
-    if total.device.type == "cpu":
-        # A CPU scalar is read for free: skip the whole write pass on the (common) unclipped step.
-        # (_scale_ moves the factor to each gradient's device.)
-        t, c = float(total), float(max_norm)
-        finite, clipped = math.isfinite(t), t > c
-        if (t <= c and t == t) or (nonfinite == "keep" and not finite):
-            return 1.0, clipped, finite
-        scale_f = min(c / (t + eps), 1.0) if t == t else math.nan
-        # A 0-dim tensor, not a Python float: the CPU foreach kernel is ~4x faster with it.
-        scale_t = torch.tensor(scale_f, dtype=total.dtype)
-        _scale_(grads, scale_t, foreach)
-        return scale_t, clipped, finite
-    # Device path: clamp instead of an `if`, so no value is read back to the host.
-    finite = torch.isfinite(total)
-    clipped = total > max_norm
     scale = torch.clamp(max_norm / (total + eps), max=1.0)
     if nonfinite == "keep":
-        scale = torch.where(finite, scale, torch.ones_like(scale))
+        scale = torch.where(torch.isfinite(total), scale, torch.ones_like(scale))
+    return scale
+
+
+def scale_grads_(grads: list[Tensor], scale: Tensor, foreach: bool | None) -> None:
+    """Multiply ``grads`` by the 0-dim ``scale`` in place, skipping the pass when it is exactly 1 on CPU.
+
+    Reading a CPU scalar costs no sync, and most steps are not clipped, so the common CPU step costs
+    one read pass instead of read + write. Elsewhere the multiply always runs (no host read); a
+    factor of exactly 1 leaves the gradients bitwise unchanged.
+    """
+    if scale.device.type == "cpu" and float(scale) == 1.0:
+        return
     _scale_(grads, scale, foreach)
-    return scale, clipped, finite
 
 
 @torch.no_grad()
@@ -154,8 +139,9 @@ def clip_grads_with_norm_(
 ) -> None:
     """Scale gradients by ``min(max_norm / (total_norm + eps), 1)`` given a precomputed total norm.
 
-    Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with :func:`get_total_norm`
-    when the norm must be reduced across processes in between.
+    Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with
+    [`get_total_norm`][gradclip.clip.get_total_norm] when the norm must be reduced across processes in
+    between.
     """
     max_norm = _threshold(max_norm, "max_norm")
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
@@ -163,9 +149,48 @@ def clip_grads_with_norm_(
         raise TypeError(f"total_norm must be a tensor, got {type(total_norm).__name__}")
     grads = _local(_grads(parameters))
     if grads:
-        _apply_scale_(grads, max_norm, total_norm, eps, nonfinite, foreach)
+        scale_grads_(grads, clip_factor(max_norm, total_norm, eps, nonfinite), foreach)
 
 
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[False] = ...,
+    process_groups: Sequence = ...,
+) -> Tensor: ...
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[True],
+    process_groups: Sequence = ...,
+) -> ClipStats: ...
+@overload
+def clip_grad_norm_(
+    parameters: Params,
+    max_norm: float | Tensor,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    foreach: bool | None = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: bool,
+    process_groups: Sequence = ...,
+) -> Tensor | ClipStats: ...
 @torch.no_grad()
 def clip_grad_norm_(
     parameters: Params,
@@ -178,7 +203,7 @@ def clip_grad_norm_(
     nonfinite: str = "propagate",
     return_stats: bool = False,
     process_groups: Sequence = (),
-) -> Tensor | ClipStats:
+) -> Tensor | ClipResult:
     """Clip the global p-norm of the gradients to ``max_norm``, in place; return the pre-clip norm.
 
     ``total = ||(g_1, ..., g_k)||_p``; if ``total > max_norm`` every gradient is multiplied by
@@ -186,7 +211,7 @@ def clip_grad_norm_(
 
     Args:
         parameters: a tensor, parameters (their ``.grad`` is used, None skipped), gradient tensors,
-            or a :class:`~gradclip.norms.FlatGrads`.
+            or a [`FlatGrads`][gradclip.norms.FlatGrads].
         max_norm: threshold c >= 0 (a 0-dim tensor is allowed, for thresholds kept on the device).
         norm_type: p > 0 or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` when the total norm is NaN/Inf (syncs on CUDA).
@@ -194,7 +219,9 @@ def clip_grad_norm_(
         eps: added to the norm in the denominator.
         nonfinite: ``'propagate'`` scales by the non-finite norm like torch; ``'keep'`` leaves the
             gradients as they are (skip the step using ``ClipStats.finite``).
-        return_stats: return a :class:`ClipStats` instead of the bare norm.
+        return_stats: return a [`ClipResult`][gradclip.result.ClipResult] (``ClipStats``) instead of the
+            bare norm: the stateless special case of [`gradclip.step.ClipStep`][gradclip.step.ClipStep]
+            (nothing is skipped here; ``finite`` tells the caller whether to step).
         process_groups: extra groups whose ranks hold different parameters (pipeline or hand-made
             tensor parallelism): the norm is all-reduced over each. DTensor (FSDP2) gradients are
             reduced over their mesh without being named here; DDP needs nothing.
@@ -217,13 +244,15 @@ def clip_grad_norm_(
     grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
-    scale, clipped, finite = 1.0, False, True
+    scale = clip_factor(max_norm, total, eps, nonfinite)
     if grads:
-        scale, clipped, finite = _apply_scale_(grads, max_norm, total, eps, nonfinite, foreach)
+        scale_grads_(grads, scale, foreach)
     if not return_stats:
         return total
-    as_tensor = [torch.as_tensor(v, device=total.device) for v in (scale, clipped, finite)]
-    return ClipStats(total, as_tensor[0].to(total.dtype), as_tensor[1], as_tensor[2], per_tensor)
+    finite = torch.isfinite(total)
+    no = torch.zeros((), dtype=torch.bool, device=total.device)
+    clipped = (total > max_norm) & finite if nonfinite == "keep" else total > max_norm
+    return ClipResult(total, max_norm, scale, total * scale, clipped, finite, no, no, per_tensor)
 
 
 @torch.no_grad()

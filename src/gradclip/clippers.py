@@ -1,17 +1,20 @@
-"""Clipper objects for torch: one call per step combines the norm pass, a threshold policy and the scaling.
+"""Clipping rules for torch: how each kind of clipping measures the gradients and rescales them.
 
-A clipper is called with the parameters after ``backward()``, clips their gradients in place and
-returns a :class:`ClipResult`: the pre-clip total norm, the threshold used, and 0-dim bool tensors
-saying whether anything was clipped and whether the norm was finite. Three kinds:
+A clipper does not clip on its own: [`gradclip.step.ClipStep`][gradclip.step.ClipStep] drives it, so that the
+threshold, the skip decision and the result are decided in one place for every loop. Each clipper gives the
+step three things: `measure` (the norm pass), [`propose`][gradclip.clippers.NormClipper.propose]/`commit` (the
+threshold, and the policy state kept only when the step is not skipped) and `apply_` (the in-place
+rescaling, returning the factor applied and the post-clip norm derived from it). Three kinds:
 
-* :class:`NormClipper`: global-norm clipping with any policy from :mod:`gradclip.policies`;
-* :class:`ValueClipper`: element-wise clamping to ``[-c, c]``;
-* :class:`AGC`: adaptive gradient clipping, unit-wise against the weight norm (Brock et al. 2021).
+* [`NormClipper`][gradclip.clippers.NormClipper]: global-norm clipping with any policy from
+  [`gradclip.policies`][gradclip.policies];
+* [`ValueClipper`][gradclip.clippers.ValueClipper]: element-wise clamping to ``[-c, c]``;
+* [`AGC`][gradclip.clippers.AGC]: adaptive gradient clipping, unit-wise against the weight norm (Brock et al.
+  2021).
 
-Non-finite gradients are never rescaled (``nonfinite='keep'``): the ``finite`` flag lets the caller
-skip the step instead. On CUDA no clipper reads a value back to the host with a ``Fixed`` or
-``ZScore`` policy (their state stays on the device); ``Percentile`` must sort past norms on the
-host, which costs exactly one sync per step (reading the total norm).
+Non-finite gradients are never rescaled: the step skips them. On CUDA nothing is read back to the
+host with a ``Fixed`` or ``ZScore`` policy (their state stays on the device); ``Percentile`` must
+sort past norms on the host, which costs exactly one sync per step (reading the total norm).
 """
 
 from __future__ import annotations
@@ -19,53 +22,83 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import check_eps, check_norm_type, check_threshold
-from gradclip.clip import clip_grad_value_, clip_grads_with_norm_
+from gradclip.clip import clip_factor, clip_grad_value_, scale_grads_
 from gradclip.norms import collect_grads, norms_and_total
 from gradclip.policies import Fixed, Policy
+from gradclip.result import ClipResult
 
-__all__ = ["AGC", "ClipResult", "Clipper", "NormClipper", "ValueClipper", "unitwise_norm"]
+__all__ = [
+    "AGC",
+    "ClipResult",
+    "Clipper",
+    "Measured",
+    "NormClipper",
+    "ValueClipper",
+    "measure_grads",
+    "unitwise_norm",
+]
 
 Params = Tensor | Iterable[Tensor]
 
 
-class ClipResult(NamedTuple):
-    """What one clipper call saw, as tensors (nothing read back to the host).
+class Measured(NamedTuple):
+    """One norm pass: the gradients, their per-tensor norms and the total (true, unscaled norms)."""
 
-    ``total_norm``: pre-clip total norm, 0-dim float32 (the inf-norm for :class:`ValueClipper`);
-    ``threshold``: the threshold used (a float, or a 0-dim tensor for device-side policies);
-    ``clipped``/``finite``: 0-dim bool tensors; ``scale``: the global factor applied by
-    :class:`NormClipper` (1 when not clipped), None for the other clippers; ``tensor_norms``: the
-    per-tensor pre-clip norms from the same pass as the total, in input order.
-    """
-
-    total_norm: Tensor
-    threshold: float | Tensor
-    clipped: Tensor
-    finite: Tensor
-    scale: Tensor | None
+    params: list[Tensor]
+    grads: list[Tensor]
     tensor_norms: list[Tensor]
+    total: Tensor
 
 
 class Clipper(Protocol):
-    """Clips the gradients of ``parameters`` in place and reports what it did."""
+    """A clipping rule driven by [`gradclip.step.ClipStep`][gradclip.step.ClipStep]."""
 
-    def __call__(self, parameters: Params) -> ClipResult: ...
+    def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured: ...
+    def propose(self, total: Tensor) -> tuple[float | Tensor, Any]: ...
+    def commit(self, pending: Any) -> None: ...
+    def apply_(
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+    ) -> tuple[Tensor | None, Tensor, Tensor]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
+
+
+def measure_grads(
+    parameters: Params, norm_type: float, grad_scale: Tensor | None, foreach: bool | None, groups: Sequence
+) -> Measured:
+    """One read pass: per-tensor norms and the total, divided by ``grad_scale`` (a loss scale) if given."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = collect_grads(params)
+    norms, total = norms_and_total(grads, norm_type, foreach=foreach, process_groups=groups)
+    if grad_scale is not None:  # the gradients still carry the loss scale: measure true norms
+        inv = torch.reciprocal(grad_scale.to(total.device, total.dtype))
+        norms, total = [n * inv.to(n.device, n.dtype) for n in norms], total * inv
+    return Measured(params, grads, norms, total)
 
 
 def _false(device: torch.device) -> Tensor:
     return torch.zeros((), dtype=torch.bool, device=device)
 
 
+def _unscale_(grads: list[Tensor], grad_scale: Tensor | None, foreach: bool | None) -> None:
+    if grad_scale is not None and grads:
+        scale_grads_(grads, torch.reciprocal(grad_scale.float()), foreach)
+
+
 class NormClipper:
     """Global-norm clipping with a threshold policy: ``g <- g * min(1, c_t / (||g|| + eps))``.
 
-    ``c_t = policy(||g||_t)`` (a float ``max_norm`` means :class:`~gradclip.policies.Fixed`). The
+    ``c_t = policy(||g||_t)`` (a float ``max_norm`` means [`Fixed`][gradclip.policies.Fixed]). The
     norm is fed to the policy as a device tensor when the policy is ``sync_free`` and the gradients
     live off the CPU, and as a Python float otherwise (free on the CPU; the one sync of
     ``Percentile`` on CUDA). The update keeps its direction (Pascanu et al. 2013, arXiv:1211.5063).
@@ -93,31 +126,41 @@ class NormClipper:
         self.foreach = foreach
         self.process_groups = tuple(process_groups)  # extra groups for a global norm (distributed.py)
 
-    def measure(self, parameters: Params) -> tuple[list[Tensor], ClipResult]:
-        """Norms, threshold and scale, without touching the gradients (the fused optimizer path)."""
-        grads = collect_grads(parameters)
-        norms, total = norms_and_total(
-            grads, self.norm_type, foreach=self.foreach, process_groups=self.process_groups
-        )
-        on_host = total.device.type == "cpu" or not getattr(self.policy, "sync_free", False)
-        threshold = self.policy(float(total) if on_host else total)
-        finite = torch.isfinite(total)
-        scale = torch.clamp(threshold / (total + self.eps), max=1.0)
-        scale = torch.where(finite, scale, torch.ones_like(scale))
-        return grads, ClipResult(total, threshold, total > threshold, finite, scale, norms)
+    def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
+        """The norm pass: per-tensor norms and the total, divided by ``grad_scale`` when given."""
+        return measure_grads(parameters, self.norm_type, grad_scale, self.foreach, self.process_groups)
 
-    def __call__(self, parameters: Params) -> ClipResult:
-        grads, result = self.measure(parameters)
-        if grads:
-            clip_grads_with_norm_(
-                grads, result.threshold, result.total_norm, self.foreach, eps=self.eps, nonfinite="keep"
-            )
-        return result
+    def propose(self, total: Tensor) -> tuple[float | Tensor, Any]:
+        """This step's threshold from the policy, and the policy state to keep if the step goes on."""
+        on_host = total.device.type == "cpu" or not getattr(self.policy, "sync_free", False)
+        return self.policy.propose(float(total) if on_host else total)
+
+    def commit(self, pending: Any) -> None:
+        self.policy.commit(pending)
+
+    def factor(self, total: Tensor, threshold: float | Tensor) -> Tensor:
+        """``min(1, c / (||g|| + eps))``, 1 for a non-finite norm (see
+        [`gradclip.clip.clip_factor`][gradclip.clip.clip_factor])."""
+        return clip_factor(threshold, total, self.eps, "keep")
+
+    def apply_(
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Rescale in place; return (factor, post-clip norm ``total * factor``, clipped)."""
+        scale = self.factor(m.total, threshold)
+        if m.grads:
+            applied = scale if grad_scale is None else scale / grad_scale.to(scale.device, scale.dtype)
+            scale_grads_(m.grads, applied, self.foreach)
+        return scale, m.total * scale, (m.total > threshold) & torch.isfinite(m.total)
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        if not isinstance(state_dict, Mapping) or "policy" not in state_dict:
+            raise ValueError(
+                f"state_dict is not a NormClipper state (a mapping with 'policy'), got {state_dict!r}"
+            )
         self.policy.load_state_dict(state_dict["policy"])
 
     def __repr__(self) -> str:
@@ -126,6 +169,9 @@ class NormClipper:
 
 class _Stateless:
     """The checkpoint interface of a clipper with nothing to remember between steps."""
+
+    def commit(self, pending: Any) -> None:
+        pass
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -146,12 +192,23 @@ class ValueClipper(_Stateless):
         self.clip_value = check_threshold(clip_value, "clip_value")
         self.foreach = foreach
 
-    def __call__(self, parameters: Params) -> ClipResult:
-        grads = collect_grads(parameters)
-        norms, total = norms_and_total(grads, float("inf"), foreach=self.foreach)
-        clip_grad_value_(grads, self.clip_value, self.foreach)
+    def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
+        """The inf-norm pass (the quantity value clipping bounds)."""
+        return measure_grads(parameters, float("inf"), grad_scale, self.foreach, ())
+
+    def propose(self, total: Tensor) -> tuple[float, None]:
+        return self.clip_value, None
+
+    def apply_(
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+    ) -> tuple[None, Tensor, Tensor]:
+        """Clamp in place; return (None, post-clip inf-norm ``min(total, c)``, clipped)."""
         c = self.clip_value
-        return ClipResult(total, c, total > c, torch.isfinite(total), None, norms)
+        clipped = m.total > c
+        _unscale_(m.grads, grad_scale, self.foreach)
+        if m.grads and (m.total.device.type != "cpu" or bool(clipped)):  # a CPU flag is free to read
+            clip_grad_value_(m.grads, c, self.foreach)
+        return None, torch.clamp(m.total, max=c), clipped
 
     def __repr__(self) -> str:
         return f"ValueClipper({self.clip_value})"
@@ -172,10 +229,10 @@ def unitwise_norm(x: Tensor) -> Tensor:
 class AGC(_Stateless):
     """Adaptive gradient clipping (Brock et al. 2021): each unit is clipped relative to its weight.
 
-    For every unit ``i`` (see :func:`unitwise_norm`), with ``W*_i = max(||W_i||, eps)``:
-    ``G_i <- G_i * min(1, clip_factor * W*_i / ||G_i||)``, i.e. the unit is rescaled to norm
-    ``clip_factor * W*_i`` when ``||G_i|| / W*_i > clip_factor``. ``eps`` keeps zero-initialised
-    weights (biases) from freezing. The paper does not clip the final classifier: pass its
+    For every unit ``i`` (see [`unitwise_norm`][gradclip.clippers.unitwise_norm]), with
+    ``W*_i = max(||W_i||, eps)``: ``G_i <- G_i * min(1, clip_factor * W*_i / ||G_i||)``, i.e. the unit is
+    rescaled to norm ``clip_factor * W*_i`` when ``||G_i|| / W*_i > clip_factor``. ``eps`` keeps
+    zero-initialised weights (biases) from freezing. The paper does not clip the final classifier: pass its
     parameters as ``exclude`` (they still count in ``total_norm`` and ``finite``). Computed branch
     free on the device; on the CPU tensors with nothing to clip are not rewritten.
 
@@ -197,27 +254,46 @@ class AGC(_Stateless):
         self._excluded = excluded  # kept alive so that their ids stay theirs
         self._excluded_ids = {id(t) for t in excluded}
 
-    def __call__(self, parameters: Params) -> ClipResult:
-        params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-        pairs = [(p, p.grad) for p in params if p.grad is not None]
-        grads = collect_grads([g for _, g in pairs])
-        norms, total = norms_and_total(grads)
-        finite = torch.isfinite(total)
+    def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
+        """The global 2-norm pass (what the step's finite flag and the monitor read)."""
+        return measure_grads(parameters, 2.0, grad_scale, None, ())
+
+    def propose(self, total: Tensor) -> tuple[float, None]:
+        return self.clip_factor, None
+
+    def apply_(
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+    ) -> tuple[None, Tensor, Tensor]:
+        """Clip unit-wise in place; return (None, post-clip 2-norm, any unit clipped).
+
+        The post-clip norm comes from the unit norms and the factors applied to them:
+        ``sqrt(sum_i (s_i ||G_i||)^2)``, no second pass over the gradients.
+        """
+        _unscale_(m.grads, grad_scale, None)
+        total = m.total
         any_clipped = [_false(total.device)]
-        for p, g in pairs:
+        post_sq = [torch.zeros((), dtype=torch.float32, device=total.device)]
+        grads = {id(p): p.grad for p in m.params if p.grad is not None}
+        for p in m.params:
+            g = grads.get(id(p))
+            if g is None:
+                continue
+            g_norm = unitwise_norm(g)
             if id(p) in self._excluded_ids:
+                post_sq.append(g_norm.square().sum().to(total.device))
                 continue
             limit = self.clip_factor * unitwise_norm(p.detach()).clamp(min=self.eps)
-            g_norm = unitwise_norm(g)
             clipped = g_norm > limit
             any_clipped.append(clipped.any().to(total.device))
             if g.device.type == "cpu" and not bool(any_clipped[-1]):
+                post_sq.append(g_norm.square().sum().to(total.device))
                 continue  # reading a CPU flag is free: skip the write pass
             scale = torch.clamp(limit / g_norm, max=1.0)  # ||G_i|| = 0 gives inf -> 1
-            scale = torch.where(finite.to(g.device), scale, torch.ones_like(scale))
+            scale = torch.where(torch.isfinite(total).to(g.device), scale, torch.ones_like(scale))
             g.mul_(scale)  # in float32, rounded once to the gradient's dtype
-        clipped_any = torch.stack(any_clipped).any()
-        return ClipResult(total, self.clip_factor, clipped_any, finite, None, norms)
+            post_sq.append((scale * g_norm).square().sum().to(total.device))
+        post = torch.stack(post_sq).sum().sqrt().to(total.dtype)
+        return None, post, torch.stack(any_clipped).any()
 
     def __repr__(self) -> str:
         return f"AGC(clip_factor={self.clip_factor}, eps={self.eps}, excluded={len(self._excluded)})"

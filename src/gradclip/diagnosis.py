@@ -1,9 +1,10 @@
 """What the gradient monitor can tell you: its warning categories, their levels, and its summary.
 
-Each concern has its own :class:`GradMonitorWarning` subclass so that users can filter exactly
-what they do not want to hear (``warnings.simplefilter("ignore", SpikeWarning)``). The levels in
-:class:`MonitorConfig` follow common practice: a clip rate above 20-30% means the learning rate is
-probably too high or the threshold too low; a norm ten times the recent median is a spike.
+Each concern has its own [`GradMonitorWarning`][gradclip.diagnosis.GradMonitorWarning] subclass so that users
+can filter exactly what they do not want to hear (``warnings.simplefilter("ignore", SpikeWarning)``). The
+levels in
+[`MonitorConfig`][gradclip.diagnosis.MonitorConfig] follow common practice: a clip rate above 20-30% means the
+learning rate is probably too high or the threshold too low; a norm ten times the recent median is a spike.
 """
 
 from __future__ import annotations

@@ -23,9 +23,20 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
+
+if TYPE_CHECKING:  # annotations only: DTensor may be missing at run time (torch without distributed)
+    from torch.distributed.tensor import DTensor
+    from typing_extensions import TypeIs
 
 __all__ = ["is_dtensor", "is_dtensor_type", "local_tensor", "reduce_norms"]
 
@@ -44,7 +55,7 @@ def is_dtensor_type(cls: type) -> bool:
     return dtensor is not None and issubclass(cls, dtensor)
 
 
-def is_dtensor(t: Tensor) -> bool:
+def is_dtensor(t: Tensor) -> TypeIs[DTensor]:
     return is_dtensor_type(type(t))
 
 

@@ -1,12 +1,12 @@
 """GradMonitor: records every step's gradient norms, warns when clipping is misused or mis-set, advises c.
 
-The core, :meth:`GradMonitor.record`, takes Python floats, so the monitor serves a NumPy loop as well
-as a torch one; the torch glue (layer names, optimizer and gradient hooks, one host transfer per step)
-imports torch only when a model or optimizer is attached. State is bounded: rolling windows of
-``window`` steps, a fixed-size reservoir sample for percentiles, counters; the history itself goes
-to the sinks (:mod:`gradclip.sinks`), which reports read back. Warnings go through :mod:`warnings`
-with one category per concern (all subclasses of :class:`GradMonitorWarning`), once per episode:
-a warning re-arms only after its condition has cleared.
+The core, [`GradMonitor.record`][gradclip.monitor.GradMonitor.record], takes Python floats, so the monitor
+serves a NumPy loop as well as a torch one; the torch glue (layer names, optimizer and gradient hooks, one
+host transfer per step) imports torch only when a model or optimizer is attached. State is bounded: rolling
+windows of ``window`` steps, a fixed-size reservoir sample for percentiles, counters; the history itself goes
+to the sinks ([`gradclip.sinks`][gradclip.sinks]), which reports read back. Warnings go through `warnings`
+with one category per concern (all subclasses of [`GradMonitorWarning`][gradclip.monitor.GradMonitorWarning]),
+once per episode: a warning re-arms only after its condition has cleared.
 
 Threshold advice follows two rules: the 90th-95th percentile of the pre-clip norms seen after a
 warm-up (AutoClip, Seetharaman et al. 2020, arXiv:2007.14469, clips at a percentile of past norms),
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from gradclip._monitor_state import load_state, state_of
@@ -42,6 +43,7 @@ from gradclip.diagnosis import (
     Summary,
     VanishingGradientWarning,
 )
+from gradclip.result import ClipResult
 from gradclip.sinks import JSONL_NAME, SCHEMA, SCHEMA_VERSION, Sink, make_sink
 
 __all__ = [
@@ -62,7 +64,8 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 def _stacklevel() -> int:
     """Stack level of the first frame outside gradclip, so a warning points at the user's line."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     return level
@@ -71,14 +74,18 @@ def _stacklevel() -> int:
 class GradMonitor:
     """Watches gradient norms step by step; warns, advises a threshold and logs to sinks.
 
-    Torch, one line plus one call per step::
+    Torch, one line plus one call per step:
 
-        monitor = GradMonitor(model, optimizer=opt, log_dir="runs/a")
-        ...; loss.backward(); monitor.clip_(1.0, loss=loss); opt.step()
+    ```python
+    monitor = GradMonitor(model, optimizer=opt, log_dir="runs/a")
+    ...; loss.backward(); monitor.clip_(1.0, loss=loss); opt.step()
+    ```
 
     ``monitor.observe(stats)`` takes what a clipping call returned instead (``ClipStats`` of
-    :mod:`gradclip.clip` or :mod:`gradclip.numpy`, a ``ClipResult`` of :mod:`gradclip.clippers`);
-    :meth:`record` takes plain floats (NumPy loops: pass ``names=`` for the layers).
+    [`gradclip.clip`][gradclip.clip] or [`gradclip.numpy`][gradclip.numpy], a ``ClipResult`` of
+    [`gradclip.clippers`][gradclip.clippers]);
+    [`record`][gradclip.monitor.GradMonitor.record] takes plain floats (NumPy loops: pass ``names=`` for the
+    layers).
 
     Args:
         model: a ``torch.nn.Module`` or an iterable of parameters (layer names are the module's
@@ -91,14 +98,15 @@ class GradMonitor:
         max_norm: the fixed threshold in use when it is not passed per step; it also tells the
             monitor from the first step that every step should be clipped.
         name: the run's name in reports (default: the log directory's name).
-        config: warning levels and windows, a :class:`MonitorConfig`.
+        config: warning levels and windows, a [`MonitorConfig`][gradclip.monitor.MonitorConfig].
         seed: seed of the reservoir sampler (the advice is reproducible).
         overwrite: replace a run already logged in ``log_dir`` (by default that raises
             ``FileExistsError``: a run's log is never replaced silently).
-        resume: continue the run logged in ``log_dir``: call :meth:`load_state_dict` with the
-            state saved beside the training checkpoint before the first step; the log then keeps
-            its records up to that step, drops the ones written after it (the tail of a killed
-            run), marks the resumption and goes on in the same file.
+        resume: continue the run logged in ``log_dir``: call
+            [`load_state_dict`][gradclip.monitor.GradMonitor.load_state_dict] with the state saved beside the
+            training checkpoint before the first step; the log then keeps its records up to that step, drops
+            the ones written after it (the tail of a killed run), marks the resumption and goes on in the same
+            file.
     """
 
     def __init__(
@@ -131,6 +139,7 @@ class GradMonitor:
         self._resume_step: int | None = None  # set by load_state_dict: where the log continues
         exists = self.log_dir is not None and (self.log_dir / JSONL_NAME).exists()
         if exists and not (overwrite or resume):
+            assert self.log_dir is not None  # exists says so
             # A run's log is its record: never replace one silently.
             raise FileExistsError(
                 f"{self.log_dir / JSONL_NAME} already holds a monitored run; choose another log_dir "
@@ -175,50 +184,46 @@ class GradMonitor:
     # -- torch and NumPy entry points -------------------------------------------------------------
 
     def clip_(self, clipper: Any, *, norm_type: float | str = 2.0, loss: Any = None, lr: float | None = None):
-        """Clip the attached model's gradients and record the step; returns the pre-clip norm tensor.
+        """Clip the attached model's gradients as one [`ClipStep`][gradclip.step.ClipStep] and record it.
 
-        ``clipper`` is a float ``max_norm`` (:func:`gradclip.clip.clip_grad_norm_`) or a clipper
-        object from :mod:`gradclip.clippers` (its ``ClipResult`` is returned instead).
+        ``clipper`` is a float ``max_norm``, a clipper from [`gradclip.clippers`][gradclip.clippers], or a
+        ready ``ClipStep``; the step object is kept across calls, so adaptive thresholds keep their state.
+        A NaN/Inf step is skipped as everywhere: its gradients are dropped, so the ``optimizer.step()``
+        that follows leaves parameters and optimizer state untouched. Returns the pre-clip norm (a
+        0-dim tensor) for a float ``clipper``, as torch's ``clip_grad_norm_`` does, else the
+        ``ClipResult``.
         """
         if self._torch is None:
             raise RuntimeError("clip_() needs a torch model: GradMonitor(model, ...); use record() otherwise")
         return self._torch.clip_(clipper, norm_type=norm_type, loss=loss, lr=lr)
 
-    def observe(
-        self,
-        stats: Any,
-        *,
-        threshold: Any = None,
-        loss: Any = None,
-        lr: float | None = None,
-        skipped: bool | None = None,
-    ) -> None:
-        """Record what a clipping call returned: torch/NumPy ``ClipStats`` or a ``ClipResult``.
+    def observe(self, result: Any, *, loss: Any = None, lr: float | None = None) -> None:
+        """Record one step from the [`ClipResult`][gradclip.result.ClipResult] a clipped step returned.
 
-        The tensors of the step (norms, flags, ``loss``) reach the host in one transfer, the only
-        sync the monitor adds (none on the CPU). ``threshold`` defaults to the result's own
-        (``ClipResult``) or the monitor's ``max_norm``.
+        Every clipping entry point (``clip_grad_norm_(..., return_stats=True)``, ``ClipStep``,
+        ``ClipOptimizer``, the integrations, both NumPy forms) returns that one type. Its tensors and
+        ``loss`` reach the host in one transfer, the only sync the monitor adds (none on the CPU).
+        A threshold of ``inf`` (clipping off) is logged as no threshold.
         """
-        if skipped is None:
-            skipped = getattr(stats, "skipped", None)  # a step's ClipResult says whether it skipped
-        if threshold is None:
-            threshold = getattr(stats, "threshold", None)
-        if threshold is None:
-            threshold = self.max_norm
-        scale = getattr(stats, "scale", None)
-        norms = list(stats.tensor_norms)
-        head = [stats.total_norm, stats.clipped, stats.finite, scale, threshold, loss]
+        if not isinstance(result, ClipResult):
+            raise TypeError(
+                "result must be the gradclip.ClipResult a clipped step returned (ClipStep, ClipOptimizer."
+                f"last_result, clip_grad_norm_(..., return_stats=True)), got {type(result).__name__}"
+            )
+        norms = list(result.tensor_norms)
+        head = [result.total_norm, result.clipped, result.finite, result.post_clip_norm, result.threshold,
+                result.skipped, loss]  # fmt: skip
         values = host_floats(head + norms)
-        total, clipped, finite, scale_f, threshold_f, loss_f = values[:6]
-        layer_norms = values[6:]
+        total, clipped, finite, post, threshold_f, skipped, loss_f = values[:7]
+        layer_norms: list[float] | None = values[7:]
         if self._torch is not None:
-            layer_norms = self._torch.align(layer_norms)
+            layer_norms = self._torch.align(values[7:])
             lr = self._torch.lr() if lr is None else lr
-            skipped = self._torch.skipped(bool(finite)) if skipped is None else skipped
             self._torch.clipped_now()
-        elif self.names is not None and layer_norms is not None and len(layer_norms) != len(self.names):
+        elif self.names is not None and len(values[7:]) != len(self.names):
             layer_norms = None  # some gradients were missing: cannot tell whose norm is whose
-        post = total * scale_f if scale_f is not None else None
+        if threshold_f is not None and math.isinf(threshold_f):
+            threshold_f = None  # clipping off
         self.record(
             total, threshold=threshold_f, clipped=bool(clipped), post_clip_norm=post, finite=bool(finite),
             skipped=bool(skipped), loss=loss_f, lr=lr, layer_norms=layer_norms,
@@ -286,8 +291,8 @@ class GradMonitor:
         for sink in self._sinks:
             if self._resume_step is None:
                 sink.open(header)
-            elif callable(getattr(sink, "resume", None)):
-                sink.resume(header, self._resume_step)
+            elif callable(resume_sink := getattr(sink, "resume", None)):
+                resume_sink(header, self._resume_step)
             else:
                 raise TypeError(f"sink {type(sink).__name__} cannot continue a run: it has no resume()")
         self._opened = True
@@ -354,6 +359,7 @@ class GradMonitor:
             if nonfinite:
                 what = f"non-finite gradient norm ({total})"
             else:
+                assert baseline is not None  # a finite spike is measured against the median
                 what = f"gradient norm {total:.3g} is {total / baseline:.0f}x the median of the last "
                 what += f"{len(self._recent)} steps"
             self._warn(SpikeWarning, f"step {self.step}: {what}{self._top_layers(layer_norms, largest=True)}")
@@ -387,6 +393,7 @@ class GradMonitor:
             rate = sum(flags) / len(flags)
             level = 2 if rate >= cfg.always_clip_rate else 1 if rate > cfg.clip_rate else 0
             if level > self._latched["rate"]:
+                assert c is not None  # steps are counted as clipped only against a threshold
                 advice = self.advice()
                 hint = f" Advice: {advice.text()}." if advice else ""
                 if level == 2:
@@ -401,6 +408,7 @@ class GradMonitor:
             self._latched["rate"] = max(level, self._latched["rate"]) if level else 0
         idle = self._with_threshold >= cfg.idle_steps and self._since_clip >= cfg.idle_steps
         if idle and not self._latched["idle"]:
+            assert c is not None  # idle steps are counted only against a threshold
             peak, advice = max(self._recent), self.advice()
             self._warn(
                 ClipRateWarning,
@@ -420,12 +428,14 @@ class GradMonitor:
     def state_dict(self) -> dict[str, Any]:
         """Everything the monitor's future records, warnings and advice depend on, as plain data.
 
-        JSON- and ``torch.load(weights_only=True)``-safe; :meth:`load_state_dict` restores it exactly.
+        JSON- and ``torch.load(weights_only=True)``-safe;
+        [`load_state_dict`][gradclip.monitor.GradMonitor.load_state_dict] restores it exactly.
         """
         return state_of(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`; before the first step only, all checked before any change.
+        """Continue from a [`state_dict`][gradclip.monitor.GradMonitor.state_dict]; before the first step
+        only, all checked before any change.
 
         With ``log_dir`` the monitor must have been built with ``resume=True``: the log then
         continues at the saved step (see ``resume``).

@@ -15,7 +15,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
 from gradclip._validate import check_norm_type, nonfinite_message
@@ -161,7 +167,7 @@ def norms_and_total(
     Per-tensor norms are float32 (float64 for float64 grads). The total is ``||(n_1..n_k)||_p``, a
     0-dim tensor on the first gradient's device, float32 unless a gradient is float64.
     DTensor (FSDP2) gradients and extra ``process_groups`` give global norms, reduced in float32
-    (see :mod:`gradclip.distributed`).
+    (see [`gradclip.distributed`][gradclip.distributed]).
     """
     p = check_norm_type(norm_type)
     if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):

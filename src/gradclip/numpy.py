@@ -1,6 +1,6 @@
 """The clipping API for NumPy arrays (no torch import), used by the NumPy sandbox.
 
-Same functions and rules as :mod:`gradclip.clip`, for a single array, a list of arrays or a dict
+Same functions and rules as [`gradclip.clip`][gradclip.clip], for a single array, a list of arrays or a dict
 of arrays, clipped in place. Norms accumulate in float64 and come back as Python floats.
 Formulas: ``||g||_p = (sum |g_ij|^p)^(1/p)`` (``max |g_ij|`` for inf); when ``||g|| > c`` every
 array is multiplied by ``c / (||g|| + eps)`` (Pascanu et al. 2013, arXiv:1211.5063).
@@ -9,8 +9,9 @@ array is multiplied by ``c / (||g|| + eps)`` (Pascanu et al. 2013, arXiv:1211.50
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -21,9 +22,13 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
+from gradclip.result import ClipResult
+from gradclip.skip import SpikeSkip, decide
 
 __all__ = [
+    "ClipResult",
     "ClipStats",
+    "ClipStep",
     "clip_grad_norm_",
     "clip_grad_value_",
     "clip_grads_with_norm_",
@@ -34,14 +39,7 @@ __all__ = [
 Arrays = np.ndarray | Iterable[np.ndarray] | Mapping[str, np.ndarray]
 
 
-class ClipStats(NamedTuple):
-    """What one norm-clipping call saw: floats and bools, plus the per-array norms."""
-
-    total_norm: float
-    scale: float
-    clipped: bool
-    finite: bool
-    tensor_norms: list[float]
+ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _arrays(grads: Arrays) -> list[np.ndarray]:
@@ -99,19 +97,22 @@ def get_total_norm(grads: Arrays, norm_type: float | str = 2.0, error_if_nonfini
     return total
 
 
-def _scale_(arrays: list[np.ndarray], max_norm: float, total: float, eps: float, nonfinite: str) -> float:
-    """Apply ``min(c / (total + eps), 1)`` in place when ``total > c``; return the scale used."""
-    if total <= max_norm:  # False for NaN, so NaN falls through
-        return 1.0
-    if not math.isfinite(total) and nonfinite == "keep":
-        return 1.0
-    scale = min(max_norm / (total + eps), 1.0) if not math.isnan(total) else math.nan
+def _factor(max_norm: float, total: float, eps: float, nonfinite: str) -> float:
+    """``min(c / (total + eps), 1)`` in float64; 1 for a non-finite total under ``'keep'``."""
+    if not math.isfinite(total):
+        return 1.0 if nonfinite == "keep" else (math.nan if math.isnan(total) else 0.0)
+    return min(max_norm / (total + eps), 1.0)
+
+
+def _scale_(arrays: list[np.ndarray], scale: float) -> None:
+    """Multiply the arrays by ``scale`` in place (nothing to do when it is exactly 1)."""
+    if scale == 1.0:
+        return
     for g in arrays:
         # Multiply in at least float32 and round once, as torch does for fp16 gradients.
         factor = scale if g.dtype == np.float64 else np.result_type(g.dtype, np.float32).type(scale)
         with np.errstate(invalid="ignore"):  # inf * 0 -> NaN, as in torch
             np.multiply(g, factor, out=g, casting="unsafe")
-    return scale
 
 
 def clip_grads_with_norm_(
@@ -119,9 +120,42 @@ def clip_grads_with_norm_(
 ) -> None:
     """Scale the arrays in place given a precomputed total norm."""
     c = check_threshold(max_norm, "max_norm")
-    _scale_(_arrays(grads), c, float(total_norm), check_eps(eps), check_nonfinite(nonfinite))
+    _scale_(_arrays(grads), _factor(c, float(total_norm), check_eps(eps), check_nonfinite(nonfinite)))
 
 
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[False] = ...,
+) -> float: ...
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: Literal[True],
+) -> ClipStats: ...
+@overload
+def clip_grad_norm_(
+    grads: Arrays,
+    max_norm: float,
+    norm_type: float | str = ...,
+    error_if_nonfinite: bool = ...,
+    *,
+    eps: float = ...,
+    nonfinite: str = ...,
+    return_stats: bool,
+) -> float | ClipStats: ...
 def clip_grad_norm_(
     grads: Arrays,
     max_norm: float,
@@ -131,10 +165,11 @@ def clip_grad_norm_(
     eps: float = 1e-6,
     nonfinite: str = "propagate",
     return_stats: bool = False,
-) -> float | ClipStats:
+) -> float | ClipResult:
     """Clip the global p-norm of the arrays to ``max_norm`` in place; return the pre-clip norm.
 
-    Arguments and the non-finite policy are those of :func:`gradclip.clip.clip_grad_norm_`.
+    Arguments and the non-finite policy are those of
+    [`gradclip.clip.clip_grad_norm_`][gradclip.clip.clip_grad_norm_].
     """
     c = check_threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
@@ -144,10 +179,13 @@ def clip_grad_norm_(
     total = _combine(norms, p)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(nonfinite_message(p))
-    scale = _scale_(arrays, c, total, eps, nonfinite)
+    scale = _factor(c, total, eps, nonfinite)
+    _scale_(arrays, scale)
     if not return_stats:
         return total
-    return ClipStats(total, scale, bool(total > c), math.isfinite(total), norms)
+    finite = math.isfinite(total)
+    clipped = total > c and (finite or nonfinite == "propagate")
+    return ClipResult(total, c, scale, total * scale, clipped, finite, False, False, norms)
 
 
 def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
@@ -155,3 +193,151 @@ def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
     c = check_threshold(clip_value, "clip_value")
     for g in _arrays(grads):
         np.clip(g, -c, c, out=g)
+
+
+class ClipStep:
+    """The NumPy twin of [`gradclip.step.ClipStep`][gradclip.step.ClipStep]: clip, decide the skip, report one
+    step.
+
+    Args:
+        clipper: a float threshold ``c``, a policy from [`gradclip.policies`][gradclip.policies]
+            (``ZScore()``...), or None / a number ``<= 0`` for no clipping (the step still measures and
+            skips).
+        mode: ``'norm'`` rescales when ``||g||_2 > c``; ``'value'`` clamps every element to
+            ``[-c, c]`` (its total is the inf-norm, the quantity it bounds).
+        eps: added to the norm in the denominator (norm mode).
+        skip_nonfinite, skip_spikes, rate_window: as for the torch step ([`gradclip.skip`][gradclip.skip]).
+
+    [`clip_`][gradclip.numpy.ClipStep.clip_] returns a [`ClipResult`][gradclip.result.ClipResult] of floats;
+    on a skipped step nothing is changed (arrays, policy state) and ``result.skipped`` tells the caller not to
+    update.
+    """
+
+    def __init__(
+        self,
+        clipper: Any = 1.0,
+        *,
+        mode: str = "norm",
+        eps: float = 1e-6,
+        skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
+        rate_window: int = 100,
+    ) -> None:
+        if mode not in ("norm", "value"):
+            raise ValueError(f"unknown mode {mode!r}; choose from ['norm', 'value']")
+        self.policy, self.max_norm = None, None
+        if callable(getattr(clipper, "propose", None)):
+            self.policy = clipper
+        elif clipper is not None:
+            if isinstance(clipper, bool) or not isinstance(clipper, (int, float, np.integer, np.floating)):
+                raise TypeError(
+                    "clipper must be a float threshold, a policy (Fixed, Percentile, ZScore) or None, "
+                    f"got {clipper!r}"
+                )
+            if math.isnan(clipper):
+                raise ValueError("clipper as a threshold must be a real number (<= 0 or None: off), got nan")
+            self.max_norm = float(clipper) if clipper > 0 else None
+        if self.policy is not None and mode == "value":
+            raise ValueError("mode='value' takes a fixed clip value, not a threshold policy")
+        if not isinstance(skip_nonfinite, bool):
+            raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
+        if skip_spikes is not None and not isinstance(skip_spikes, SpikeSkip):
+            raise TypeError(f"skip_spikes must be a gradclip.SpikeSkip or None, got {skip_spikes!r}")
+        if isinstance(rate_window, bool) or not isinstance(rate_window, int) or rate_window < 1:
+            raise ValueError(f"rate_window must be an integer >= 1, got {rate_window!r}")
+        self.mode, self.eps = mode, check_eps(eps)
+        self.skip_nonfinite, self.spikes = skip_nonfinite, skip_spikes
+        self.steps = self.skipped_steps = self.spike_skips = 0
+        self.last: ClipResult | None = None
+        self._recent: deque[float] = deque(maxlen=rate_window)
+
+    @property
+    def enabled(self) -> bool:
+        return self.policy is not None or self.max_norm is not None
+
+    def clip_(self, grads: Arrays) -> ClipResult:
+        """Clip ``grads`` in place (unless the step is skipped) and report the step."""
+        arrays = _arrays(grads)
+        p = math.inf if self.mode == "value" else 2.0
+        norms = [_norm(g, p) for g in arrays]
+        total = _combine(norms, p)
+        threshold, pending = math.inf, None
+        if self.policy is not None:
+            threshold, pending = self.policy.propose(total)
+            threshold = float(threshold)
+        elif self.max_norm is not None:
+            threshold = self.max_norm
+        finite = math.isfinite(total)
+        skipped, spike = decide(finite, total, skip_nonfinite=self.skip_nonfinite, spikes=self.spikes)
+        scale: float | None = 1.0 if self.mode == "norm" else None
+        post, clipped = total, False
+        if skipped:
+            self.skipped_steps += not spike
+            self.spike_skips += spike
+        else:
+            if self.policy is not None:
+                self.policy.commit(pending)
+            clipped = finite and total > threshold
+            if self.mode == "value" and self.enabled:
+                for g in arrays:
+                    np.clip(g, -threshold, threshold, out=g)
+                post = min(total, threshold)
+            elif self.enabled:
+                scale = _factor(threshold, total, self.eps, "keep")
+                _scale_(arrays, scale)
+                post = total * scale
+        self._recent.append(float(clipped))
+        self.steps += 1
+        self.last = ClipResult(total, threshold, scale, post, clipped, finite, skipped, spike, norms)
+        return self.last
+
+    __call__ = clip_
+
+    @property
+    def clip_rate(self) -> float:
+        """Fraction of the last ``rate_window`` steps that were clipped (0 before the first step)."""
+        return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The policy's and the spike rule's state, the counters and the clip-rate window."""
+        return {
+            "kind": "numpy_clip_step",
+            "policy": None if self.policy is None else self.policy.state_dict(),
+            "spikes": None if self.spikes is None else self.spikes.state_dict(),
+            "counts": [self.steps, self.skipped_steps, self.spike_skips],
+            "recent": list(self._recent),
+        }
+
+    def load_state_dict(self, state_dict: Any) -> None:
+        """Restore a [`state_dict`][gradclip.numpy.ClipStep.state_dict]; validated in full first, so a bad one
+        changes nothing."""
+        if not isinstance(state_dict, Mapping) or state_dict.get("kind") != "numpy_clip_step":
+            raise ValueError("state_dict is not a gradclip.numpy.ClipStep state (kind 'numpy_clip_step')")
+        counts, recent = state_dict.get("counts"), state_dict.get("recent")
+        if not (
+            isinstance(counts, list)
+            and len(counts) == 3
+            and all(isinstance(c, int) and c >= 0 for c in counts)
+        ):
+            raise ValueError(f"state_dict 'counts' must be 3 integers >= 0, got {counts!r}")
+        if (
+            not isinstance(recent, list)
+            or len(recent) > (self._recent.maxlen or 0)
+            or any(v not in (0.0, 1.0) for v in recent)
+        ):
+            raise ValueError(f"state_dict 'recent' must be at most {self._recent.maxlen} 0/1 flags")
+        for name, own in (("policy", self.policy), ("spikes", self.spikes)):
+            if (own is None) != (state_dict.get(name) is None):
+                raise ValueError(f"state_dict {name} does not match this step's ({own!r})")
+        before = self.spikes.state_dict() if self.spikes is not None else None
+        if self.spikes is not None:
+            self.spikes.load_state_dict(state_dict["spikes"])
+        try:
+            if self.policy is not None:
+                self.policy.load_state_dict(state_dict["policy"])
+        except Exception:
+            if self.spikes is not None and before is not None:
+                self.spikes.load_state_dict(before)
+            raise
+        self.steps, self.skipped_steps, self.spike_skips = counts
+        self._recent = deque((float(v) for v in recent), maxlen=self._recent.maxlen)

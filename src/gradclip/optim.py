@@ -1,13 +1,13 @@
 """Optimizer wrappers for torch: clip-and-step with non-finite skipping (ClipOptimizer), and Lookahead.
 
-:class:`ClipOptimizer` makes ``step()`` clip the gradients with a clipper from
-:mod:`gradclip.clippers`, then step the wrapped optimizer; a step whose gradient norm is NaN/Inf is
-skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
-SGD and a :class:`~gradclip.clippers.NormClipper`, the clip factor and the skip flag go to the fused
+[`ClipOptimizer`][gradclip.optim.ClipOptimizer] makes ``step()`` clip the gradients with a clipper from
+[`gradclip.clippers`][gradclip.clippers], then step the wrapped optimizer; a step whose gradient norm is
+NaN/Inf is skipped (parameters and optimizer state untouched) and counted. With torch's fused Adam, AdamW or
+SGD and a [`NormClipper`][gradclip.clippers.NormClipper], the clip factor and the skip flag go to the fused
 kernel through the optimizer's ``grad_scale``/``found_inf`` inputs (the mechanism ``GradScaler``
 uses): the gradients are divided by ``1/scale`` inside the update, so clipping adds no pass over the
-gradients beyond the norm and no host sync. :class:`Lookahead` keeps slow weights that follow the
-fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
+gradients beyond the norm and no host sync. [`Lookahead`][gradclip.optim.Lookahead] keeps slow weights that
+follow the fast ones every ``k`` steps. Both are thin: param groups and state are the wrapped optimizer's,
 so pass ``wrapper.optimizer`` to an LR scheduler.
 """
 
@@ -16,14 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor
 
-from gradclip.clippers import Clipper, ClipResult, NormClipper
+from gradclip.clippers import Clipper
+from gradclip.result import ClipResult
+from gradclip.skip import SpikeSkip
+from gradclip.step import ClipStep
 
 __all__ = ["ClipOptimizer", "Lookahead"]
-
-_FUSED_TYPES = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 
 
 def _params(param_groups: list[dict[str, Any]]) -> list[Tensor]:
@@ -55,66 +62,69 @@ class _Wrapper:
 
 
 class ClipOptimizer(_Wrapper):
-    """Wrap ``optimizer`` so that ``step()`` clips, then steps, and skips non-finite steps.
+    """Wrap ``optimizer`` so that ``step()`` is one [`ClipStep`][gradclip.step.ClipStep]: clip, then step or
+    skip.
 
     Args:
-        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as :class:`Lookahead`).
-        clipper: a clipper, or a float ``max_norm`` for ``NormClipper(max_norm)``.
+        optimizer: any ``torch.optim.Optimizer`` (or a wrapper such as
+            [`Lookahead`][gradclip.optim.Lookahead]).
+        clipper: a clipper, a threshold policy, or a float ``max_norm`` (None / ``<= 0``: no clipping).
         skip_nonfinite: skip the step when the pre-clip norm is NaN/Inf (counted in
-            :attr:`skipped_steps`); with False the optimizer steps on whatever the gradients hold.
+            [`skipped_steps`][gradclip.optim.ClipOptimizer.skipped_steps]); with False the optimizer steps on
+            whatever the gradients hold.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to skip spikes too.
         fused: pass the clip through ``grad_scale``/``found_inf`` (None: whenever possible, i.e. a
-            ``NormClipper`` and torch Adam/AdamW/SGD built with ``fused=True``; True: require it).
+            ``NormClipper`` and torch Adam/AdamW/SGD built with ``fused=True``; True: require it;
+            False: never).
 
-    Host syncs: the fused path has none. Otherwise deciding to skip a step reads the ``finite``
-    flag (one sync per step on CUDA, free on the CPU): a plain optimizer cannot take the decision
-    on the device without a copy of its state. ``skip_nonfinite=False`` removes that sync.
-
-    Torch's fused SGD with momentum fills the momentum buffers of a skipped *first* step with
-    uninitialised memory, so that one step (no buffers yet) takes the unfused path.
+    Under ``torch.amp.GradScaler`` call ``scaler.step(clip_optimizer)``: the scaler unscales first
+    and skips inf/NaN steps before this ``step()`` runs. Host syncs: the fused path has none;
+    otherwise deciding a skip reads the ``finite`` flag (free on the CPU, one sync on CUDA).
     """
 
     def __init__(
         self,
         optimizer: Any,
-        clipper: Clipper | float = 1.0,
+        clipper: Clipper | float | None = 1.0,
         *,
         skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
         fused: bool | None = None,
     ) -> None:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
             raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        self.clipper: Clipper = clipper if callable(clipper) else NormClipper(clipper)
-        self.skip_nonfinite = bool(skip_nonfinite)
         if fused not in (None, True, False):
             raise ValueError(f"fused must be None, True or False, got {fused!r}")
-        can_fuse = isinstance(self.clipper, NormClipper) and self._fused_optimizer()
+        self.optimizer = optimizer
+        self.clip_step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes)
+        can_fuse = self.clip_step.fuses(optimizer)
         if fused and not can_fuse:
             raise ValueError(
                 "fused=True needs a NormClipper and torch.optim Adam, AdamW or SGD built with fused=True; "
-                f"got {type(self.clipper).__name__} and {type(optimizer).__name__}"
+                f"got {type(self.clip_step.clipper).__name__} and {type(optimizer).__name__}"
             )
         self.fused = can_fuse if fused is None else fused
-        self.last_result: ClipResult | None = None
-        self._skipped: int | Tensor = 0
 
-    def _fused_optimizer(self) -> bool:
-        opt = self.optimizer
-        return isinstance(opt, _FUSED_TYPES) and all(g.get("fused") for g in opt.param_groups)
+    @property
+    def clipper(self) -> Clipper | None:
+        return self.clip_step.clipper
 
-    def _first_fused_sgd_step(self) -> bool:
-        opt = self.optimizer
-        return isinstance(opt, torch.optim.SGD) and any(
-            g["momentum"] != 0 and "momentum_buffer" not in opt.state.get(p, {})
-            for g in opt.param_groups
-            for p in g["params"]
-            if p.grad is not None
-        )
+    @property
+    def skip_nonfinite(self) -> bool:
+        return self.clip_step.skip_nonfinite
+
+    @property
+    def last_result(self) -> ClipResult | None:
+        return self.clip_step.last
 
     @property
     def skipped_steps(self) -> int:
         """Steps skipped for a non-finite norm (reading it syncs once on CUDA)."""
-        return int(self._skipped)
+        return self.clip_step.skipped_steps
+
+    @property
+    def spike_skips(self) -> int:
+        return self.clip_step.spike_skips
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -123,48 +133,26 @@ class ClipOptimizer(_Wrapper):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        params = _params(self.param_groups)
-        if self.fused and not self._first_fused_sgd_step():
-            self._fused_step(params)
-            return loss
-        result = self.last_result = self.clipper(params)
-        if self.skip_nonfinite and not bool(result.finite):
-            self._skipped = self._skipped + 1
-            return loss
-        self.optimizer.step()
+        self.clip_step.step(self.optimizer, fused=self.fused)
         return loss
 
-    def _fused_step(self, params: list[Tensor]) -> None:
-        clipper: NormClipper = self.clipper  # type: ignore[assignment]
-        grads, result = clipper.measure(params)
-        self.last_result = result
-        if not grads:
-            return
-        opt = self.optimizer
-        opt.grad_scale = torch.reciprocal(result.scale)  # the kernel divides the gradients by it
-        found_inf = torch.logical_not(result.finite)
-        if self.skip_nonfinite:
-            opt.found_inf = found_inf.float()  # the kernel leaves params and state as they are
-            self._skipped = self._skipped + found_inf.long()
-        try:
-            opt.step()
-        finally:
-            del opt.grad_scale
-            if self.skip_nonfinite:
-                del opt.found_inf
-
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer's and the clipper's state, and the skip count."""
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "clipper": self.clipper.state_dict(),
-            "skipped_steps": self.skipped_steps,
-        }
+        """The optimizer's state and the step's (clipper, spike rule, counters)."""
+        return {"optimizer": self.optimizer.state_dict(), "clip_step": self.clip_step.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        self.optimizer.load_state_dict(state_dict["optimizer"])
-        self.clipper.load_state_dict(state_dict["clipper"])
-        self._skipped = int(state_dict["skipped_steps"])
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"optimizer", "clip_step"}:
+            got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            raise ValueError(
+                f"state_dict is not a ClipOptimizer state (keys 'optimizer', 'clip_step'), got {got}"
+            )
+        before = self.clip_step.state_dict()
+        self.clip_step.load_state_dict(state_dict["clip_step"])
+        try:
+            self.optimizer.load_state_dict(state_dict["optimizer"])
+        except Exception:
+            self.clip_step.load_state_dict(before)
+            raise
 
     def __repr__(self) -> str:
         return f"ClipOptimizer({type(self.optimizer).__name__}, {self.clipper!r}, fused={self.fused})"
@@ -184,10 +172,11 @@ class Lookahead(_Wrapper):
 
     The fast weights ``theta`` are the parameters, updated by the wrapped optimizer; the slow
     weights ``phi`` start as a copy of the parameters at the first step. The inner optimizer's state
-    is kept across synchronisations. Every call to :meth:`step` counts as an inner step, also one a
-    wrapped :class:`ClipOptimizer` skipped (its parameters did not move, so the sync is still exact
-    maths, only one step earlier). Composable both ways: ``Lookahead(ClipOptimizer(opt))`` clips the
-    fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the counting on non-finite steps.
+    is kept across synchronisations. Every call to [`step`][gradclip.optim.Lookahead.step] counts as an inner
+    step, also one a wrapped [`ClipOptimizer`][gradclip.optim.ClipOptimizer] skipped (its parameters did not
+    move, so the sync is still exact maths, only one step earlier). Composable both ways:
+    ``Lookahead(ClipOptimizer(opt))`` clips the fast steps; ``ClipOptimizer(Lookahead(opt))`` also skips the
+    counting on non-finite steps.
 
     References: M. R. Zhang, J. Lucas, G. Hinton, J. Ba, "Lookahead Optimizer: k steps forward, 1 step
     back", NeurIPS 2019, arXiv:1907.08610.

@@ -1,14 +1,16 @@
 """Clipping thresholds as small policies: fixed, percentile of past norms (AutoClip), z-score (ZClip).
 
 Each policy is a pure pair ``init() -> state`` and ``update(norm, state) -> (threshold, state)``
-(:class:`PolicyFns`, built by :func:`fixed`, :func:`percentile`, :func:`zscore`), plus a thin stateful
-wrapper (:class:`Fixed`, :class:`Percentile`, :class:`ZScore`) that holds the state, is called once per
-step with the pre-clip total norm and round-trips through ``state_dict()``/``load_state_dict()``. The
-threshold for a step depends only on norms seen so far (and, for ``Percentile``, optionally the current
-one). Memory is bounded: ``ZScore`` keeps three numbers, ``Percentile`` a window of the last N norms.
-No framework is imported here. ``ZScore`` also accepts a 0-dim tensor as the norm: it then keeps its
-statistics as tensors on that device and computes with tensor methods only (no ``if`` on a value, no
-read-back), so a CUDA training step stays free of host synchronisations.
+([`PolicyFns`][gradclip.policies.PolicyFns], built by [`fixed`][gradclip.policies.fixed],
+[`percentile`][gradclip.policies.percentile], [`zscore`][gradclip.policies.zscore]), plus a thin stateful
+wrapper ([`Fixed`][gradclip.policies.Fixed], [`Percentile`][gradclip.policies.Percentile],
+[`ZScore`][gradclip.policies.ZScore]) that holds the state, is called once per step with the pre-clip total
+norm and round-trips through ``state_dict()``/``load_state_dict()``. The threshold for a step depends only on
+norms seen so far (and, for ``Percentile``, optionally the current one). Memory is bounded: ``ZScore`` keeps
+three numbers, ``Percentile`` a window of the last N norms. No framework is imported here. ``ZScore`` also
+accepts a 0-dim tensor as the norm: it then keeps its statistics as tensors on that device and computes with
+tensor methods only (no ``if`` on a value, no read-back), so a CUDA training step stays free of host
+synchronisations.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Policy(Protocol):
     sync_free: bool  # True when ``update`` accepts a device tensor and never reads it back
 
     def update(self, norm: Norm) -> Norm: ...
+    def propose(self, norm: Norm) -> tuple[Norm, Any]: ...
+    def commit(self, state: Any) -> None: ...
     def __call__(self, norm: Norm) -> Norm: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
@@ -188,7 +192,8 @@ def fixed(max_norm: float) -> PolicyFns:
 class PercentileState(NamedTuple):
     """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first."""
 
-    count: int
+    # The name is the saved state's key; it shadows tuple.count, which nothing calls on a state.
+    count: int  # type: ignore[assignment]
     history: tuple[float, ...]
 
 
@@ -340,7 +345,7 @@ class _Stateful:
 
     kind: str
     sync_free: bool
-    _state_type: type
+    _state_type: Any  # the policy's state NamedTuple class (its _fields are the saved keys)
 
     def __init__(self, fns: PolicyFns, config: dict[str, Any]) -> None:
         self._fns, self.config = fns, config
@@ -349,6 +354,15 @@ class _Stateful:
     def update(self, norm: Norm) -> Norm:
         threshold, self.state = self._fns.update(norm, self.state)
         return threshold
+
+    def propose(self, norm: Norm) -> tuple[Norm, Any]:
+        """This step's threshold and the state it would leave, without keeping that state."""
+        return self._fns.update(norm, self.state)
+
+    def commit(self, state: Any) -> None:
+        """Keep a state returned by [`propose`][gradclip.clippers.NormClipper.propose] (a skipped step keeps
+        the old one instead)."""
+        self.state = state
 
     __call__ = update
 
@@ -399,7 +413,8 @@ class Fixed(_Stateful):
 
 
 class Percentile(_Stateful):
-    """AutoClip thresholds, see :func:`percentile` (formula, defaults, the one sync per step)."""
+    """AutoClip thresholds, see [`percentile`][gradclip.policies.percentile] (formula, defaults, the one sync
+    per step)."""
 
     kind, sync_free, _state_type = "percentile", False, PercentileState
 
@@ -412,16 +427,18 @@ class Percentile(_Stateful):
         include_current: bool = True,
         warmup_factor: float | None = WARMUP_FACTOR,
     ) -> None:
-        config = {"p": p, "window": window, "warmup": warmup, "include_current": bool(include_current)}
-        config["warmup_factor"] = warmup_factor
-        super().__init__(percentile(**config), config)
+        config: dict[str, Any] = {"p": p, "window": window, "warmup": warmup}
+        config.update(include_current=bool(include_current), warmup_factor=warmup_factor)
+        fns = percentile(p, window=window, warmup=warmup, include_current=bool(include_current),
+                         warmup_factor=warmup_factor)  # fmt: skip
+        super().__init__(fns, config)
 
     def _restore(self, fields: dict[str, Any]) -> PercentileState:
         return PercentileState(int(fields["count"]), tuple(float(v) for v in fields["history"]))
 
 
 class ZScore(_Stateful):
-    """ZClip thresholds, see :func:`zscore` (formula, warm-up, non-finite norms)."""
+    """ZClip thresholds, see [`zscore`][gradclip.policies.zscore] (formula, warm-up, non-finite norms)."""
 
     kind, sync_free, _state_type = "zscore", True, ZScoreState
 
@@ -435,6 +452,13 @@ class ZScore(_Stateful):
         eps: float = 1e-6,
         warmup_factor: float | None = WARMUP_FACTOR,
     ) -> None:
-        config = {"alpha": alpha, "z_thresh": z_thresh, "warmup": warmup, "max_norm": max_norm, "eps": eps}
-        config["warmup_factor"] = warmup_factor
-        super().__init__(zscore(**config), config)
+        config: dict[str, Any] = {
+            "alpha": alpha,
+            "z_thresh": z_thresh,
+            "warmup": warmup,
+            "max_norm": max_norm,
+        }
+        config.update(eps=eps, warmup_factor=warmup_factor)
+        fns = zscore(alpha=alpha, z_thresh=z_thresh, warmup=warmup, max_norm=max_norm, eps=eps,
+                     warmup_factor=warmup_factor)  # fmt: skip
+        super().__init__(fns, config)

@@ -1,7 +1,7 @@
 """Reports of monitored runs: PNG plots, one self-contained HTML page, and a terminal summary table.
 
-Everything is read back from the runs' JSONL (:func:`gradclip.sinks.read_run`), so a report can be
-made from a finished run, a crashed one, or one still training, and several runs can be compared
+Everything is read back from the runs' JSONL ([`gradclip.sinks.read_run`][gradclip.sinks.read_run]), so a
+report can be made from a finished run, a crashed one, or one still training, and several runs can be compared
 on the same axes. Plots use matplotlib's object API (``Figure`` saved with the Agg canvas): no
 pyplot state, no GUI backend, safe in threads and on headless machines. Norms span decades (a spike
 is 10^3-10^4 times a normal step), so norm axes are logarithmic.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from gradclip.sinks import RunLog, read_run
 
 __all__ = [
     "PLOTS",
+    "headline",
     "plot_histogram",
     "plot_layers",
     "plot_loss",
@@ -34,7 +35,6 @@ __all__ = [
     "write_report",
 ]
 
-PERCENTILES = (50, 90, 95, 99)
 _MAX_COLUMNS = 600  # heatmap columns: longer runs are binned, keeping each bin's largest norm
 _MAX_LAYER_LABELS = 40
 
@@ -86,8 +86,7 @@ def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
     return path
 
 
-def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
-    """Histogram of the finite pre-clip norms on log-spaced bins, with percentile lines."""
+def _histogram_figure(runs: Sequence[RunLog]) -> Any:
     fig, (ax,) = _figure()
     all_norms = np.concatenate([_finite_norms(r) for r in runs])
     positive = all_norms[all_norms > 0]
@@ -96,29 +95,38 @@ def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
     else:
         lo, hi = positive.min(), positive.max()
         bins = np.geomspace(lo, hi * 1.0001 if hi > lo else lo * 10, 60)
-        styles = dict(zip(PERCENTILES, (":", "--", "-.", (0, (1, 3))), strict=True))
         for run, color in zip(runs, _colors(len(runs)), strict=True):
             norms = _finite_norms(run)
             norms = norms[norms > 0]
             if norms.size == 0:
                 continue
-            ax.hist(
-                norms,
-                bins=bins,
-                histtype="step",
-                lw=1.5,
-                color=color,
-                label=f"{run.name} ({norms.size} steps)",
-            )
-            for q, value in zip(PERCENTILES, np.percentile(norms, PERCENTILES), strict=True):
-                ax.axvline(value, color=color, ls=styles[q], lw=1, label=f"{run.name}: p{q} = {value:.3g}")
+            p50, p95, p99 = np.percentile(norms, (50, 95, 99))
+            label = f"{run.name}: {norms.size} steps, median {p50:.3g}, p95 {p95:.3g}, p99 {p99:.3g}"
+            ax.hist(norms, bins=bins, histtype="step", lw=1.5, color=color, label=label)
+            threshold = run.columns["threshold"]
+            last = threshold[np.isfinite(threshold)]
+            if last.size:  # where the threshold sat in the distribution: one line per run, no more
+                ax.axvline(
+                    last[-1], color=color, ls="--", lw=1, label=f"{run.name}: last threshold {last[-1]:.3g}"
+                )
         ax.set_xscale("log")
-        ax.legend(fontsize="small", ncols=2 if len(runs) > 1 else 1)
-    ax.set(
-        xlabel="gradient norm (pre-clip, log scale)", ylabel="steps", title="Distribution of gradient norms"
-    )
+        # The legend (with the percentiles as numbers) sits above the axes, never over the bars.
+        fig.legend(
+            loc="outside upper center", fontsize="small", ncols=1 if len(runs) < 3 else 2, frameon=False
+        )
+    ax.set(xlabel="gradient norm (pre-clip, log scale)", ylabel="steps")
+    ax.set_title("Distribution of gradient norms", loc="left")
     ax.grid(True, which="both", alpha=0.3)
-    fig.savefig(path)
+    return fig
+
+
+def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
+    """Histogram of the finite pre-clip norms on log-spaced bins; the last threshold as a dashed line.
+
+    The median, p95 and p99 of each run are given as numbers in the legend, which is placed above the
+    axes so that it never hides the bars.
+    """
+    _histogram_figure(runs).savefig(path)
     return path
 
 
@@ -242,20 +250,62 @@ def print_summary(runs: Sequence[RunLog], *, console: Any = None) -> None:
         console.print(f"[bold]{run.name}[/bold]: {advice.text() if advice else 'too few steps for advice'}")
 
 
+Results = Mapping[str, Mapping[str, float]]
+
+
+def _last_finite(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else None
+
+
+def headline(run: RunLog, results: Mapping[str, float] | None = None) -> list[tuple[str, str]]:
+    """The numbers a reader wants first: final loss, the run's own results (accuracy...), clipping.
+
+    ``results`` are the run's final metrics when the caller knows them (for example
+    ``{"test accuracy": 0.975}``); a name ending in ``accuracy`` is shown as a percentage.
+    """
+    loss = _last_finite(run.columns["loss"])
+    items = [("final loss", _fmt(loss) if loss is not None else "not logged")]
+    for name, value in (results or {}).items():
+        shown = f"{100 * value:.1f}%" if name.endswith("accuracy") else _fmt(float(value))
+        items.append((name, shown))
+    items.append(
+        ("clipped", f"{int(np.nansum(run.columns['clipped']))} of {run.steps} steps ({_rate(run):.1%})")
+    )
+    items.append(("skipped", f"{int(np.nansum(run.columns['skipped']))} steps"))
+    norms = _finite_norms(run)
+    items.append(("largest norm", _fmt(float(norms.max())) if norms.size else "-"))
+    return items
+
+
+def _headline_html(runs: Sequence[RunLog], results: Results | None) -> str:
+    esc = html.escape
+    cards = []
+    for run in runs:
+        cells = "".join(
+            f'<div class="num"><span>{esc(label)}</span><b>{esc(value)}</b></div>'
+            for label, value in headline(run, (results or {}).get(run.name))
+        )
+        cards.append(f'<section class="card"><h2>{esc(run.name)}</h2>{cells}</section>')
+    return f'<div class="headline">{"".join(cards)}</div>'
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"></figure>'
 
 
-def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str) -> str:
+def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str, results: Results | None) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(r.name)}</th>" for r in runs)
     body = "".join(
         f"<tr><th>{esc(label)}</th>" + "".join(f"<td>{esc(v)}</td>" for v in values) + "</tr>"
         for label, values in summary_rows(runs)
     )
-    parts = [
-        f"<h1>{esc(title)}</h1>",
+    # First screen: the headline numbers of every run, then the norms over steps.
+    parts = [f"<h1>{esc(title)}</h1>", _headline_html(runs, results), _img(images["norms"], "norms plot")]
+    parts += [
+        "<h2>Summary</h2>",
         f"<table><tr><th></th>{head}</tr>{body}</table>",
         "<h2>Threshold advice</h2>",
     ]
@@ -265,7 +315,7 @@ def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str) -> str:
             f"<p><b>{esc(run.name)}</b>: {esc(advice.text() if advice else 'too few steps for advice')}</p>"
         )
     parts.append("<h2>Plots</h2>")
-    parts += [_img(path, f"{key} plot") for key, path in images.items()]
+    parts += [_img(path, f"{key} plot") for key, path in images.items() if key != "norms"]
     parts.append("<h2>Warnings</h2>")
     for run in runs:
         items = "".join(f"<li>{esc(w['message'])}</li>" for w in run.warnings[:50])
@@ -275,6 +325,11 @@ def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str) -> str:
         "body{font-family:sans-serif;max-width:1050px;margin:auto;padding:1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
         "img{max-width:100%}"
+        ".headline{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}"
+        ".card{border:1px solid #ccc;border-radius:6px;padding:.5em 1em;flex:1;min-width:280px}"
+        ".card h2{margin:.2em 0 .4em;font-size:1.1em}"
+        ".num{display:flex;justify-content:space-between;gap:1em;padding:2px 0}"
+        ".num b{font-size:1.15em}"
     )
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(title)}</title>'
@@ -282,20 +337,37 @@ def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str) -> str:
     )
 
 
-def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, title: str | None = None) -> Path:
-    """Write the PNG plots and ``report.html`` (plots embedded) for one or more runs; return the HTML path."""
+def write_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    title: str | None = None,
+    results: Results | None = None,
+) -> Path:
+    """Write the PNG plots and ``report.html`` (plots embedded) for one or more runs; return the HTML path.
+
+    Args:
+        run_dirs: the monitored runs' directories.
+        out_dir: where the plots and the page go.
+        title: the page's title (default: the runs' names).
+        results: final metrics per run name, shown first on the page (``{"clipped": {"test
+            accuracy": 0.975}}``); the final loss comes from the log itself.
+    """
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ValueError(f"run_dirs must be a non-empty list of run directories, got {run_dirs!r}")
-    return render_report([read_run(d) for d in run_dirs], out_dir, title=title)
+    return render_report([read_run(d) for d in run_dirs], out_dir, title=title, results=results)
 
 
-def render_report(runs: Sequence[RunLog], out_dir: str | Path, *, title: str | None = None) -> Path:
-    """:func:`write_report` for runs already read with :func:`gradclip.sinks.read_run`."""
+def render_report(
+    runs: Sequence[RunLog], out_dir: str | Path, *, title: str | None = None, results: Results | None = None
+) -> Path:
+    """[`write_report`][gradclip.report.write_report] for runs already read with
+    [`gradclip.sinks.read_run`][gradclip.sinks.read_run]."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {key: plot(runs, out / f"{key}.png") for key, plot in PLOTS.items()}
     page = out / "report.html"
     page.write_text(
-        _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs)), "utf-8"
+        _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs), results), "utf-8"
     )
     return page

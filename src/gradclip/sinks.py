@@ -2,7 +2,7 @@
 
 A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"type"``:
 
-* ``header`` (first line): ``schema`` (``"gradclip.monitor"``), ``version`` (:data:`SCHEMA_VERSION`),
+* ``header`` (first line): ``schema`` (``"gradclip.monitor"``), ``version`` (`SCHEMA_VERSION`),
   ``name`` (run name), ``layers`` (per-layer names, in the order of ``layer_norms``), ``created``
   (ISO 8601 time), ``config`` (the monitor's warning levels);
 * ``step``: ``step`` (int, from 0), ``total_norm`` (pre-clip), ``post_clip_norm`` (null when the
@@ -14,16 +14,16 @@ A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"
   written past its checkpoint, removed from the file);
 * ``summary`` (last line, written by ``close()``): the monitor's summary and threshold advice.
 
-Every scalar has one name outside the file, ``gradclip/<name>`` (:data:`TAGS`): the TensorBoard
+Every scalar has one name outside the file, ``gradclip/<name>`` (`TAGS`): the TensorBoard
 sink, the framework integrations and the Keras logs all use it, so gradclip never writes a bare
 ``loss`` or ``lr`` tag that would collide with the user's own.
 
 JSON has no NaN or infinity, so non-finite floats are written as the strings ``"nan"``, ``"inf"``
-and ``"-inf"`` (:func:`read_run` turns them back into floats). Each record is written with a single
-``write`` of the whole line and flushed at once, so a crash loses at most the record being written,
-and :func:`read_run` skips a last line that has no newline or does not parse. Flushing hands the
-line to the operating system (it survives the process dying, not a power cut: no ``fsync``, which
-would cost milliseconds per step).
+and ``"-inf"`` ([`read_run`][gradclip.sinks.read_run] turns them back into floats). Each record is written
+with a single ``write`` of the whole line and flushed at once, so a crash loses at most the record being
+written, and [`read_run`][gradclip.sinks.read_run] skips a last line that has no newline or does not parse.
+Flushing hands the line to the operating system (it survives the process dying, not a power cut: no ``fsync``,
+which would cost milliseconds per step).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -92,6 +92,10 @@ class Sink(Protocol):
     def close(self, summary: Mapping[str, Any] | None) -> None: ...
 
 
+def _write_bytes(f: IO[bytes], text: str) -> None:
+    f.write(text.encode("utf-8"))
+
+
 def _finite_json(value: Any) -> Any:
     """``value`` with non-finite floats replaced by their text form (for rare, free-text records)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -139,7 +143,7 @@ class JsonlSink:
             self.open(header)
         else:
             kept, dropped = _records_before(self.path, step)
-            atomic_write(self.path, lambda f: f.write("".join(kept).encode("utf-8")))
+            atomic_write(self.path, lambda f: _write_bytes(f, "".join(kept)))
             self._file = self.path.open("a", encoding="utf-8")
         self.write_event({"type": "resume", "step": step, "dropped": dropped})
 
@@ -181,7 +185,7 @@ def _records_before(path: Path, step: int) -> tuple[list[str], int]:
 
 
 class CsvSink:
-    """Writes ``RUN_DIR/grads.csv``: the :data:`COLUMNS`, then one ``norm/<layer>`` column per layer."""
+    """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer."""
 
     def __init__(self, log_dir: str | Path) -> None:
         self.path = Path(log_dir) / CSV_NAME
@@ -205,7 +209,7 @@ class CsvSink:
         kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < step]
         buffer = io.StringIO(newline="")
         csv.writer(buffer).writerows(kept)
-        atomic_write(self.path, lambda f: f.write(buffer.getvalue().encode("utf-8")))
+        atomic_write(self.path, lambda f: _write_bytes(f, buffer.getvalue()))
         self._file = self.path.open("a", encoding="utf-8", newline="")
         self._writer = csv.writer(self._file)
 
@@ -226,7 +230,7 @@ class CsvSink:
 
 
 class TensorBoardSink:
-    """Scalars under :data:`TAGS` and ``gradclip/layer_norm/<name>``, a histogram of layer norms.
+    """Scalars under `TAGS` and ``gradclip/layer_norm/<name>``, a histogram of layer norms.
 
     Uses ``torch.utils.tensorboard.SummaryWriter`` (torch and tensorboard are imported on open).
     One scalar per layer per step; the histogram of log10 layer norms every ``histogram_every`` steps.
@@ -281,7 +285,11 @@ class TensorBoardSink:
             self._writer = None
 
 
-_SINKS = {"jsonl": JsonlSink, "csv": CsvSink, "tensorboard": TensorBoardSink}
+_SINKS: dict[str, Callable[[str | Path], Sink]] = {
+    "jsonl": JsonlSink,
+    "csv": CsvSink,
+    "tensorboard": TensorBoardSink,
+}
 
 
 def make_sink(kind: str, log_dir: str | Path) -> Sink:
@@ -295,7 +303,7 @@ def make_sink(kind: str, log_dir: str | Path) -> Sink:
 class RunLog:
     """One run read back from its JSONL: columns as arrays, missing values as NaN.
 
-    ``columns`` maps each name in :data:`COLUMNS` to a float64 array of length ``steps`` (bools as
+    ``columns`` maps each name in `COLUMNS` to a float64 array of length ``steps`` (bools as
     0/1); ``layer_norms`` is ``(steps, layers)`` or None when no step recorded them; ``truncated``
     says whether an unfinished last line was skipped (the run crashed or is still being written).
     """
@@ -341,7 +349,7 @@ def _parse_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
 
 
 def read_run(path: str | Path) -> RunLog:
-    """Read a run directory (or its ``grads.jsonl``) written by :class:`JsonlSink`."""
+    """Read a run directory (or its ``grads.jsonl``) written by [`JsonlSink`][gradclip.sinks.JsonlSink]."""
     path = Path(path)
     if path.is_dir():
         path = path / JSONL_NAME

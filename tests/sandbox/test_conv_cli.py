@@ -50,10 +50,14 @@ def test_unknown_model_lists_the_choices(capsys):
         ([*TINY, "--lr", "-1"], "expected a finite number > 0"),
         ([*TINY, "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
         ([*TINY, "--clip-mode", "agc"], "--clip-mode agc needs --grad-clip > 0"),
-        ([*TINY, "--grad-clip", "nan"], "--grad-clip must be a finite number"),
+        ([*TINY, "--grad-clip", "nan"], "argument --grad-clip: expected a finite number"),
+        ([*TINY, "--grad-clip", "1e39"], "argument --grad-clip: expected a finite number within float32"),
         ([*TINY, "--data", "cifar10"], "--data cifar10 is read from disk: give --data-dir"),
         ([*TINY, "--resume"], "--resume needs --out"),
-        ([*TINY, "--clip-mode", "percentile", "--grad-clip", "500"], "grad_clip_norm is p in (0, 100]"),
+        (
+            [*TINY, "--clip-mode", "percentile", "--grad-clip", "500"],
+            "--grad-clip for --clip-mode percentile is p in (0, 100]",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_errors(capsys, argv, message):
@@ -144,3 +148,34 @@ def test_a_run_killed_and_resumed_leaves_the_monitor_log_of_an_uninterrupted_run
                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert not list(tmp_path.glob("b/monitor-from-epoch-*"))  # one run directory, one log
+
+
+def test_train_conv_grad_clip_reaches_the_multiply(tmp_path):
+    """``gradclip train conv ... --grad-clip 1``: the thresholds applied (logged per step) are the flag's."""
+    from gradclip.cli import main as gradclip_main
+
+    out = tmp_path / "run"
+    argv = ["train", "conv", *TINY, "--epochs", "1", "--batch-size", "64", "--inject-spike", "3:1e4"]
+    assert gradclip_main([*argv, "--lr", "0.01", "--grad-clip", "1", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "monitor" / "grads.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["type"] == "step"]
+    assert len(steps) == 23 and steps[3]["total_norm"] > 100 and steps[3]["clipped"]
+    assert {r["threshold"] for r in steps} == {1.0}
+    assert all(r["post_clip_norm"] <= 1.0 * (1 + 1e-6) for r in steps)
+    assert steps[3]["post_clip_norm"] == pytest.approx(1.0, rel=1e-5)
+    history = json.loads((out / "history.json").read_text())
+    assert history["threshold"] == [1.0] * 23 and history["clipped"][3] == 1.0
+
+
+def test_train_vectorized_grad_clip_reaches_the_multiply(tmp_path, capsys):
+    from gradclip.cli import main as gradclip_main
+    from gradclip.sandbox.vectorized.checkpoint import load_state
+
+    out = tmp_path / "v"
+    argv = ["train", "vectorized", "--dataset", "moons", "--epochs", "1", "--grad-clip", "0.05", "--quiet"]
+    assert gradclip_main([*argv, "--out", str(out)]) == 0
+    history = json.loads((out / "history.json").read_text())
+    pre, post = history["grad_norm"], history["clipped_norm"]
+    assert set(history["threshold"]) == {0.05} and any(p > 0.05 for p in pre)
+    assert all(q <= 0.05 * (1 + 1e-6) for q in post)
+    assert load_state(out / "checkpoint.npz")["clipper"]["counts"][0] == len(pre)

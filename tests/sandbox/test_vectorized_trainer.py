@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -56,25 +57,32 @@ def test_norm_clipping_bounds_every_step_and_changes_training() -> None:
     assert not np.allclose(free.model.params, clipped.model.params)
 
 
-def test_clip_gradients_scales_the_flat_buffer_by_c_over_norm() -> None:
-    trainer = small_trainer(1.0)
-    trainer.model.grads[:] = 0.0
-    trainer.model.grads[:2] = [3.0, 4.0]
-    pre, post, threshold = trainer._clip_gradients()
-    assert (pre, threshold) == (5.0, 1.0)
-    np.testing.assert_allclose(trainer.model.grads[:2], [0.6, 0.8], rtol=1e-6)
-    assert post == pytest.approx(1.0, rel=1e-6)
+def _one_step(clip, **kwargs):
+    """One ``fit`` step of plain SGD(lr=1) on 16 moons: (raw flat gradient, what reached the update)."""
+    trainer = VTrainer(mlp([2, 16, 2], seed=0), SGD(1.0), clip, **kwargs)
+    x, y = MOONS.x_train[:16], MOONS.y_train[:16]
+    ref, loss = copy.deepcopy(trainer.model), copy.deepcopy(trainer.loss)
+    loss.forward(ref.forward(x, training=True), y)
+    ref.backward(loss.backward())
+    before = trainer.model.params.copy()
+    trainer.fit(x, y, epochs=1, batch_size=16, shuffle=False)
+    # (a deep copy's layer views no longer share one buffer: gather them in buffer order)
+    grads = np.concatenate([g.ravel() for layer in ref.layers for g in getattr(layer, "grads", {}).values()])
+    return trainer, grads, before - trainer.model.params
 
 
-def test_value_mode_clamps_each_element() -> None:
-    trainer = small_trainer(0.5, clip_mode="value")
-    trainer.model.grads[:] = 0.0
-    trainer.model.grads[:3] = [3.0, -0.2, -4.0]
-    pre, post, _ = trainer._clip_gradients()
-    np.testing.assert_allclose(trainer.model.grads[:3], [0.5, -0.2, -0.5])
-    assert pre == pytest.approx(math.sqrt(25.04)) and post == pytest.approx(
-        math.sqrt(0.25 + 0.04 + 0.25), rel=1e-6
-    )
+def test_norm_clipping_scales_what_reached_the_update_by_c_over_norm() -> None:
+    trainer, grads, applied = _one_step(0.1)
+    norm = float(np.linalg.norm(grads))
+    assert trainer.history["grad_norm"] == [pytest.approx(norm)] and norm > 0.1
+    np.testing.assert_allclose(applied, grads * 0.1 / (norm + 1e-6), rtol=1e-5, atol=2e-7)  # float32 weights
+    assert trainer.history["clipped_norm"] == [pytest.approx(0.1, rel=1e-6)]
+
+
+def test_value_mode_clamps_each_element_that_reached_the_update() -> None:
+    trainer, grads, applied = _one_step(0.01, clip_mode="value")
+    np.testing.assert_allclose(applied, np.clip(grads, -0.01, 0.01), rtol=1e-5, atol=2e-7)
+    assert trainer.history["clipped_norm"] == [pytest.approx(min(0.01, float(np.abs(grads).max())))]
 
 
 class HalfOfLastNorm:
@@ -83,9 +91,11 @@ class HalfOfLastNorm:
     def __init__(self) -> None:
         self.last = math.inf
 
-    def __call__(self, norm: float) -> float:
-        threshold, self.last = self.last / 2, norm
-        return threshold
+    def propose(self, norm: float) -> tuple[float, float]:
+        return self.last / 2, norm  # the threshold, and the state the step keeps if it goes through
+
+    def commit(self, state: float) -> None:
+        self.last = state
 
     def state_dict(self) -> dict[str, float]:
         return {"last": self.last}
@@ -173,8 +183,8 @@ def test_bad_validation_data_is_named() -> None:
         ({"grad_clip_norm": "1"}, TypeError, "grad_clip_norm"),
         ({"clip_mode": "agc"}, ValueError, "unknown clip_mode 'agc'"),
         ({"clipper": 3}, TypeError, "clipper must be"),
-        ({"clipper": HalfOfLastNorm(), "grad_clip_norm": 1.0}, ValueError, "clipper sets the norm"),
-        ({"monitor": object()}, TypeError, "record"),
+        ({"clipper": HalfOfLastNorm(), "grad_clip_norm": 1.0}, ValueError, "or a ready clipper, not both"),
+        ({"monitor": object()}, TypeError, "observe"),
     ],
 )
 def test_bad_trainer_arguments(kwargs, error, match: str) -> None:

@@ -8,8 +8,6 @@ starts, so a port in use is reported at once and ``--port 0`` can name the port 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import socket
 import sys
 import threading
 import webbrowser
@@ -21,7 +19,14 @@ from gradclip._argparse import Parser
 __all__ = ["add_arguments", "main", "run"]
 
 DEFAULT_PORT = 8765
-LOOPBACK = ("localhost",)
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected an address to listen on (127.0.0.1, ::1, 0.0.0.0 or a host name), got {text!r}"
+        )
+    return text.strip()
 
 
 def _port(text: str) -> int:
@@ -36,7 +41,12 @@ def _port(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the explorer's options to ``parser``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); a non-loopback one lifts the localhost-only check",
+    )
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="0: any free port")
     parser.add_argument(
         "--runs-dir", type=Path, default=Path("runs"), help="directory of monitor runs to list (default runs)"
@@ -45,34 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); try another --port") from None
-    sock.listen(2048)
-    return sock
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C); exit code 2 when a dependency or an argument is wrong."""
     try:
         import uvicorn
 
-        from gradclip.explorer.server import create_app
+        from gradclip.explorer.server import create_app, is_loopback, listen
     except ModuleNotFoundError as err:
         print(
             f"gradclip explore: error: needs {err.name}; `pip install 'gradclip[explorer]'` installs it",
@@ -81,16 +69,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.runs_dir.exists() and not args.runs_dir.is_dir():
         raise ValueError(f"--runs-dir must be a directory, got the file {str(args.runs_dir)!r}")
-    sock = _listen(args.host, args.port)
+    sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     print(f"gradclip explorer at {url} (runs from {args.runs_dir}); Ctrl-C stops it")
-    if not _is_loopback(args.host):
+    local = is_loopback(args.host)
+    if not local:
         print(f"note: listening on {args.host}, so other machines can reach this page", file=sys.stderr)
     if not args.no_browser:
         # A daemon thread: some browsers block webbrowser.open until they exit.
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-    config = uvicorn.Config(create_app(runs_dir=args.runs_dir), log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(runs_dir=args.runs_dir, any_host=not local), log_level="warning", access_log=False
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

@@ -11,11 +11,11 @@ Three landscapes over two parameters ``θ = (u, v)``:
   steepen the further one climbs them;
 * ``bowl``: ``f = (u^2 + 4 v^2)/2``, smooth and well conditioned: clipping has nothing to save here.
 
-:func:`simulate` runs ``θ_{k+1} = θ_k - lr · clip(∇f(θ_k))`` with no clipping, norm clipping
-(``g · min(1, c/||g||)``, Pascanu et al. 2013, Algorithm 1) or value clipping (``clamp(g_i, -c, c)``,
-Mikolov 2012), through :mod:`gradclip.numpy`. :func:`compare_clipping` clips one vector both ways
-and measures the angle value clipping turns it by. The explorer's server and ``gradclip experiment
-cliff`` both draw from here.
+[`simulate`][gradclip.explorer.cliff.simulate] runs ``θ_{k+1} = θ_k - lr · clip(∇f(θ_k))`` with no clipping,
+norm clipping (``g · min(1, c/||g||)``, Pascanu et al. 2013, Algorithm 1) or value clipping
+(``clamp(g_i, -c, c)``, Mikolov 2012), through [`gradclip.numpy`][gradclip.numpy].
+[`compare_clipping`][gradclip.explorer.cliff.compare_clipping] clips one vector both ways and measures the
+angle value clipping turns it by. The explorer's server and ``gradclip experiment cliff`` both draw from here.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ class Landscape:
     """A 2-parameter loss: scalar loss-and-gradient, a vectorised loss for grids, a domain, defaults.
 
     ``start``, ``lr``, ``threshold`` and ``steps`` are settings under which the three methods part
-    ways visibly; ``log_color`` says whether the loss spans decades (draw ``log10`` of it).
+    ways visibly (on the cliff: all three descend together to a loss near 1e-8, reach the wall at
+    step 48, where the unclipped run is thrown onto a plateau at 0.09 for good while the clipped
+    ones recover); ``log_color`` says whether the loss spans decades (draw ``log10`` of it).
     """
 
     name: str
@@ -124,7 +126,7 @@ class Landscape:
 LANDSCAPES: dict[str, Landscape] = {
     "cliff": Landscape(
         "cliff", "Single-unit RNN (Pascanu et al. 2013, Fig. 6)", ("w", "b"), ((2.0, 10.0), (-7.0, 0.0)),
-        _cliff, _cliff_grid, start=(5.0, -3.5), lr=0.1, threshold=1.0, steps=200, log_color=False,
+        _cliff, _cliff_grid, start=(4.0, -4.3), lr=1.0, threshold=1.0, steps=200, log_color=False,
     ),
     "valley": Landscape(
         "valley", "Steep-walled valley: u²/20 + v⁴", ("u", "v"), ((-10.0, 10.0), (-3.0, 3.0)),
@@ -275,7 +277,8 @@ def simulate(
 def simulate_all(
     name: str, start: Sequence[float], *, lr: float, threshold: float, steps: int
 ) -> dict[str, Trajectory]:
-    """:func:`simulate` with each of :data:`METHODS`, from the same start with the same settings."""
+    """[`simulate`][gradclip.explorer.cliff.simulate] with each of `METHODS`, from the same start with the
+    same settings."""
     return {m: simulate(name, start, lr=lr, threshold=threshold, steps=steps, method=m) for m in METHODS}
 
 
@@ -302,7 +305,8 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare_clipping(grad: Sequence[float], threshold: float) -> VectorComparison:
-    """Clip ``grad`` by norm and by value at the same ``threshold`` (both through :mod:`gradclip.numpy`).
+    """Clip ``grad`` by norm and by value at the same ``threshold`` (both through
+    [`gradclip.numpy`][gradclip.numpy]).
 
     Norm clipping, ``g · min(1, c/||g||)``, keeps the direction; value clipping, ``clamp(g_i, -c, c)``,
     keeps each component's sign but can turn the vector by up to 45° in two dimensions (towards the

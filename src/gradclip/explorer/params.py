@@ -1,7 +1,7 @@
 """Validation of the explorer API's query strings: every value typed, bounded and named in its error.
 
 A request is checked against a spec, ``{name: field}``; anything unknown, repeated, missing, unparsable,
-non-finite or out of range raises :class:`BadRequest`, whose message the server returns with HTTP 400.
+non-finite or out of range raises `BadRequest`, whose message the server returns with HTTP 400.
 Bounds are part of the spec so that no request can ask for unbounded work (steps, grid size).
 """
 

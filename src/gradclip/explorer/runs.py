@@ -1,11 +1,11 @@
 """The explorer's "your runs" view: find the monitor's JSONL logs under one directory and summarise them.
 
 Only files named ``grads.jsonl`` found by walking the runs directory (symbolic links not followed,
-at most :data:`MAX_DEPTH` levels, :data:`MAX_RUNS` runs) can be read, and a run is asked for by its id
+at most `MAX_DEPTH` levels, `MAX_RUNS` runs) can be read, and a run is asked for by its id
 (its directory relative to the runs directory) which must be one of those found: a path the listing
 did not produce is refused, so ``..``, absolute paths and links out of the directory cannot reach a file.
-Reading goes through :func:`gradclip.sinks.read_run`, which skips an unfinished last line (a run
-still being written, or one that crashed). Long runs are reduced to at most :data:`MAX_POINTS` buckets;
+Reading goes through [`gradclip.sinks.read_run`][gradclip.sinks.read_run], which skips an unfinished last line
+(a run still being written, or one that crashed). Long runs are reduced to at most `MAX_POINTS` buckets;
 each keeps the largest norm in it, so a one-step spike stays visible.
 """
 
@@ -108,6 +108,28 @@ def _advice(summary: dict[str, Any] | None, norms: np.ndarray, warmup: int) -> d
     return None if advice is None else {**_clean(advice._asdict()), "text": advice.text()}
 
 
+def _divergence(columns: dict[str, np.ndarray]) -> str | None:
+    """Why the run counts as diverged (its advice is then unreliable), or None.
+
+    Diverged: a non-finite gradient norm or an infinite loss was logged, or the mean loss over the last
+    tenth of the steps is more than 10x the mean over the first tenth (the run got worse, not better).
+    A NaN loss counts as not logged: that is how a step without a loss is read back.
+    """
+    loss, norm = columns["loss"], columns["total_norm"]
+    n = len(loss)
+    bad = np.flatnonzero(~np.isfinite(norm))
+    if len(bad):
+        return f"its gradient norm stopped being a finite number at step {int(columns['step'][bad[0]])}"
+    if np.isinf(loss).any():
+        return f"its loss overflowed at step {int(columns['step'][np.flatnonzero(np.isinf(loss))[0]])}"
+    k = max(1, n // 10)
+    first, last = loss[:k][np.isfinite(loss[:k])], loss[-k:][np.isfinite(loss[-k:])]
+    if n >= 10 and len(first) and len(last) and first.mean() > 0:
+        if last.mean() > 10 * first.mean():
+            return f"its loss rose from {first.mean():.3g} (first {k} steps) to {last.mean():.3g} (last {k})"
+    return None
+
+
 def load_run(root: Path, run_id: object) -> dict[str, Any]:
     """One run as JSON-ready data: timeline, clip rate, warnings, summary and threshold advice."""
     if not isinstance(run_id, str):
@@ -130,9 +152,13 @@ def load_run(root: Path, run_id: object) -> dict[str, Any]:
     config = run.header.get("config")
     warmup = config.get("warmup") if isinstance(config, dict) else None
     warmup = warmup if isinstance(warmup, int) and warmup >= 0 else 100  # the monitor's default
+    diverged = _divergence(cols)
     return {
         "id": run_id,
         "name": run.name,
+        "modified": known[run_id]["modified"],
+        "finished": run.summary is not None,
+        "diverged": diverged,
         "layers": run.layers,
         "steps": steps,
         "truncated": run.truncated,

@@ -1,25 +1,32 @@
-"""The explorer's web app (Starlette, ASGI): the page, its static files and a JSON API over :mod:`.cliff`.
+"""The explorer's web app (Starlette, ASGI): the page, its static files and a JSON API over
+[`cliff`][gradclip.explorer.cliff].
 
-Routes::
+Routes:
 
-    GET /                          the page (static/index.html)
-    GET /static/...                the page's CSS and JavaScript
-    GET /vendor/plotly.min.js      Plotly.js from the installed ``plotly`` package (no CDN: works offline)
-    GET /api/surfaces              landscapes, their domains and default settings, and the API's limits
-    GET /api/surface?surface=cliff&grid=121
-    GET /api/simulate?surface=cliff&u=5&v=-3.5&lr=0.1&threshold=1&steps=200   all three methods
-    GET /api/vector?gx=3&gy=1&threshold=1                                        norm vs value clipping
-    GET /api/runs                  the monitor runs under the runs directory
-    GET /api/run?run=ID            one run's timeline, clip rate, warnings and advice
+```text
+GET /                          the page (static/index.html)
+GET /static/...                the page's CSS and JavaScript
+GET /vendor/plotly.min.js      Plotly.js from the installed ``plotly`` package (no CDN: works offline)
+GET /api/surfaces              landscapes, their domains and default settings, and the API's limits
+GET /api/surface?surface=cliff&grid=121
+GET /api/simulate?surface=cliff&u=5&v=-3.5&lr=0.1&threshold=1&steps=200   all three methods
+GET /api/vector?gx=3&gy=1&threshold=1                                        norm vs value clipping
+GET /api/runs                  the monitor runs under the runs directory
+GET /api/run?run=ID            one run's timeline, clip rate, warnings and advice
+```
 
-Every query is checked by :mod:`.params` (unknown, repeated, unparsable, non-finite or out-of-range
+Requests must name a loopback host (``127.0.0.1``, ``localhost``, ``[::1]``) in their ``Host`` header
+unless the app was made with ``any_host=True`` (``gradclip explore --host`` on a non-loopback address):
+a web page elsewhere cannot reach the explorer by pointing a DNS name at 127.0.0.1 (DNS rebinding).
+Every query is checked by `params` (unknown, repeated, unparsable, non-finite or out-of-range
 values are refused with HTTP 400 and ``{"error": message}``); work is bounded (steps at most
-:data:`MAX_STEPS`, grids at most :data:`MAX_GRID` squared). Handlers are plain functions, which
+`MAX_STEPS`, grids at most `MAX_GRID` squared). Handlers are plain functions, which
 Starlette runs in its thread pool, so a long simulation never blocks the event loop.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import socket
@@ -32,6 +39,7 @@ from typing import Any
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -40,7 +48,7 @@ from starlette.staticfiles import StaticFiles
 from gradclip.explorer import cliff, runs
 from gradclip.explorer.params import BadRequest, Choice, Number, Text, parse_query
 
-__all__ = ["MAX_GRID", "MAX_STEPS", "create_app", "serve_in_thread"]
+__all__ = ["MAX_GRID", "MAX_STEPS", "create_app", "is_loopback", "listen", "serve_in_thread"]
 
 MAX_STEPS = 10_000
 MIN_GRID, MAX_GRID, DEFAULT_GRID = 8, 400, 121
@@ -153,7 +161,8 @@ def vector(request: Request) -> Response:
 def _run_list(request: Request) -> Response:
     _query(request, {})
     root = request.app.state.runs_dir
-    return _Json({"runs_dir": str(root), "runs": runs.list_runs(root)})
+    # The directory's own name only: the absolute path says more about the machine than the page needs.
+    return _Json({"runs_dir": root.name or str(root), "runs": runs.list_runs(root)})
 
 
 def _run(request: Request) -> Response:
@@ -178,8 +187,45 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return _Json({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def create_app(*, runs_dir: str | Path = "runs") -> Starlette:
-    """The explorer app; ``runs_dir`` is the only directory whose files the runs view reads."""
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    if header.startswith("["):  # [::1]:8765
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class _LoopbackHostOnly:
+    """ASGI middleware: answer 421 to any request whose ``Host`` header is not a loopback name."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not is_loopback(_host_name(host)):
+                message = f"this explorer answers only for localhost, not for the host {host!r}"
+                await _Json({"error": message}, status_code=421)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(*, runs_dir: str | Path = "runs", any_host: bool = False) -> Starlette:
+    """The explorer app; ``runs_dir`` is the only directory whose files the runs view reads.
+
+    ``any_host=False`` (the default) refuses requests whose ``Host`` header is not a loopback name.
+    """
     routes = [
         Route("/", index),
         Route("/api/surfaces", surfaces),
@@ -192,10 +238,30 @@ def create_app(*, runs_dir: str | Path = "runs") -> Starlette:
         Route("/favicon.ico", lambda request: Response(status_code=204)),  # browsers ask; nothing to show
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {BadRequest: _bad_request, HTTPException: _http_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    handlers: dict[Any, Any] = {BadRequest: _bad_request, HTTPException: _http_error}
+    middleware = [] if any_host else [Middleware(_LoopbackHostOnly)]
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.runs_dir = Path(runs_dir)
     return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket with TCP_NODELAY; ``ValueError`` when the address cannot be bound.
+
+    The protocol is given as IPPROTO_TCP (not 0) so that asyncio also sets TCP_NODELAY on each
+    accepted connection: without it, Nagle's algorithm holds back small kept-alive responses ~40 ms.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); try another --port") from None
+    sock.listen(2048)
+    return sock
 
 
 def serve_in_thread(runs_dir: str | Path, *, timeout: float = 20.0) -> tuple[str, Any, threading.Thread]:
@@ -206,9 +272,7 @@ def serve_in_thread(runs_dir: str | Path, *, timeout: float = 20.0) -> tuple[str
     """
     import uvicorn
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(runs_dir=runs_dir), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -1,7 +1,7 @@
-"""gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer.
+"""gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer, Keras.
 
-* :func:`clipping` (``gradclip.integrations.loop``): ``with clipping(optimizer, 1.0) as clip:`` around
-  an existing loop; needs torch only.
+* [`clipping`][gradclip.integrations.loop.clipping] (``gradclip.integrations.loop``):
+  ``with clipping(optimizer, 1.0) as clip:`` around an existing loop; needs torch only.
 * ``gradclip.integrations.lightning.GradClipCallback``: a Lightning ``Callback`` (extra
   ``gradclip[lightning]``).
 * ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
@@ -9,9 +9,9 @@
 * ``gradclip.integrations.keras.GradClipOptimizer`` and ``GradClipCallback``: Keras 3 on the torch
   backend (extra ``gradclip[keras]``).
 
-All three share :class:`StepClipper`: clip once per optimizer step, skip NaN/Inf steps, keep the
-fields they log (:data:`METRICS`). Nothing is imported here until used: importing this package
-loads neither torch nor any framework.
+All of them compose [`gradclip.step.ClipStep`][gradclip.step.ClipStep]: clip once per optimizer step, skip
+NaN/Inf steps (and spikes, when asked), keep the fields they log (`gradclip.step.METRICS`). Nothing
+is imported here until used: importing this package loads neither torch nor any framework.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any
 
 _LAZY = {
     "clipping": "gradclip.integrations.loop",
-    "StepClipper": "gradclip.integrations._step",
-    "METRICS": "gradclip.integrations._step",
+    "METRICS": "gradclip.step",
 }
 
 __all__ = sorted(_LAZY)

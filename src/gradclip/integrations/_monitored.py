@@ -1,11 +1,12 @@
 """The clip step plus its monitor, as one checkpointable piece the Lightning and Hugging Face callbacks share.
 
 A framework callback decides when to clip and where its checkpoints live; everything else is here:
-the step (clip, skip non-finite steps, the ``gradclip/...`` metrics), the
-:class:`gradclip.monitor.GradMonitor` that turns every step into a JSONL run log (the one
+the [`ClipStep`][gradclip.step.ClipStep] (clip, the skip rule, counters, the ``gradclip/...`` metrics),
+the [`GradMonitor`][gradclip.monitor.GradMonitor] that turns every step into a JSONL run log (the one
 ``gradclip report`` and the explorer read) with warnings and advice, and one state that holds both.
 A run resumed from a checkpoint continues the same run log: the saved state names the log's
 directory, and the monitor picks up at the saved step (see ``GradMonitor(resume=True)``).
+Nothing here measures or scales: the step does, and the monitor records the result it returns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from torch import Tensor
 
 from gradclip.diagnosis import MonitorConfig
-from gradclip.integrations._step import StepClipper
+from gradclip.result import ClipResult
+from gradclip.skip import SpikeSkip
+from gradclip.step import ClipStep
 
 __all__ = ["FORMAT", "MonitoredStep"]
 
@@ -25,13 +28,14 @@ FORMAT = "gradclip.integration/1"
 
 
 class MonitoredStep:
-    """A :class:`StepClipper` and, once training starts, a ``GradMonitor`` fed by every step.
+    """A [`ClipStep`][gradclip.step.ClipStep] and, once training starts, a ``GradMonitor`` fed by every step.
 
     Args:
-        clipper: a gradclip clipper or a float ``max_norm`` (see :class:`StepClipper`).
+        clipper: a gradclip clipper, a threshold policy or a float ``max_norm`` (see ``ClipStep``).
         skip_nonfinite: skip a step whose gradients hold NaN/Inf.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spikes, or None.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
-        log_dir: the monitor's run directory; None: the framework's default (see :meth:`start`);
+        log_dir: the monitor's run directory; None: the framework's default (see `start`);
             False: no monitor.
         sinks: the monitor's sinks (JSONL is always written).
         config: the monitor's warning levels.
@@ -42,6 +46,7 @@ class MonitoredStep:
         clipper: Any,
         *,
         skip_nonfinite: bool,
+        skip_spikes: SpikeSkip | None,
         rate_window: int,
         log_dir: str | Path | bool | None,
         sinks: Sequence[str],
@@ -51,7 +56,9 @@ class MonitoredStep:
             raise TypeError(
                 f"log_dir must be a path, None (the default place) or False (off), got {log_dir!r}"
             )
-        self.step = StepClipper(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.step = ClipStep(
+            clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window
+        )
         self.log_dir, self.sinks, self.config = log_dir, tuple(sinks), config
         self.monitor: Any = None
         self._saved: dict[str, Any] | None = None  # monitor state from a checkpoint, until start()
@@ -75,12 +82,11 @@ class MonitoredStep:
             self.monitor.load_state_dict(saved["state"])
             self._saved = None
 
-    def clip(self, parameters: Iterable[Tensor], *, lr: float | None = None) -> Any:
-        """Clip ``parameters``' gradients (dropping a non-finite step's) and record the step."""
-        result = self.step(parameters)
+    def clip(self, parameters: Iterable[Tensor], *, lr: float | None = None) -> ClipResult:
+        """Clip ``parameters``' gradients as one step (a skipped step's are dropped) and record it."""
+        result = self.step.clip_(parameters)
         if self.monitor is not None:
-            skipped = self.step.skip_nonfinite and not bool(result.finite)
-            self.monitor.observe(result, lr=lr, skipped=skipped)
+            self.monitor.observe(result, lr=lr)
         return result
 
     def _monitor_state(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ scaled, so the callback unscales them itself when the optimizer's ``GradScaler``
 clipper always sees true gradients. The Trainer must not clip as well, so
 ``TrainingArguments.max_grad_norm`` must be 0 (its default is 1.0); any other value is refused when
 the Trainer is built or training begins. A NaN/Inf step is skipped by setting the gradients to None
-(see :mod:`gradclip.integrations._step`); the LR scheduler still advances.
+(the one [`ClipStep`][gradclip.step.ClipStep] rule); the LR scheduler still advances.
 
 What it logs: the fields ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``,
 ``clip_rate`` and ``skipped_steps`` of the latest step join the Trainer's training logs (those
@@ -17,8 +17,9 @@ holding ``loss``), so ``state.log_history`` and every ``report_to`` reporter (Te
 the same ``logs`` dict in turn, so the callback moves itself to the front of the Trainer's callback
 list the first time the Trainer calls it (``on_init_end``, or ``on_train_begin`` for a callback
 added later): added the ordinary way, ``Trainer(callbacks=[cb])``, it is still the first to see
-``logs``. A :class:`gradclip.monitor.GradMonitor` writes the run log (``grads.jsonl``: every step,
-per-layer norms, warnings, advice; ``gradclip report`` reads it) into ``<output_dir>/gradclip``.
+``logs``. A [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] writes the run log
+(``grads.jsonl``: every step, per-layer norms, warnings, advice; ``gradclip report`` reads it) into
+``<output_dir>/gradclip``.
 
 Checkpoints: at every save the clipper, its policy and the monitor go into ``gradclip.pt`` in the
 checkpoint folder (``torch.save`` of plain data, loadable with ``weights_only=True``). On
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -45,6 +47,7 @@ from gradclip._io import atomic_write
 from gradclip.clippers import Clipper
 from gradclip.diagnosis import MonitorConfig
 from gradclip.integrations._monitored import MonitoredStep
+from gradclip.skip import SpikeSkip
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -75,15 +78,18 @@ class GradClipCallback(TrainerCallback):
         clipper: ``NormClipper(max_norm)``, ``NormClipper(Percentile())``, ``NormClipper(ZScore())``,
             ``ValueClipper(c)``, ``AGC(f)``, or a float ``max_norm``.
         skip_nonfinite: skip the optimizer step when the pre-clip norm is NaN/Inf.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spike steps, or None.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
         log_dir: the monitor's run directory (default ``<output_dir>/gradclip``); False: no monitor.
         sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
-        monitor_config: the monitor's warning levels (:class:`gradclip.monitor.MonitorConfig`).
+        monitor_config: the monitor's warning levels
+            ([`gradclip.monitor.MonitorConfig`][gradclip.monitor.MonitorConfig]).
 
-    Example::
-
+    Examples:
+        ```python
         args = TrainingArguments(output_dir, max_grad_norm=0)  # let gradclip do the clipping
         trainer = Trainer(model, args, train_dataset=ds, callbacks=[GradClipCallback(1.0)])
+        ```
     """
 
     def __init__(
@@ -91,14 +97,15 @@ class GradClipCallback(TrainerCallback):
         clipper: Clipper | float = 1.0,
         *,
         skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
         rate_window: int = 100,
         log_dir: str | Path | bool | None = None,
         sinks: tuple[str, ...] = ("jsonl",),
         monitor_config: MonitorConfig | None = None,
     ) -> None:
         self.clip = MonitoredStep(
-            clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window, log_dir=log_dir, sinks=sinks,
-            config=monitor_config,
+            clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window,
+            log_dir=log_dir, sinks=sinks, config=monitor_config,
         )  # fmt: skip
         self.step = self.clip.step
 
@@ -109,9 +116,9 @@ class GradClipCallback(TrainerCallback):
 
     def _put_first(self) -> None:
         """Go first in the calling Trainer's callbacks, so that reporters get ``logs`` with our fields."""
-        frame = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(1)
         for _ in range(4):  # our event method <- CallbackHandler.call_event
-            frame = frame.f_back
+            frame = frame.f_back if frame is not None else None
             handler = frame.f_locals.get("self") if frame is not None else None
             if isinstance(handler, CallbackHandler) and self in handler.callbacks:
                 if handler.callbacks[0] is not self:
@@ -133,12 +140,12 @@ class GradClipCallback(TrainerCallback):
         _check_args(args)  # again: args may have changed, or the callback was added after __init__
         self._put_first()
         if state.global_step > 0:
-            self._restore(Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_NAME)
+            self._restore(_output_dir(args) / f"checkpoint-{state.global_step}" / STATE_NAME)
         if state.is_world_process_zero:
             model, optimizer = kwargs["model"], kwargs["optimizer"]
             names = {id(p): n for n, p in model.named_parameters()}
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            self.clip.start(Path(args.output_dir) / "gradclip", [names.get(id(p), "?") for p in params])
+            self.clip.start(_output_dir(args) / "gradclip", [names.get(id(p), "?") for p in params])
 
     def _restore(self, path: Path) -> None:
         if not path.is_file():
@@ -176,7 +183,7 @@ class GradClipCallback(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder = _output_dir(args) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
             atomic_write(folder / STATE_NAME, lambda f: torch.save(self.clip.state_dict(), f))
 
@@ -187,6 +194,14 @@ class GradClipCallback(TrainerCallback):
 
     def __repr__(self) -> str:
         return f"GradClipCallback({self.step.clipper!r}, skip_nonfinite={self.step.skip_nonfinite})"
+
+
+def _output_dir(args: TrainingArguments) -> Path:
+    if args.output_dir is None:  # transformers fills in a default; someone set it back to None
+        raise ValueError(
+            "TrainingArguments.output_dir is None: GradClipCallback keeps its run log and clip state there"
+        )
+    return Path(args.output_dir)
 
 
 def _unscale(optimizer: Any) -> None:

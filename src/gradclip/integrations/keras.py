@@ -2,14 +2,16 @@
 
 Keras's own options do not do what their names suggest to a reader of Pascanu et al.: ``clipnorm``
 clips each variable on its own, ``global_clipnorm`` has no adaptive threshold, none of them returns
-the norm, and a NaN batch still reaches the weights. :class:`GradClipOptimizer` wraps any Keras
-optimizer, the way ``keras.optimizers.LossScaleOptimizer`` does: ``apply()`` hands the gradients
-to one gradclip step (global-norm clipping with a fixed or adaptive threshold, value clipping or
-AGC), then calls the inner optimizer only when the step is not skipped, so a non-finite step leaves
-the weights and every optimizer variable (moments, ``iterations``) as they were.
-:class:`GradClipCallback` puts the ``gradclip/...`` fields into ``logs`` (so ``History``, the
-progress bar and Keras's own loggers see them) and runs a :class:`gradclip.monitor.GradMonitor`
-whose run directory ``gradclip report`` reads.
+the norm, and a NaN batch still reaches the weights.
+[`GradClipOptimizer`][gradclip.integrations.keras.GradClipOptimizer] wraps any Keras optimizer, the way
+``keras.optimizers.LossScaleOptimizer`` does: ``apply()`` hands the gradients to one
+[`ClipStep`][gradclip.step.ClipStep] (global-norm clipping with a fixed or adaptive threshold, value clipping
+or AGC; the skip rule), then calls the inner optimizer only when the step's result is not ``skipped``, so a
+non-finite step (or a spike, with ``skip_spikes``) leaves the weights and every optimizer variable (moments,
+``iterations``) as they were.
+[`GradClipCallback`][gradclip.integrations.keras.GradClipCallback] puts the ``gradclip/...`` fields into
+``logs`` (so ``History``, the progress bar and Keras's own loggers see them) and runs a
+[`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] whose run directory ``gradclip report`` reads.
 
 Backends: the step works on torch tensors, so the wrapper runs on the torch backend
 (``KERAS_BACKEND=torch``), where each Keras variable holds a ``torch.nn.Parameter``; JAX and
@@ -36,8 +38,11 @@ except ModuleNotFoundError as err:
 
 import torch
 
+from gradclip.clippers import NormClipper
 from gradclip.diagnosis import MonitorConfig
-from gradclip.integrations._step import StepClipper
+from gradclip.policies import Fixed
+from gradclip.skip import SpikeSkip
+from gradclip.step import ClipStep
 
 __all__ = ["GradClipCallback", "GradClipOptimizer"]
 
@@ -70,14 +75,18 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
             ``AGC(f)``.
         skip_nonfinite: skip the update (weights and optimizer variables unchanged) when the
             gradients hold NaN or Inf.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spike steps, or None.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
 
-    Example::
-
+    Examples:
+        ```python
         opt = GradClipOptimizer(keras.optimizers.Adam(1e-3), NormClipper(ZScore()))
         model.compile(optimizer=opt, loss="mse")
         model.fit(x, y, callbacks=[GradClipCallback(log_dir="runs/keras")])
+        ```
     """
+
+    built: bool  # keras.optimizers.Optimizer's flag (annotated only: Keras ships no types)
 
     def __init__(
         self,
@@ -85,6 +94,7 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
         clipper: Any = 1.0,
         *,
         skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
         rate_window: int = 100,
         name: str | None = None,
     ) -> None:
@@ -107,7 +117,9 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
             )
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
-        self.step = StepClipper(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.step = ClipStep(
+            clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window
+        )
         self.monitor: Any = None  # a GradMonitor, set by GradClipCallback (or by hand)
 
     def build(self, var_list: Sequence[Any]) -> None:
@@ -133,18 +145,17 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
     def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> None:
         """Clip ``grads`` in place, then update through the inner optimizer unless the step is skipped."""
         if not self.built:
-            self.build(trainable_variables)
+            self.build(trainable_variables if trainable_variables is not None else self._trainable_variables)
             self.built = True
         variables = (
             list(trainable_variables) if trainable_variables is not None else self._trainable_variables
         )
         pairs = [(v, g) for v, g in zip(variables, grads, strict=True) if g is not None]
         views = [_output_first(v.value, g) for v, g in pairs]
-        with torch.no_grad():
-            result = self.step(views)
+        result = self.step.clip_(views)  # the views are not parameters: a skip leaves the grads to us
         if self.monitor is not None:
-            self.monitor.observe(result, lr=float(self.learning_rate), skipped=not bool(result.finite))
-        if self.step.skip_nonfinite and not bool(result.finite):
+            self.monitor.observe(result, lr=float(self.learning_rate))
+        if bool(result.skipped):
             return  # nothing moves: weights, moments and iterations stay as they were
         self.inner_optimizer.apply([g for _, g in pairs], [v for v, _ in pairs])
 
@@ -163,17 +174,18 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
 
     def get_config(self) -> dict[str, Any]:
         clipper = self.step.clipper
-        max_norm = getattr(getattr(clipper, "policy", None), "max_norm", None)
-        if max_norm is None:
+        policy = getattr(clipper, "policy", None)
+        fixed = clipper is None or (isinstance(clipper, NormClipper) and isinstance(policy, Fixed))
+        if not fixed or self.step.spikes is not None:
             raise NotImplementedError(
-                f"GradClipOptimizer with {clipper!r} cannot be saved in a Keras config (only a fixed "
-                "max_norm can); save the weights with model.save_weights() and the clip state with "
-                "state_dict()"
+                f"GradClipOptimizer with {clipper!r} (skip_spikes={self.step.spikes!r}) cannot be saved in "
+                "a Keras config (only a fixed max_norm without spike skipping can); save the weights with "
+                "model.save_weights() and the clip state with state_dict()"
             )
         return {
             "name": self.name,
             "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-            "clipper": float(max_norm),
+            "clipper": None if policy is None else float(policy.max_norm),
             "skip_nonfinite": self.step.skip_nonfinite,
         }
 
@@ -185,14 +197,15 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
 
 
 class GradClipCallback(keras.callbacks.Callback):
-    """Log the gradclip fields of a :class:`GradClipOptimizer` into ``logs``; run a GradMonitor.
+    """Log the gradclip fields of a [`GradClipOptimizer`][gradclip.integrations.keras.GradClipOptimizer] into
+    ``logs``; run a GradMonitor.
 
     Put it in ``fit(callbacks=[...])``: Keras calls the user's callbacks before ``History``, so the
     fields of the epoch's last step reach ``History.history`` and every logger that reads ``logs``.
 
     Args:
-        log_dir: the run directory of a :class:`gradclip.monitor.GradMonitor` (``grads.jsonl``
-            for ``gradclip report``, plus ``sinks``); None: log into ``logs`` only.
+        log_dir: the run directory of a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor]
+            (``grads.jsonl`` for ``gradclip report``, plus ``sinks``); None: log into ``logs`` only.
         sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
         monitor: a ready ``GradMonitor`` instead of ``log_dir``.
         monitor_config: the warning levels of the monitor built for ``log_dir``.
@@ -227,13 +240,9 @@ class GradClipCallback(keras.callbacks.Callback):
             from gradclip.monitor import GradMonitor
 
             names = [v.path for v in self.model.trainable_weights]
-            max_norm = getattr(getattr(opt.step.clipper, "policy", None), "max_norm", None)
+            # No max_norm: every step's ClipResult carries the threshold it applied.
             self.monitor = GradMonitor(
-                names=names,
-                log_dir=self.log_dir,
-                sinks=self.sinks,
-                max_norm=max_norm,
-                config=self.monitor_config,
+                names=names, log_dir=self.log_dir, sinks=self.sinks, config=self.monitor_config
             )
         opt.monitor = self.monitor
 

@@ -4,14 +4,15 @@ The clip runs in ``on_before_optimizer_step``: Lightning calls it after the clos
 every accumulated micro-batch included) and, under ``precision="16-mixed"``, after
 ``MixedPrecision.optimizer_step`` has called ``scaler.unscale_(optimizer)``, so the clipper sees true
 gradients; its own ``gradient_clip_val`` clipping comes later in the same place (``_after_closure``).
-A NaN/Inf step is skipped by setting the gradients to None (see :mod:`gradclip.integrations._step`);
+The clip is one [`ClipStep`][gradclip.step.ClipStep]: a NaN/Inf step (or, with ``skip_spikes``, a spike)
+is skipped by setting the gradients to None;
 the LR scheduler and ``global_step`` still advance, as for a step ``GradScaler`` skips. Per step it
 logs ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`` and
 ``skipped_steps`` through ``pl_module.log`` (so every Lightning logger, TensorBoard included, gets
-them), and a :class:`gradclip.monitor.GradMonitor` writes the run log (``grads.jsonl``, per-layer
-norms, warnings, advice) into ``<trainer.log_dir>/gradclip`` for ``gradclip report``. The clipper,
-its policy and the monitor go into Lightning checkpoints: ``fit(ckpt_path=...)`` continues the
-adaptive threshold and appends to the same run log.
+them), and a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] writes the run log
+(``grads.jsonl``, per-layer norms, warnings, advice) into ``<trainer.log_dir>/gradclip`` for
+``gradclip report``. The clipper, its policy and the monitor go into Lightning checkpoints:
+``fit(ckpt_path=...)`` continues the adaptive threshold and appends to the same run log.
 
 Not supported, each with an error at ``fit``: manual optimisation (call a clipper in
 ``training_step`` instead), ``gradient_clip_val`` or an overridden ``configure_gradient_clipping``
@@ -28,6 +29,7 @@ from typing import Any
 from gradclip.clippers import Clipper
 from gradclip.diagnosis import MonitorConfig
 from gradclip.integrations._monitored import MonitoredStep
+from gradclip.skip import SpikeSkip
 
 try:
     from lightning.pytorch import LightningModule, Trainer
@@ -53,16 +55,19 @@ class GradClipCallback(Callback):
         clipper: ``NormClipper(max_norm)``, ``NormClipper(Percentile())``, ``NormClipper(ZScore())``,
             ``ValueClipper(c)``, ``AGC(f)``, or a float ``max_norm``.
         skip_nonfinite: skip the optimizer step when the pre-clip norm is NaN/Inf.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spike steps, or None.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
         prog_bar: also show the pre-clip norm and the clip rate in the progress bar.
         log_dir: the monitor's run directory (default ``<trainer.log_dir>/gradclip``, or
             ``<default_root_dir>/gradclip`` without a logger); False: no monitor.
         sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
-        monitor_config: the monitor's warning levels (:class:`gradclip.monitor.MonitorConfig`).
+        monitor_config: the monitor's warning levels
+            ([`gradclip.monitor.MonitorConfig`][gradclip.monitor.MonitorConfig]).
 
-    Example::
-
+    Examples:
+        ```python
         trainer = Trainer(callbacks=[GradClipCallback(NormClipper(ZScore()))])  # no gradient_clip_val
+        ```
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class GradClipCallback(Callback):
         clipper: Clipper | float = 1.0,
         *,
         skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
         rate_window: int = 100,
         prog_bar: bool = False,
         log_dir: str | Path | bool | None = None,
@@ -77,8 +83,8 @@ class GradClipCallback(Callback):
         monitor_config: MonitorConfig | None = None,
     ) -> None:
         self.clip = MonitoredStep(
-            clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window, log_dir=log_dir, sinks=sinks,
-            config=monitor_config,
+            clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window,
+            log_dir=log_dir, sinks=sinks, config=monitor_config,
         )  # fmt: skip
         self.step = self.clip.step
         self.prog_bar = bool(prog_bar)
@@ -136,7 +142,7 @@ def _check_setup(trainer: Trainer, pl_module: LightningModule) -> None:
         raise ValueError(
             "GradClipCallback needs automatic optimisation, got a LightningModule with "
             "automatic_optimization=False; with manual optimisation call a clipper yourself between "
-            "self.manual_backward(loss) and opt.step() (e.g. gradclip.NormClipper(1.0)(self.parameters()))"
+            "self.manual_backward(loss) and opt.step() (e.g. gradclip.ClipStep(1.0).clip_(self.parameters()))"
         )
     if trainer.gradient_clip_val not in (None, 0):
         raise ValueError(

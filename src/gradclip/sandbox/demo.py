@@ -1,12 +1,12 @@
 """The main job: the same CNN run on embedded digits, with and without clipping, side by side.
 
-A small CNN (:func:`~gradclip.sandbox.convolutional.models.small_cnn`) is trained by
-:class:`~gradclip.sandbox.convolutional.trainer.ConvTrainer` on scikit-learn's digits with SGD +
+A small CNN (`small_cnn`) is trained by
+[`ConvTrainer`][gradclip.sandbox.convolutional.trainer.ConvTrainer] on scikit-learn's digits with SGD +
 Nesterov momentum. At one step a "bad batch" arrives (its loss multiplied by ``spike``, as a
 corrupted or mislabelled batch would), which gives one gradient thousands of times larger than
 usual. Without clipping that single step throws the weights off a cliff; with global-norm clipping
 the step is capped at ``max_norm`` and training goes on. Both runs are recorded by a
-:class:`~gradclip.monitor.GradMonitor`, and a report compares them.
+[`GradMonitor`][gradclip.monitor.GradMonitor], and a report compares them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip.monitor import GradMonitor, GradMonitorWarning
 from gradclip.sandbox.convolutional import ConvTrainer, build_model, load_digits
@@ -46,7 +51,7 @@ def train_digits(
 ) -> RunSummary:
     """Train the small CNN once on 8x8 digits; ``max_norm=None`` trains without clipping.
 
-    With ``log_dir`` every step is recorded by a :class:`~gradclip.monitor.GradMonitor` (JSONL in
+    With ``log_dir`` every step is recorded by a [`GradMonitor`][gradclip.monitor.GradMonitor] (JSONL in
     ``log_dir``; ``gradclip report`` reads it). Its warnings are not shown: the report lists them.
     """
     data = load_digits(size=8, seed=seed)
@@ -123,5 +128,7 @@ def run_demo(
         from gradclip.report import write_report
 
         title = "gradclip demo: one bad batch, with and without clipping"
-        write_report(dirs, Path(out_dir) / "report", title=title)
+        results = {r.name: {"test loss": r.final_loss, "test accuracy": r.accuracy} for r in runs}
+        logged = [d for d in dirs if d is not None]  # both runs: out_dir is set
+        write_report(logged, Path(out_dir) / "report", title=title, results=results)
     return runs

@@ -1,253 +1,394 @@
-// Views 1 and 3: the loss surface with three trajectories (animated), and their loss / gradient-norm curves.
-import { COLORS, LABELS, PLOT_CONFIG, api, fmt, latest, markRedraw, numberSetting, saveSettings, settings } from "./app.js";
+// The cliff view: the loss surface (heatmap or contours, with the catapult region hatched), the three
+// runs simulated in the page (landscapes.js) with a marker each, a narrating caption, and the loss and
+// gradient-norm curves. Every input redraws in the next animation frame: no server round trip.
+import { COLORS, DASHES, LABELS, TEXT_COLORS, fmt, number, registerSettings, settingsChanged } from "./common.js";
+import { contourSegments, viridis } from "./contours.js";
+import { SHAPES, WIDTHS, drawCurve, drawStats } from "./curves.js";
+import { METHODS, simulateAll, surfaceGrid } from "./landscapes.js";
+import { axes, drawAxes, fitCanvas, marker, polyline } from "./plot.js";
+import { caption, inside, lossSummary, mapSummary, normSummary } from "./story.js";
 
 const $ = (id) => document.getElementById(id);
-const METHODS = ["none", "norm", "value"];
-const state = { info: null, land: null, data: null, frame: 0, playing: false, surfaceDrawn: null };
-// Exact values: a slider snaps to its 0.01 grid, but a value from the URL must be used as given.
-const exact = { lr: 0.1, threshold: 1, steps: 100 };
-
-// Sliders move in log10 units: learning rates and thresholds matter by factors, not by differences.
-const logSliders = {
-  lr: (x) => Number((10 ** x).toPrecision(3)),
-  threshold: (x) => Number((10 ** x).toPrecision(3)),
-  steps: (x) => Math.max(1, Math.round(10 ** x)),
+const GRID = 161, REGION = [48, 42], REGION_STEPS = 500, PLAY_MS = 4000;
+const state = {
+  info: null, land: null, s: null, runs: null, frame: 0, view: "heatmap", playing: false,
+  base: null, region: null, regionId: 0, grids: {}, pending: false, worker: null,
 };
 
-function current() {
-  return {
-    surface: $("surface").value,
-    u: Number($("u").value),
-    v: Number($("v").value),
-    lr: exact.lr,
-    threshold: exact.threshold,
-    steps: exact.steps,
-  };
+const limits = () => state.info.limits;
+const defaults = (land) => ({ surface: land.name, ...land.defaults });
+const jumpOf = (land) => Math.min(land.bounds[0][1] - land.bounds[0][0], land.bounds[1][1] - land.bounds[1][0]) / 4;
+const maxFrame = () => Math.max(...METHODS.map((m) => state.runs[m].u.length - 1));
+const findLand = (name) => state.info.surfaces.find((s) => s.name === name);
+
+// ---- drawing -----------------------------------------------------------------------------------
+function grid(land) {
+  if (!state.grids[land.name]) {
+    const g = surfaceGrid(land.name, land.bounds, GRID);
+    const z = land.log_color ? g.loss.map((x) => Math.log10(x + 1e-3)) : g.loss;
+    let lo = Infinity, hi = -Infinity;
+    for (const x of z) if (Number.isFinite(x)) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+    state.grids[land.name] = { ...g, z, lo, hi };
+  }
+  return state.grids[land.name];
 }
 
-function setControls(values) {
-  state.land = state.info.surfaces.find((s) => s.name === values.surface) || state.info.surfaces[0];
-  $("surface").value = state.land.name;
+function surfaceAxes(w, h) {
+  const box = { left: 50, top: 8, width: w - 62, height: h - 46 };
+  const [[u0, u1], [v0, v1]] = state.land.bounds;
+  return axes({ box, x: [u0, u1], y: [v0, v1] });
+}
+
+// Heatmap (or white) with level lines, rendered once per surface, view and size.
+function baseLayer(ax, w, h) {
+  const key = `${state.land.name}/${state.view}/${w}x${h}/${window.devicePixelRatio}`;
+  if (state.base?.key === key) return state.base.canvas;
+  const g = grid(state.land);
+  const canvas = document.createElement("canvas");
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.scale(dpr, dpr);
+  const { box } = ax;
+  if (state.view === "heatmap") {
+    const img = new ImageData(GRID, GRID);
+    for (let i = 0; i < GRID; i++) for (let j = 0; j < GRID; j++) {
+      const [r, gg, b] = viridis((g.z[i * GRID + j] - g.lo) / (g.hi - g.lo));
+      const o = ((GRID - 1 - i) * GRID + j) * 4; // image rows run downwards, v upwards
+      img.data.set([r, gg, b, 255], o);
+    }
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = GRID;
+    tile.getContext("2d").putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(tile, box.left, box.top, box.width, box.height);
+  } else {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(box.left, box.top, box.width, box.height);
+  }
+  const levels = 14;
+  ctx.strokeStyle = state.view === "heatmap" ? "rgba(255,255,255,0.45)" : "#555";
+  ctx.lineWidth = state.view === "heatmap" ? 0.8 : 1;
+  ctx.beginPath();
+  const sx = box.width / (GRID - 1), sy = box.height / (GRID - 1);
+  for (let l = 1; l < levels; l++) {
+    for (const [x0, y0, x1, y1] of contourSegments(g.z, GRID, g.lo + ((g.hi - g.lo) * l) / levels)) {
+      ctx.moveTo(box.left + x0 * sx, box.top + box.height - y0 * sy);
+      ctx.lineTo(box.left + x1 * sx, box.top + box.height - y1 * sy);
+    }
+  }
+  ctx.stroke();
+  state.base = { key, canvas };
+  return canvas;
+}
+
+let hatch = null;
+function regionLayer(ctx, ax) {
+  const r = state.region;
+  if (!r || r.key !== regionKey()) return;
+  if (!hatch) {
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = 8;
+    const t = tile.getContext("2d");
+    t.strokeStyle = "rgba(0,0,0,0.4)"; t.lineWidth = 1;
+    t.beginPath(); t.moveTo(0, 8); t.lineTo(8, 0); t.stroke();
+    hatch = ctx.createPattern(tile, "repeat");
+  }
+  const [nu, nv] = [r.nu, r.nv];
+  const cw = ax.box.width / nu, ch = ax.box.height / nv;
+  const cells = new Path2D();
+  const edges = new Path2D();
+  for (let i = 0; i < nv; i++) for (let j = 0; j < nu; j++) {
+    if (!r.mask[i * nu + j]) continue;
+    const x = ax.box.left + j * cw, y = ax.box.top + ax.box.height - (i + 1) * ch;
+    cells.rect(x, y, cw + 0.5, ch + 0.5);
+    const off = (ii, jj) => ii < 0 || jj < 0 || ii >= nv || jj >= nu || !r.mask[ii * nu + jj];
+    if (off(i - 1, j)) { edges.moveTo(x, y + ch); edges.lineTo(x + cw, y + ch); }
+    if (off(i + 1, j)) { edges.moveTo(x, y); edges.lineTo(x + cw, y); }
+    if (off(i, j - 1)) { edges.moveTo(x, y); edges.lineTo(x, y + ch); }
+    if (off(i, j + 1)) { edges.moveTo(x + cw, y); edges.lineTo(x + cw, y + ch); }
+  }
+  ctx.save();
+  ctx.fillStyle = "rgba(255,255,255,0.12)";
+  ctx.fill(cells);
+  ctx.fillStyle = hatch;
+  ctx.fill(cells);
+  ctx.strokeStyle = "rgba(0,0,0,0.55)"; ctx.lineWidth = 1; ctx.stroke(edges);
+  ctx.restore();
+}
+
+function drawSurface() {
+  const { ctx, w, h } = fitCanvas($("surface-canvas"));
+  const ax = surfaceAxes(w, h);
+  state.ax = ax;
+  window.cliffAxes = ax; // the browser tests map data to pixels with it
+  ctx.drawImage(baseLayer(ax, w, h), 0, 0, w, h);
+  regionLayer(ctx, ax);
+  drawAxes(ctx, ax, { xlabel: state.land.axes[0], ylabel: state.land.axes[1] });
+  ctx.save();
+  ctx.beginPath(); ctx.rect(ax.box.left, ax.box.top, ax.box.width, ax.box.height); ctx.clip();
+  const k = state.frame;
+  for (const m of METHODS) {
+    const r = state.runs[m];
+    polyline(ctx, ax, r.u, r.v, Math.min(k + 1, r.u.length), { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m] });
+  }
+  ctx.restore();
+  for (const m of ["none", "value", "norm"]) drawMarker(ctx, ax, m, k);
+  // The start: a ring drawn last, so the markers sitting on it at step 0 do not hide it.
+  ctx.save();
+  ctx.beginPath(); ctx.arc(ax.px(state.s.u), ax.py(state.s.v), 11, 0, 2 * Math.PI);
+  ctx.strokeStyle = "#fff"; ctx.lineWidth = 5; ctx.stroke();
+  ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke();
+  ctx.restore();
+}
+
+// The current point of a run; a run off the map is shown at the edge with an arrow and where it is.
+function drawMarker(ctx, ax, m, k) {
+  const r = state.runs[m];
+  const i = Math.min(k, r.u.length - 1);
+  const { box } = ax;
+  let x = ax.px(r.u[i]), y = ax.py(r.v[i]);
+  if (inside(state.land, r.u[i], r.v[i])) { marker(ctx, x, y, SHAPES[m], COLORS[m]); return; }
+  x = Math.min(box.left + box.width - 8, Math.max(box.left + 8, x));
+  y = Math.min(box.top + box.height - 8, Math.max(box.top + 8, y));
+  marker(ctx, x, y, SHAPES[m], COLORS[m]);
+  ctx.save();
+  ctx.font = "bold 12px system-ui, sans-serif";
+  const text = `${LABELS[m]}: thrown to (${fmt(r.u[i])}, ${fmt(r.v[i])})`;
+  ctx.textBaseline = y < box.top + box.height / 2 ? "top" : "bottom";
+  ctx.textAlign = "left";
+  // Keep the whole label inside the map, whatever the width of the screen.
+  const width = ctx.measureText(text).width;
+  const tx = Math.max(box.left + 4, Math.min(x + 12, box.left + box.width - width - 4));
+  const ty = y + (ctx.textBaseline === "top" ? 10 : -10);
+  ctx.lineWidth = 4; ctx.strokeStyle = "#fff"; ctx.strokeText(text, tx, ty);
+  ctx.fillStyle = TEXT_COLORS[m]; ctx.fillText(text, tx, ty);
+  ctx.restore();
+}
+
+function drawText() {
+  const jump = jumpOf(state.land);
+  const share = state.region?.key === regionKey() ? state.region.share : null;
+  $("caption").textContent = caption(state.runs, state.frame, state.s, state.land, jump);
+  $("surface-summary").textContent = mapSummary(state.runs, state.frame, state.land, share);
+  $("loss-summary").textContent = lossSummary(state.runs, jump);
+  $("norm-summary").textContent = normSummary(state.runs, state.s);
+  $("frame").value = state.frame;
+  $("frame").setAttribute("aria-valuetext", `step ${state.frame} of ${maxFrame()}`);
+  $("frame-out").textContent = `${state.frame} / ${maxFrame()}`;
+}
+
+function drawAll({ full = true } = {}) {
+  drawSurface();
+  const at = { steps: state.s.steps, frame: state.frame };
+  drawCurve($("loss-canvas"), state.runs, "loss", { ...at, ylabel: "loss" });
+  drawCurve($("norm-canvas"), state.runs, "gradNorm", { ...at, hline: state.s.threshold, ylabel: "‖g‖" });
+  if (full) drawStats(document.querySelector("#stats tbody"), state.runs, state.s, state.land);
+  drawText();
+  markRedraw();
+}
+
+// Tests and the benchmark wait on this counter. Its time is taken once the drawing has been painted:
+// the next animation frame comes after the paint of the frame that holds the drawing, and a message
+// posted from it runs after that frame's own rendering steps.
+function markRedraw() {
+  const frame = state.frame;
+  requestAnimationFrame(() => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      document.body.dataset.cliffRedraws = String(Number(document.body.dataset.cliffRedraws || 0) + 1);
+      window.lastRedraw = { view: "cliff", time: performance.now(), frame };
+    };
+    ch.port2.postMessage(0);
+  });
+}
+
+// ---- simulation and the catapult region -------------------------------------------------------
+function regionKey() {
+  const s = state.s;
+  return `${s.surface}/${s.lr}/${Math.min(s.steps, REGION_STEPS)}`;
+}
+
+function requestRegion() {
+  const key = regionKey();
+  if (state.region?.key === key || state.regionWanted === key) return;
+  state.regionWanted = key;
+  clearTimeout(state.regionTimer);
+  state.regionTimer = setTimeout(() => {
+    // A worker still busy with an older setting is dropped: its answer would be thrown away anyway.
+    if (state.worker && state.regionBusy) { state.worker.terminate(); state.worker = null; }
+    if (!state.worker) {
+      state.worker = new Worker("/static/region.js", { type: "module" });
+      state.worker.onmessage = ({ data }) => {
+        state.regionBusy = false;
+        if (data.id !== state.regionId) return;
+        const share = data.mask.reduce((a, b) => a + b, 0) / data.mask.length;
+        state.region = { key: data.key, mask: data.mask, nu: data.nu, nv: data.nv, share };
+        document.body.dataset.regionReady = data.key;
+        schedule({ full: false });
+      };
+    }
+    const s = state.s;
+    state.regionId += 1;
+    state.regionBusy = true;
+    state.worker.postMessage({ id: state.regionId, key, name: s.surface, bounds: state.land.bounds, lr: s.lr,
+      steps: Math.min(s.steps, REGION_STEPS), jump: jumpOf(state.land), nu: REGION[0], nv: REGION[1] });
+  }, 400); // once the input has settled: during a drag the region would be out of date at once
+
+}
+
+function simulate() {
+  const s = state.s;
+  state.runs = simulateAll(s.surface, [s.u, s.v], { lr: s.lr, threshold: s.threshold, steps: s.steps });
+  window.cliffRuns = state.runs; // read by the browser tests (the same arrays the page draws)
+  $("frame").max = maxFrame();
+  state.frame = maxFrame();
+  requestRegion();
+}
+
+// Redraw: at once for input (Chromium already delivers slider and pointer input once per frame, so the
+// work is done before that frame is painted), or coalesced into the next animation frame otherwise.
+function render() {
+  const t0 = performance.now();
+  if (state.needSim) simulate();
+  drawAll({ full: state.needFull });
+  state.needSim = false; state.needFull = false;
+  window.frameWork = performance.now() - t0; // simulation + drawing, read by the benchmark
+}
+
+function schedule({ resimulate = false, full = true, now = false } = {}) {
+  state.needSim ||= resimulate;
+  state.needFull ||= full;
+  if (now) { render(); return; }
+  if (state.pending) return;
+  state.pending = true;
+  requestAnimationFrame(() => {
+    state.pending = false;
+    render();
+  });
+}
+
+// ---- controls ------------------------------------------------------------------------------------
+const SLIDERS = {
+  lr: { toValue: (x) => Number((10 ** x).toPrecision(3)), text: (v) => `learning rate ${v}` },
+  threshold: { toValue: (x) => Number((10 ** x).toPrecision(3)), text: (v) => `threshold c ${v}` },
+  steps: { toValue: (x) => Math.max(1, Math.round(10 ** x)), text: (v) => `${v} steps` },
+};
+
+function showControls() {
+  const s = state.s;
+  $("surface").value = s.surface;
   $("u-name").textContent = state.land.axes[0];
   $("v-name").textContent = state.land.axes[1];
-  $("u").value = values.u;
-  $("v").value = values.v;
-  Object.assign(exact, { lr: values.lr, threshold: values.threshold, steps: Math.round(values.steps) });
-  $("lr").value = Math.log10(values.lr);
-  $("threshold").value = Math.log10(values.threshold);
-  $("steps").value = Math.log10(values.steps);
-  showLabels();
-}
-
-function showLabels() {
-  const c = current();
-  $("lr-out").textContent = c.lr;
-  $("threshold-out").textContent = c.threshold;
-  $("steps-out").textContent = c.steps;
-}
-
-function defaults(land) {
-  return { surface: land.name, ...land.defaults };
-}
-
-function fromUrl() {
-  const land = state.info.surfaces.find((s) => s.name === settings.get("surface")) || state.info.surfaces[0];
-  const d = defaults(land);
-  for (const key of ["u", "v", "lr", "threshold", "steps"]) d[key] = numberSetting(key, d[key]);
-  return d;
-}
-
-function clipBound(method, c) {
-  if (method === "none") return "none";
-  return method === "norm" ? fmt(c.lr * c.threshold) : fmt(c.lr * c.threshold * Math.SQRT2);
-}
-
-function where(run, land) {
-  const n = run.u.length - 1;
-  const [[u0, u1], [v0, v1]] = land.bounds;
-  if (run.diverged) return `diverged at step ${n}`;
-  const out = run.u.findIndex((u, i) => u < u0 || u > u1 || run.v[i] < v0 || run.v[i] > v1);
-  const end = `(${fmt(run.u[n])}, ${fmt(run.v[n])})`;
-  return out >= 0 ? `left the map at step ${out}; ended at ${end}` : `ended at ${end}`;
-}
-
-function drawStats() {
-  const c = state.data.settings;
-  const rows = METHODS.map((m) => {
-    const r = state.data.runs[m];
-    return `<tr id="stat-${m}" class="${m}"><td>${LABELS[m]}</td><td class="final-loss">${fmt(r.loss[r.loss.length - 1])}</td>`
-      + `<td class="max-step">${fmt(r.max_step)}</td><td>${clipBound(m, c)}</td>`
-      + `<td class="clips">${r.clip_count}</td><td>${where(r, state.land)}</td></tr>`;
-  });
-  document.querySelector("#stats tbody").innerHTML = rows.join("");
-}
-
-// One drawing per surface: a promise, so that the start-up draw and the first redraw share it.
-function drawSurface() {
-  if (state.surfaceDrawn?.name !== state.land.name) {
-    state.surfaceDrawn = { name: state.land.name, done: drawSurfaceNow(state.land) };
+  $("u").value = s.u; $("v").value = s.v;
+  for (const [id, sl] of Object.entries(SLIDERS)) {
+    $(id).value = Math.log10(s[id]);
+    $(`${id}-out`).textContent = s[id];
+    $(id).setAttribute("aria-valuetext", sl.text(s[id]));
   }
-  return state.surfaceDrawn.done;
+  for (const el of document.querySelectorAll("[data-surface]")) el.hidden = el.dataset.surface !== s.surface;
+  for (const el of document.querySelectorAll("input[name=view]")) el.checked = el.value === state.view;
 }
 
-async function drawSurfaceNow(land) {
-  const s = await api("/api/surface", { surface: land.name, grid: 161 });
-  const z = land.log_color ? s.loss.map((row) => row.map((x) => Math.log10(x + 1e-3))) : s.loss;
-  const [[u0, u1], [v0, v1]] = land.bounds;
-  const traces = [{
-    type: "heatmap", x: s.u, y: s.v, z, colorscale: "Viridis", hoverinfo: "x+y+z",
-    colorbar: { title: { text: land.log_color ? "log10 loss" : "loss" }, len: 0.8 },
-  }];
-  for (const m of METHODS) {
-    traces.push({ type: "scatter", mode: "lines+markers", name: LABELS[m], x: [], y: [],
-      // Value clipping dashed and thinner, so that norm clipping shows where the two paths coincide.
-      line: { color: COLORS[m], width: m === "value" ? 2 : 3, dash: m === "value" ? "dot" : "solid" },
-      marker: { size: 3, color: COLORS[m] } });
-  }
-  traces.push({ type: "scatter", mode: "markers", name: "start", x: [], y: [], showlegend: false,
-    marker: { size: 11, color: "#fff", line: { color: "#000", width: 2 } } });
-  const layout = {
-    title: { text: land.title, font: { size: 14 } }, margin: { l: 55, r: 10, t: 40, b: 45 },
-    xaxis: { title: { text: land.axes[0] }, range: [u0, u1], fixedrange: true },
-    yaxis: { title: { text: land.axes[1] }, range: [v0, v1], fixedrange: true },
-    legend: { orientation: "h", y: -0.12 }, dragmode: false, hovermode: "closest",
-  };
-  await Plotly.react("cliff-plot", traces, layout, PLOT_CONFIG);
-}
-
-function maxFrame() {
-  return Math.max(...METHODS.map((m) => state.data.runs[m].u.length - 1));
-}
-
-async function drawFrame({ curves = true } = {}) {
-  const k = state.frame;
-  $("frame").value = k;
-  $("frame-out").textContent = `${k} / ${maxFrame()}`;
-  const xs = METHODS.map((m) => state.data.runs[m].u.slice(0, k + 1));
-  const ys = METHODS.map((m) => state.data.runs[m].v.slice(0, k + 1));
-  const c = state.data.settings;
-  const work = [Plotly.restyle("cliff-plot", { x: [...xs, [c.u]], y: [...ys, [c.v]] }, [1, 2, 3, 4])];
-  if (curves) {
-    work.push(Plotly.relayout("loss-plot", { "shapes[0].x0": k, "shapes[0].x1": k }));
-    work.push(Plotly.relayout("norm-plot", { "shapes[1].x0": k, "shapes[1].x1": k }));
-  }
-  await Promise.all(work);
-}
-
-async function drawCurves() {
-  const c = state.data.settings;
-  const lossTraces = METHODS.map((m) => {
-    const r = state.data.runs[m];
-    return { type: "scatter", mode: "lines", name: LABELS[m], x: r.loss.map((_, i) => i), y: r.loss,
-      line: { color: COLORS[m] } };
-  });
-  const normTraces = [];
-  for (const m of METHODS) {
-    const r = state.data.runs[m];
-    normTraces.push({ type: "scatter", mode: "lines", name: LABELS[m], x: r.grad_norm.map((_, i) => i),
-      y: r.grad_norm, line: { color: COLORS[m] } });
-  }
-  for (const m of ["norm", "value"]) {
-    const r = state.data.runs[m];
-    const steps = r.clipped.flatMap((on, i) => (on ? [i] : []));
-    normTraces.push({ type: "scatter", mode: "markers", name: `${LABELS[m]}: clipped`, x: steps,
-      y: steps.map((i) => r.grad_norm[i]), marker: { symbol: "x", size: 7, color: COLORS[m] } });
-  }
-  const frameLine = { type: "line", xref: "x", yref: "paper", x0: state.frame, x1: state.frame, y0: 0, y1: 1,
-    line: { color: "#999", width: 1 } };
-  const base = { margin: { l: 60, r: 10, t: 35, b: 30 }, legend: { orientation: "h", y: -0.15, yanchor: "top" },
-    showlegend: true };
-  const lossLayout = { ...base, title: { text: "loss, by step", font: { size: 14 } }, xaxis: {},
-    yaxis: { type: "log", exponentformat: "power" }, shapes: [frameLine] };
-  const normLayout = { ...base, title: { text: "gradient norm before clipping, by step", font: { size: 14 } },
-    xaxis: {}, yaxis: { type: "log", exponentformat: "power" },
-    shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: c.threshold, y1: c.threshold,
-      line: { color: "#555", dash: "dash", width: 1 } }, { ...frameLine }] };
-  await Promise.all([
-    Plotly.react("loss-plot", lossTraces, lossLayout, PLOT_CONFIG),
-    Plotly.react("norm-plot", normTraces, normLayout, PLOT_CONFIG),
-  ]);
-}
-
-async function redraw(data) {
-  state.data = data;
-  state.frame = maxFrame();
-  $("frame").max = maxFrame();
-  await drawSurface();
-  drawStats();
-  // The curves are drawn with the frame line already at the last frame: no second pass over them.
-  await Promise.all([drawCurves(), drawFrame({ curves: false })]);
-  markRedraw("cliff");
-}
-
-const request = latest((c) => api("/api/simulate", c), redraw, (msg) => { $("cliff-error").textContent = msg; });
-
-function changed() {
-  showLabels();
-  const c = current();
+function set(values, { push = true, now = false } = {}) {
+  const land = findLand(values.surface ?? state.s.surface);
+  const surfaceChanged = land !== state.land;
+  state.land = land;
+  state.s = { ...(surfaceChanged ? defaults(land) : state.s), ...values, surface: land.name };
   state.playing = false;
   $("play").textContent = "play";
-  saveSettings(c);
-  request(c);
+  showControls();
+  schedule({ resimulate: true, now });
+  if (push) settingsChanged();
 }
 
 function play() {
-  if (!state.data) return;
-  state.playing = !state.playing;
-  $("play").textContent = state.playing ? "pause" : "play";
-  if (state.playing && state.frame >= maxFrame()) state.frame = 0;
-  // About four seconds for the whole run whatever its length: a stride of frames per tick.
-  const stride = Math.max(1, Math.ceil(maxFrame() / 240));
-  const tick = async () => {
+  if (state.playing) { state.playing = false; $("play").textContent = "play"; return; }
+  state.playing = true;
+  $("play").textContent = "pause";
+  if (state.frame >= maxFrame()) state.frame = 0;
+  const from = state.frame, t0 = performance.now();
+  const tick = (now) => {
     if (!state.playing) return;
-    state.frame = Math.min(maxFrame(), state.frame + stride);
-    await drawFrame();
+    // A whole run in about PLAY_MS, whatever its length.
+    state.frame = Math.min(maxFrame(), from + Math.floor(((now - t0) / PLAY_MS) * maxFrame()));
+    drawAll({ full: false });
     if (state.frame >= maxFrame()) { state.playing = false; $("play").textContent = "play"; return; }
     requestAnimationFrame(tick);
   };
   requestAnimationFrame(tick);
 }
 
-function onClick(event) {
-  const p = event.points && event.points[0];
-  if (!p) return;
-  $("u").value = Number(p.x.toPrecision(4));
-  $("v").value = Number(p.y.toPrecision(4));
-  changed();
+function onSurfaceClick(event) {
+  const ax = state.ax;
+  const box = $("surface-canvas").getBoundingClientRect();
+  const x = event.clientX - box.left, y = event.clientY - box.top;
+  if (x < ax.box.left || x > ax.box.left + ax.box.width || y < ax.box.top || y > ax.box.top + ax.box.height) return;
+  // The start is exactly the clicked point (to 6 digits, well under a pixel): no snapping.
+  const u = Number(ax.dx(x).toPrecision(6)), v = Number(ax.dy(y).toPrecision(6));
+  document.body.dataset.clicks = String(Number(document.body.dataset.clicks || 0) + 1);
+  set({ u, v });
 }
 
-function chooseSurface(name, overrides = {}) {
-  const land = state.info.surfaces.find((s) => s.name === name);
-  setControls({ ...defaults(land), ...overrides });
-  changed();
+function parsers() {
+  const bounded = (axis) => (text, values) => {
+    const land = findLand(values.surface ?? state.s.surface);
+    const [lo, hi] = land.bounds[axis];
+    return number(lo, hi)(text);
+  };
+  return {
+    surface: (text) => {
+      if (!findLand(text)) throw new Error(`must be one of ${state.info.surfaces.map((s) => s.name).join(", ")}`);
+      return text;
+    },
+    u: bounded(0), v: bounded(1),
+    lr: number(0, limits().lr, { openLo: true }),
+    threshold: number(0, limits().threshold, { openLo: true }),
+    steps: number(1, limits().steps, { integer: true }),
+    view: (text) => { if (!["heatmap", "contours"].includes(text)) throw new Error("must be heatmap or contours"); return text; },
+  };
 }
 
 export function initCliff(info) {
   state.info = info;
-  $("surface").innerHTML = info.surfaces.map((s) => `<option value="${s.name}">${s.name}</option>`).join("");
-  setControls(fromUrl());
-  for (const id of ["lr", "threshold", "steps"]) {
-    $(id).addEventListener("input", () => { exact[id] = logSliders[id](Number($(id).value)); changed(); });
+  state.land = info.surfaces[0];
+  state.s = defaults(state.land);
+  $("surface").innerHTML = info.surfaces.map((s) => `<option value="${s.name}">${s.name}: ${s.title}</option>`).join("");
+  for (const [id, sl] of Object.entries(SLIDERS)) {
+    $(id).addEventListener("input", () => set({ [id]: sl.toValue(Number($(id).value)) }, { now: true }));
   }
-  for (const id of ["u", "v"]) $(id).addEventListener("change", changed);
-  $("surface").addEventListener("change", () => chooseSurface($("surface").value));
+  for (const id of ["u", "v"]) {
+    $(id).addEventListener("change", () => {
+      const value = Number($(id).value);
+      const [lo, hi] = state.land.bounds[id === "u" ? 0 : 1];
+      if (Number.isFinite(value) && value >= lo && value <= hi) set({ [id]: value });
+      else { $(id).value = state.s[id]; $("cliff-error").textContent = `${state.land.axes[id === "u" ? 0 : 1]} must be in [${lo}, ${hi}]`; }
+    });
+  }
+  $("surface").addEventListener("change", () => set(defaults(findLand($("surface").value))));
+  for (const el of document.querySelectorAll("input[name=view]")) {
+    el.addEventListener("change", () => { state.view = el.value; schedule({ full: false }); settingsChanged(); });
+  }
   $("play").addEventListener("click", play);
   $("step").addEventListener("click", () => {
-    if (!state.data) return;
-    state.playing = false;
-    $("play").textContent = "play";
+    state.playing = false; $("play").textContent = "play";
     state.frame = state.frame >= maxFrame() ? 0 : state.frame + 1;
-    drawFrame();
+    schedule({ full: false });
   });
-  $("frame").addEventListener("input", () => { state.frame = Number($("frame").value); drawFrame(); });
-  $("show-vanishing").addEventListener("click", () => {
-    chooseSurface("cliff", { u: 3, v: -6.5 });
-    $("cliff").scrollIntoView();
+  $("frame").addEventListener("input", () => { state.frame = Number($("frame").value); schedule({ full: false }); });
+  $("surface-canvas").addEventListener("click", onSurfaceClick);
+  $("show-vanishing").addEventListener("click", () => { set({ ...defaults(findLand("cliff")), u: 3, v: -6.5 }); $("cliff").scrollIntoView(); });
+  $("show-high-lr").addEventListener("click", () => { set({ ...defaults(findLand("bowl")), lr: 0.6 }); $("cliff").scrollIntoView(); });
+  window.addEventListener("resize", () => schedule({ full: false }));
+  registerSettings({
+    keys: parsers(),
+    apply: (values) => {
+      state.view = values.view ?? "heatmap";
+      const land = findLand(values.surface ?? info.surfaces[0].name);
+      state.land = land;
+      state.s = { ...defaults(land), ...values, surface: land.name };
+      set({}, { push: false });
+    },
+    values: () => ({ ...state.s, view: state.view === "heatmap" ? null : state.view }),
   });
-  $("show-high-lr").addEventListener("click", () => {
-    chooseSurface("bowl", { lr: 0.6, threshold: 1, steps: 100 });
-    $("cliff").scrollIntoView();
-  });
-  drawSurface().then(() => $("cliff-plot").on("plotly_click", onClick));
-  request(current());
 }

@@ -1,7 +1,7 @@
 """Convolutional sandbox: torch image classifiers (ResNet-18, plain CNNs), ConvTrainer, and its CLI.
 
 ``python -m gradclip.sandbox.convolutional resnet18 --epochs 5 --batch-size 128 --grad-clip 5.0``
-trains ResNet-18 on the embedded digits; see :mod:`.cli` for every option.
+trains ResNet-18 on the embedded digits; see `cli` for every option.
 """
 
 from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_clipper

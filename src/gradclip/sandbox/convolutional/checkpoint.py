@@ -6,7 +6,7 @@ elsewhere is opened). It is written to a temporary file in the destination's dir
 disk, then moved over the destination with ``os.replace``: a process killed at any moment (SIGKILL
 included) leaves the previous checkpoint or the new one, never half of one.
 
-:func:`rng_state` / :func:`set_rng_state` capture every random generator a run may draw from (torch
+`rng_state` / `set_rng_state` capture every random generator a run may draw from (torch
 CPU and CUDA, NumPy's global one, Python's ``random``), which is what lets a resumed run continue
 bit-for-bit.
 """
@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip._io import atomic_write
 
@@ -33,7 +39,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
+    """Read a checkpoint written by `save_checkpoint` with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {os.fspath(path)!r}")
@@ -52,13 +58,13 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "numpy": (kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, gauss),
         "python": random.getstate(),
     }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what `rng_state` captured."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -21,11 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip._argparse import Parser, positive_float, positive_int
+from gradclip.sandbox import clipflags
 from gradclip.sandbox.convolutional.checkpoint import load_checkpoint
-from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_clipper
+from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_step
 from gradclip.sandbox.convolutional.data import DATASETS, load_data
 from gradclip.sandbox.convolutional.models import MODELS, build_model
 from gradclip.sandbox.convolutional.trainer import ConvTrainer, unwrap
@@ -38,7 +45,7 @@ CHECKPOINT = "checkpoint.pt"
 # Options that must match between a run and its resumption (epochs may grow; paths, device and
 # verbosity may change).
 SAME_ON_RESUME = ("model", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr", "lookahead",
-                  "grad_clip", "clip_mode", "amp", "seed", "inject_spike")  # fmt: skip
+                  "grad_clip", "clip_mode", "skip_spikes", "amp", "seed", "inject_spike")  # fmt: skip
 
 
 class UsageError(ValueError):
@@ -63,11 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     task.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default: embedded digits)")
     task.add_argument("--data-dir", type=Path, default=None, help="cifar10 batches or class folders")
     task.add_argument("--image-size", type=positive_int, default=None, help="side in pixels (digits: 16)")
-    clip = parser.add_argument_group("clipping")
-    clip.add_argument("--grad-clip", type=float, default=None,
-                      help="the clip mode's knob (norm/value: c, agc: factor, percentile: p, zscore: z); "
-                           "unset, 0 or < 0 disables clipping")  # fmt: skip
-    clip.add_argument("--clip-mode", choices=sorted(CLIP_MODES), default="norm")
+    clip = clipflags.add_arguments(parser, CLIP_MODES)
     clip.add_argument("--inject-spike", type=_spike, default=None, metavar="STEP:FACTOR",
                       help="multiply the loss of global step STEP by FACTOR (a bad batch)")  # fmt: skip
     opt = parser.add_argument_group("optimizer")
@@ -93,11 +96,10 @@ def _check(args: argparse.Namespace) -> Path | None:
         built = "with" if torch.backends.cuda.is_built() else "without"
         raise UsageError(f"--gpu was given but CUDA is not available (torch {torch.__version__}, "
                          f"built {built} CUDA); drop --gpu to train on the CPU")  # fmt: skip
-    if args.grad_clip is not None and not math.isfinite(args.grad_clip):
-        raise UsageError(f"--grad-clip must be a finite number, got {args.grad_clip!r}")
-    clipping = args.grad_clip is not None and args.grad_clip > 0
-    if args.clip_mode != "norm" and not clipping:
-        raise UsageError(f"--clip-mode {args.clip_mode} needs --grad-clip > 0 (its knob: see --help)")
+    try:
+        args.clip_spec = clipflags.spec_from_args(args)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.data != "digits" and args.data_dir is None:
         raise UsageError(f"--data {args.data} is read from disk: give --data-dir")
     if args.out is None:
@@ -144,8 +146,8 @@ def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, saved: 
     resume = args.resume and saved is not None and saved.get("monitor") is not None
     if args.resume and not resume and log_dir is not None and log_dir.exists():
         raise UsageError(f"--resume: the checkpoint holds no monitor state to continue {str(log_dir)!r} with")
-    max_norm = args.grad_clip if args.clip_mode == "norm" and args.grad_clip and args.grad_clip > 0 else None
-    return GradMonitor(model, optimizer=opt, log_dir=log_dir, max_norm=max_norm, resume=resume)
+    # thresholds come with every step's result
+    return GradMonitor(model, optimizer=opt, log_dir=log_dir, resume=resume)
 
 
 def run(args: argparse.Namespace, *, parser: argparse.ArgumentParser | None = None) -> int:
@@ -184,26 +186,26 @@ def _run(args: argparse.Namespace) -> int:
     np.random.seed(args.seed)  # noqa: NPY002 -- seeds the legacy global generator third-party code may use
     model = build_model(args.model, in_channels=split.in_channels, num_classes=split.num_classes)
     opt = _optimizer(args, model)
-    clipper = None
+    clip_step = make_step(args.clip_spec, model)  # the flags become the step once, with or without DDP
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # DDP averages the gradients during backward(): every rank then clips the same global
         # gradient locally, no extra collective (gradclip.distributed). Only rank 0 writes.
-        if args.grad_clip is not None and args.grad_clip > 0:
-            clipper = make_clipper(args.clip_mode, args.grad_clip, model)
         model = torch.nn.parallel.DistributedDataParallel(
             model.to(device), device_ids=[device.index] if device.type == "cuda" else None
         )
         if rank != 0:
             args.quiet, args.no_monitor = True, True
     writes = rank == 0 and args.out is not None
-    knob = None if clipper is not None else args.grad_clip
     trainer = ConvTrainer(
-        model, opt, knob, clip_mode=args.clip_mode, clipper=clipper, device=device, amp=args.amp,
+        model, opt, clipper=clip_step, device=device, amp=args.amp,
         spike=args.inject_spike, progress=not args.quiet, seed=args.seed,
         log_dir=args.out / "tensorboard" if writes else None,
     )  # fmt: skip
     config = _config(args)
-    state = load_checkpoint(ckpt, map_location=device) if args.resume else None
+    state = None
+    if args.resume:
+        assert ckpt is not None  # _check refuses --resume without --out
+        state = load_checkpoint(ckpt, map_location=device)
     trainer.monitor = _monitor(args, unwrap(model), opt, state)
     if state is not None:
         saved = state.get("extra", {}).get("config", {})

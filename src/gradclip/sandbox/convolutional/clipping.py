@@ -1,49 +1,40 @@
-"""``--clip-mode`` to clipper: the one place where a mode name and its number become a clipper object.
+"""``--clip-mode`` to clipper for torch: where a mode name and its number become a step object.
 
-Each factory takes the number given with ``--grad-clip`` (``grad_clip_norm``) and the model, and
-returns a clipper from :mod:`gradclip.clippers`. The number means what the mode's paper calls its knob:
-
-=========== ================================= =====================================================
-mode        ``grad_clip_norm`` is              clipper
-=========== ================================= =====================================================
-norm        max norm c                        ``NormClipper(Fixed(c))`` (Pascanu et al. 2013)
-value       max element c                     ``ValueClipper(c)``
-agc         clip factor lambda (e.g. 0.01)    ``AGC(lambda)``, classifier head excluded (Brock 2021)
-percentile  percentile p in (0, 100] (e.g 10) ``NormClipper(Percentile(p))`` (AutoClip, 2020)
-zscore      z threshold (e.g. 2.5)            ``NormClipper(ZScore(z_thresh=z))`` (ZClip, 2025)
-=========== ================================= =====================================================
+The flags are validated once in `gradclip.sandbox.clipflags` (the table of what each mode's
+number means is there); `make_clipper` builds the torch clipper for a mode, and
+`make_step` the [`ClipStep`][gradclip.step.ClipStep] a trainer takes, with the spike rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from gradclip.clippers import AGC, Clipper, NormClipper, ValueClipper
-from gradclip.policies import Fixed, Percentile, ZScore
+from gradclip.policies import Fixed
+from gradclip.sandbox.clipflags import MODES, ClipSpec, policy_for, spikes_for
 from gradclip.sandbox.convolutional.models import head_parameters
+from gradclip.step import ClipStep
 
-__all__ = ["CLIP_MODES", "make_clipper"]
+__all__ = ["CLIP_MODES", "make_clipper", "make_step"]
 
-
-def _percentile(p: float, model: nn.Module) -> Clipper:
-    if not 0 < p <= 100:
-        raise ValueError(f"for clip_mode 'percentile' grad_clip_norm is p in (0, 100], got {p!r}")
-    return NormClipper(Percentile(p))
-
-
-CLIP_MODES: dict[str, Callable[[float, nn.Module], Clipper]] = {
-    "norm": lambda c, model: NormClipper(Fixed(c)),
-    "value": lambda c, model: ValueClipper(c),
-    "agc": lambda c, model: AGC(c, exclude=head_parameters(model)),
-    "percentile": _percentile,
-    "zscore": lambda z, model: NormClipper(ZScore(z_thresh=z)),
-}
+CLIP_MODES = MODES
 
 
 def make_clipper(mode: str, value: float, model: nn.Module) -> Clipper:
-    """The clipper for ``mode`` (a key of :data:`CLIP_MODES`) with its knob set to ``value`` > 0."""
+    """The clipper for ``mode`` (one of `CLIP_MODES`) with its knob set to ``value`` > 0."""
     if mode not in CLIP_MODES:
         raise ValueError(f"unknown clip_mode {mode!r}; choose from {sorted(CLIP_MODES)}")
-    return CLIP_MODES[mode](value, model)
+    if mode == "percentile" and not 0 < value <= 100:
+        raise ValueError(f"for clip_mode 'percentile' grad_clip_norm is p in (0, 100], got {value!r}")
+    if mode == "value":
+        return ValueClipper(value)
+    if mode == "agc":
+        return AGC(value, exclude=head_parameters(model))
+    policy = policy_for(ClipSpec(mode, value, None))
+    return NormClipper(Fixed(policy) if isinstance(policy, float) else policy)
+
+
+def make_step(spec: ClipSpec, model: nn.Module) -> ClipStep:
+    """The step object for validated flags: the clipper (None when off) and the spike rule."""
+    clipper = None if spec.value is None else make_clipper(spec.mode, spec.value, model)
+    return ClipStep(clipper, skip_spikes=spikes_for(spec))

@@ -1,6 +1,6 @@
 """Image data for the convolutional sandbox: embedded digits, CIFAR-10 from disk, an image folder.
 
-Every loader returns an :class:`ImageSplit` of float32 ``(N, C, H, W)`` tensors, normalised per channel
+Every loader returns an `ImageSplit` of float32 ``(N, C, H, W)`` tensors, normalised per channel
 with the training set's mean and standard deviation, and int64 labels. Nothing is downloaded:
 
 * ``digits`` (default): scikit-learn's 8x8 digits, upsampled bilinearly to ``size`` x ``size``
@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -170,7 +177,7 @@ DATASETS = ("digits", "cifar10", "folder")
 def load_data(
     name: str, *, data_dir: str | os.PathLike[str] | None = None, size: int | None = None, seed: int = 0
 ) -> ImageSplit:
-    """Dispatch on ``name`` (one of :data:`DATASETS`); ``cifar10`` and ``folder`` need ``data_dir``."""
+    """Dispatch on ``name`` (one of `DATASETS`); ``cifar10`` and ``folder`` need ``data_dir``."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
     if name == "digits":

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor, nn
 
 __all__ = ["MODELS", "BasicBlock", "ResNet", "build_model", "deep_cnn", "head_parameters", "resnet18"]
@@ -116,7 +122,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """The model called ``name`` (a key of :data:`MODELS`) for the given image channels and classes."""
+    """The model called ``name`` (a key of `MODELS`) for the given image channels and classes."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):

@@ -1,11 +1,11 @@
 """ConvTrainer: mini-batch training of a torch image classifier with gradient clipping and a monitor.
 
-One step is forward (under autocast with ``amp``), cross-entropy, backward, ``_clip_gradients``, then
-the optimizer step. ``grad_clip_norm=None`` or ``<= 0`` disables clipping, as in the seed system;
-with clipping on, a step whose gradient norm is NaN/Inf is skipped (and counted), without it the
-optimizer steps on whatever the gradients hold, which is the failure clipping is there to prevent.
-Under fp16 AMP on CUDA the ``GradScaler`` unscales the gradients before they are clipped (clipping
-scaled gradients would compare c with ``scale * ||g||``) and skips steps with inf itself.
+One step is forward (under autocast with ``amp``), cross-entropy, backward, then ``_clip_gradients``:
+one call into the trainer's [`ClipStep`][gradclip.step.ClipStep], which clips, decides the skip and
+steps the optimizer. ``grad_clip_norm=None`` or ``<= 0`` disables clipping, as in the seed system; a
+step whose gradient norm is NaN/Inf is skipped (and counted) with or without clipping, the one rule
+of every gradclip loop. Under fp16 AMP on CUDA the step unscales the ``GradScaler``'s gradients
+before it measures them (clipping scaled gradients would compare c with ``scale * ||g||``).
 
 Per-step values (loss, pre-clip norm, threshold, clipped) stay on the device during an epoch and
 are read back once at its end, so the step itself has no host sync unless a monitor is attached
@@ -22,13 +22,17 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradclip.clip import ClipStats
-from gradclip.clippers import Clipper, ClipResult
-from gradclip.norms import collect_grads, norms_and_total
+from gradclip.result import ClipResult
 from gradclip.sandbox.convolutional.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -36,11 +40,12 @@ from gradclip.sandbox.convolutional.checkpoint import (
     set_rng_state,
 )
 from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_clipper
+from gradclip.step import ClipStep, as_clipper
 
 __all__ = ["EPOCH_KEYS", "STEP_KEYS", "ConvTrainer", "Metrics", "unwrap"]
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "clip_fraction", "skipped", "seconds")
-STEP_KEYS = ("step_loss", "grad_norm", "threshold", "clipped")  # one float per step
+STEP_KEYS = ("step_loss", "grad_norm", "threshold", "clipped", "step_skipped")  # one float per step
 
 
 class Metrics(NamedTuple):
@@ -48,8 +53,8 @@ class Metrics(NamedTuple):
     accuracy: float  # in [0, 1]
 
 
-def _clip_threshold(value: object) -> float | None:
-    """The seed's rule: ``None``, ``0`` or negative disables clipping; NaN is an error."""
+def _grad_clip_norm(value: object) -> float | None:
+    """``grad_clip_norm`` as given: a real number (``<= 0``: off) or None; NaN and non-numbers refused."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -72,7 +77,7 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _spike(spike: object) -> tuple[int, float] | None:
+def _spike(spike: Any) -> tuple[int, float] | None:
     if spike is None:
         return None
     ok = isinstance(spike, tuple) and len(spike) == 2 and isinstance(spike[0], int) and spike[0] >= 0
@@ -87,10 +92,14 @@ class ConvTrainer:
     Args:
         model: a classifier ``(N, C, H, W) -> (N, classes)``; moved to ``device``.
         optimizer: a torch optimizer over the model's parameters, or a wrapper (``Lookahead``).
-        grad_clip_norm: the clipping knob of ``clip_mode`` (see :mod:`.clipping`); None/<= 0: off.
+        grad_clip_norm: the clipping knob of ``clip_mode`` (see
+            [`clipping`][gradclip.integrations.loop.clipping]); None/<= 0: off.
         clip_mode: ``norm``, ``value``, ``agc``, ``percentile`` or ``zscore``.
-        clipper: a ready clipper object (:mod:`gradclip.clippers`) instead of the two above.
-        monitor: a :class:`gradclip.monitor.GradMonitor`; every step is ``observe``-d.
+        clipper: a ready clipper instead of the two above: a clipper
+            ([`gradclip.clippers`][gradclip.clippers]), a threshold policy (norm clipping at its threshold) or
+            a [`ClipStep`][gradclip.step.ClipStep] (with its spike rule), as in ``VTrainer``.
+        monitor: a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor]; every step is
+            ``observe``-d.
         device: where the model and batches live (``"cpu"``, ``"cuda"``, ...).
         amp: autocast (fp16 + GradScaler on CUDA, bfloat16 on the CPU).
         spike: ``(step, factor)``: that step's loss is multiplied by factor (a bad batch).
@@ -106,7 +115,7 @@ class ConvTrainer:
         grad_clip_norm: float | None = None,
         *,
         clip_mode: str = "norm",
-        clipper: Clipper | None = None,
+        clipper: Any = None,
         monitor: Any = None,
         device: str | torch.device = "cpu",
         amp: bool = False,
@@ -121,19 +130,21 @@ class ConvTrainer:
             raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
         if clip_mode not in CLIP_MODES:
             raise ValueError(f"unknown clip_mode {clip_mode!r}; choose from {sorted(CLIP_MODES)}")
-        self.grad_clip_norm = _clip_threshold(grad_clip_norm)
+        self.grad_clip_norm = _grad_clip_norm(grad_clip_norm)
         if clipper is not None and self.grad_clip_norm is not None:
-            raise ValueError("give grad_clip_norm (with clip_mode) or a clipper object, not both")
-        if clipper is not None and not callable(clipper):
-            raise TypeError(f"clipper must be a clipper from gradclip.clippers, got {type(clipper).__name__}")
+            raise ValueError("give grad_clip_norm (with clip_mode) or a ready clipper, not both")
+        if isinstance(clipper, ClipStep):
+            self.clip_step = clipper
+        elif clipper is not None:
+            self.clip_step = ClipStep(as_clipper(clipper))
+        else:
+            knob = self.grad_clip_norm
+            self.clip_step = ClipStep(None if knob is None else make_clipper(clip_mode, knob, model))
         if monitor is not None and not callable(getattr(monitor, "observe", None)):
             raise TypeError(f"monitor must be a GradMonitor (with observe()), got {type(monitor).__name__}")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.optimizer, self.clip_mode, self.monitor = optimizer, clip_mode, monitor
-        if clipper is None and self.grad_clip_norm is not None:
-            clipper = make_clipper(clip_mode, self.grad_clip_norm, model)
-        self.clipper = clipper
         self.amp = bool(amp)
         cuda_fp16 = self.amp and self.device.type == "cuda"
         self._amp_dtype = torch.float16 if cuda_fp16 else torch.bfloat16
@@ -152,16 +163,14 @@ class ConvTrainer:
         self.history: dict[str, list[float]] = {k: [] for k in EPOCH_KEYS + STEP_KEYS}
 
     # -- one step ---------------------------------------------------------------------------------------
-    def _clip_gradients(self) -> ClipResult | ClipStats:
-        """Clip the gradients in place (or only measure them when clipping is off); report what was seen.
+    @property
+    def clipper(self) -> Any:
+        """The clipper the step applies (None when clipping is off)."""
+        return self.clip_step.clipper
 
-        Off, the report is a ``ClipStats`` (no threshold), so the monitor sees an unclipped run.
-        """
-        if self.clipper is not None:
-            return self.clipper(self.params)
-        norms, total = norms_and_total(collect_grads(self.params))
-        off = torch.zeros((), dtype=torch.bool, device=total.device)
-        return ClipStats(total, torch.ones_like(total), off, torch.isfinite(total), norms)
+    def _clip_gradients(self) -> ClipResult:
+        """One call into the step object: clip, then step the optimizer (through the scaler) or skip."""
+        return self.clip_step.step(self.optimizer, scaler=self.scaler)
 
     def _train_step(self, xb: Tensor, yb: Tensor, *, weight: float = 1.0) -> tuple[Tensor, Tensor]:
         """One update; return (batch loss, correct predictions) as 0-dim device tensors.
@@ -177,35 +186,18 @@ class ConvTrainer:
                 objective * self.spike[1]
             )  # the bad batch: same direction, `factor` times the gradient
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(objective).backward()
-            self.scaler.unscale_(self.optimizer)  # clip true gradients, not scaled ones
-        else:
-            objective.backward()
+        (objective if self.scaler is None else self.scaler.scale(objective)).backward()
         result = self._clip_gradients()
-        skipped = self._step(result)
-        threshold = getattr(result, "threshold", math.inf)
+        threshold = result.threshold
         if not isinstance(threshold, Tensor):
             threshold = result.total_norm.new_full((), threshold)
         row = torch.stack([loss.detach().float(), result.total_norm.float(), threshold.float(),
-                           result.clipped.float()])  # fmt: skip
+                           result.clipped.float(), result.skipped.float()])  # fmt: skip
         self._pending.append(row)
         if self.monitor is not None:
-            self.monitor.observe(result, loss=loss.detach(), skipped=skipped)
+            self.monitor.observe(result, loss=loss.detach())
         self.step_count += 1
         return loss.detach(), (logits.argmax(1) == yb).sum()
-
-    def _step(self, result: ClipResult | ClipStats) -> bool:
-        """Step the optimizer, or skip a non-finite step when clipping is on; return skipped?"""
-        if self.scaler is not None:
-            scale = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)  # skips by itself when the gradients hold inf/NaN
-            self.scaler.update()
-            return self.scaler.get_scale() < scale
-        if self.clipper is not None and not bool(result.finite):  # free on the CPU, one sync on CUDA
-            return True
-        self.optimizer.step()
-        return False
 
     # -- loops ------------------------------------------------------------------------------------------
     @staticmethod
@@ -232,7 +224,7 @@ class ConvTrainer:
     ) -> dict[str, list[float]]:
         """Train until ``epochs`` epochs are done in total (a resumed run does the rest).
 
-        ``data`` is an :class:`~.data.ImageSplit` (or anything with ``x_train``, ``y_train``,
+        ``data`` is an `ImageSplit` (or anything with ``x_train``, ``y_train``,
         ``x_test``, ``y_test``); the test set is evaluated after every epoch. With ``checkpoint``
         the full state (plus ``extra``) is saved there after every epoch.
         """
@@ -250,7 +242,8 @@ class ConvTrainer:
         bar = _Progress(self.progress, total=(epochs - self.epoch) * math.ceil(n / batch_size))
         with bar:
             while self.epoch < epochs:
-                start, self._pending = time.perf_counter(), []
+                start = time.perf_counter()
+                self._pending: list[Tensor] = []  # one row of per-step values per step, read once per epoch
                 self.model.train()
                 total_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -284,14 +277,14 @@ class ConvTrainer:
         for key, column in zip(STEP_KEYS, zip(*rows, strict=True), strict=True):
             self.history[key].extend(column)
         clipped = sum(r[3] for r in rows)
-        skipped = sum(not math.isfinite(r[1]) for r in rows) if self.clipper is not None else 0
+        skipped = sum(r[4] for r in rows)
         values = (float(total_loss) / n, int(correct) / n, val.loss, val.accuracy,
                   clipped / len(rows), float(skipped), seconds)  # fmt: skip
         for key, value in zip(EPOCH_KEYS, values, strict=True):
             self.history[key].append(value)
         self.epoch += 1
         if self.writer is not None:
-            for i, (loss, norm, threshold, _) in enumerate(rows):
+            for i, (loss, norm, threshold, *_) in enumerate(rows):
                 self.writer.add_scalar("step/loss", loss, first + i)
                 self.writer.add_scalar("step/grad_norm", norm, first + i)
                 if math.isfinite(threshold):
@@ -328,7 +321,7 @@ class ConvTrainer:
         return {
             "model": unwrap(self.model).state_dict(),  # the same keys with or without DDP
             "optimizer": self.optimizer.state_dict(),
-            "clipper": None if self.clipper is None else self.clipper.state_dict(),
+            "clipper": self.clip_step.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "epoch": self.epoch,
             "step": self.step_count,
@@ -339,14 +332,14 @@ class ConvTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (state["clipper"] is None) != (self.clipper is None):
+        saved = state["clipper"]
+        if not isinstance(saved, dict) or (saved.get("clipper") is None) != (self.clipper is None):
             have = "no clipping" if self.clipper is None else repr(self.clipper)
-            raise ValueError(f"checkpoint was saved {'without' if state['clipper'] is None else 'with'} "
-                             f"clipping; this trainer has {have}")  # fmt: skip
+            was = "without" if isinstance(saved, dict) and saved.get("clipper") is None else "with"
+            raise ValueError(f"checkpoint was saved {was} clipping; this trainer has {have}")
+        self.clip_step.load_state_dict(saved)
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.clipper is not None:
-            self.clipper.load_state_dict(state["clipper"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_count = int(state["epoch"]), int(state["step"])
@@ -361,7 +354,8 @@ class ConvTrainer:
         save_checkpoint(path, {**self.state_dict(), "extra": extra or {}})
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore a state written by :meth:`save` into this (identically built) trainer; return ``extra``."""
+        """Restore a state written by [`save`][gradclip.sandbox.convolutional.trainer.ConvTrainer.save] into
+        this (identically built) trainer; return ``extra``."""
         state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state)
         return state.get("extra", {})
@@ -371,7 +365,9 @@ class _Progress:
     """A rich progress bar over all steps when asked for and installed; else one printed line per epoch."""
 
     def __init__(self, enabled: bool, *, total: int) -> None:
-        self.enabled, self.total, self._bar, self._task = enabled, total, None, None
+        self.enabled, self.total = enabled, total
+        self._bar: Any = None  # a rich Progress when enabled and installed
+        self._task: Any = None  # its task id
         if enabled:
             try:
                 from rich.progress import Progress

@@ -1,10 +1,10 @@
 """Pascanu, Mikolov & Bengio (2013, arXiv:1211.5063) at laptop scale: tasks, RNNs, experiments.
 
-:mod:`.tasks` generates the pathological long-term-memory problems of §4.1, :mod:`.model` is the
-vanilla tanh RNN (PyTorch) with the paper's initialisations, :mod:`.numpy_model` the same network in
-the NumPy sandbox, :mod:`.train` one training run, :mod:`.experiment` the ``pascanu`` experiment
-(seeds trained with and without clipping in parallel), :mod:`.cliff` the single-unit cliff of §2.3
-(drawn from :mod:`gradclip.explorer.cliff`) and :mod:`.cli` the command line
+[`tasks`][gradclip.sandbox.recurrent.tasks] generates the pathological long-term-memory problems of §4.1,
+`model` is the vanilla tanh RNN (PyTorch) with the paper's initialisations, `numpy_model` the same network in
+the NumPy sandbox, `train` one training run, `experiment` the ``pascanu`` experiment
+(seeds trained with and without clipping in parallel), [`cliff`][gradclip.explorer.cliff] the single-unit
+cliff of §2.3 (drawn from [`gradclip.explorer.cliff`][gradclip.explorer.cliff]) and `cli` the command line
 (``python -m gradclip.sandbox.recurrent pascanu|cliff``). Importing this package imports neither
 torch nor matplotlib.
 """

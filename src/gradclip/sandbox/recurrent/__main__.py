@@ -1,4 +1,4 @@
-"""``python -m gradclip.sandbox.recurrent``: see :mod:`gradclip.sandbox.recurrent.cli`."""
+"""``python -m gradclip.sandbox.recurrent``: see `gradclip.sandbox.recurrent.cli`."""
 
 from gradclip.sandbox.recurrent.cli import main
 

@@ -72,7 +72,7 @@ def _add_pascanu(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    """Explicit options first, then the --quick preset, then :data:`DEFAULTS`."""
+    """Explicit options first, then the --quick preset, then `DEFAULTS`."""
     from gradclip.sandbox.recurrent.experiment import QUICK
 
     layers = [DEFAULTS, QUICK] if args.quick else [DEFAULTS]

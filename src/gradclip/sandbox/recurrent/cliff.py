@@ -3,8 +3,8 @@
 The network is x_t = w σ(x_{t-1}) + b, t = 1..50, x_0 = 0.5, with error E = (σ(x_50) - 0.7)²
 (§2.3, eq. 8). Where the map x -> w σ(x) + b gains or loses a fixed point, x_50 jumps and E has a
 wall whose gradient dwarfs the plateaus beside it; one unclipped step that lands on the wall is
-thrown far away. Surface and simulations are those of :mod:`gradclip.explorer.cliff`, the module
-the web explorer draws from, so the figure and the page always show the same numbers. This module
+thrown far away. Surface and simulations are those of [`gradclip.explorer.cliff`][gradclip.explorer.cliff],
+the module the web explorer draws from, so the figure and the page always show the same numbers. This module
 only runs them and draws the PNG.
 """
 
@@ -20,6 +20,9 @@ from gradclip.explorer import cliff
 __all__ = ["CliffResult", "run_cliff"]
 
 SURFACE = "cliff"
+# The experiment's own setting (the explorer's default scene uses lr 1 from (4, -4.3)): a small
+# learning rate, so that the clipped run's steps of at most lr·c = 0.1 trace the wall closely.
+START, LR, THRESHOLD, STEPS = (5.0, -3.5), 0.1, 1.0, 200
 
 
 class CliffResult(NamedTuple):
@@ -52,17 +55,17 @@ def run_cliff(
 ) -> CliffResult:
     """Descend E from ``start`` with and without norm clipping; draw ``out/cliff.png`` when ``out`` is set.
 
-    Unset settings take the explorer's defaults for the cliff (start (5, -3.5), lr 0.1, c = 1,
-    200 steps), under which the unclipped run is thrown off the wall and the clipped one is not.
+    Unset settings take `START`, `LR`, `THRESHOLD` and `STEPS` ((5, -3.5),
+    lr 0.1, c = 1, 200 steps), under which the unclipped run is thrown off the wall and the clipped
+    one is not.
     """
-    land = cliff.LANDSCAPES[SURFACE]
     runs = {
         method: cliff.simulate(
             SURFACE,
-            land.start if start is None else start,
-            lr=land.lr if lr is None else lr,
-            threshold=land.threshold if threshold is None else threshold,
-            steps=land.steps if steps is None else steps,
+            START if start is None else start,
+            lr=LR if lr is None else lr,
+            threshold=THRESHOLD if threshold is None else threshold,
+            steps=STEPS if steps is None else steps,
             method=method,
         )
         for method in ("none", "norm")

@@ -6,9 +6,9 @@ fresh sequences falls under 1%. Here each seed gives one pair of runs that share
 and data; the clipped run's threshold is given, or set per seed by the paper's rule (the mean
 gradient norm over a warm-up of unclipped updates, §3.2). Runs go to worker processes started with
 ``spawn`` (each limited to one torch thread, so ``workers`` runs use ``workers`` cores) and each
-writes its steps through :class:`gradclip.monitor.GradMonitor` to ``OUT/runs/<name>/grads.jsonl``.
-:func:`summarise` turns the results into one row per variant (success rate, median steps to
-success, largest gradient norm, spikes and the loss jumps after them) and :func:`plot` draws the
+writes its steps through [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] to
+``OUT/runs/<name>/grads.jsonl``. `summarise` turns the results into one row per variant (success rate, median
+steps to success, largest gradient norm, spikes and the loss jumps after them) and `plot` draws the
 gradient norms and losses of every run to a PNG.
 """
 
@@ -92,7 +92,7 @@ def run_pascanu(
     """Train seeds 0..seeds-1 of ``base`` unclipped and clipped; results in that order (unclipped first).
 
     ``threshold`` None sets c per seed to ``factor`` × the mean norm of its first ``warmup``
-    unclipped updates (:func:`~gradclip.sandbox.recurrent.train.average_norm_threshold`).
+    unclipped updates (`average_norm_threshold`).
     ``workers`` 1 runs everything in this process (no ``spawn``).
     """
     for name, value in (("seeds", seeds), ("workers", workers)):
@@ -152,13 +152,13 @@ class Row(NamedTuple):
 
 
 def summarise(results: Sequence[RunResult]) -> list[Row]:
-    """Group runs by clipped/unclipped and count successes, spikes and jumps (see :class:`Row`)."""
+    """Group runs by clipped/unclipped and count successes, spikes and jumps (see `Row`)."""
     rows = []
     for variant, clipped in (("SGD", False), ("SGD-C (clipped)", True)):
         group = [r for r in results if (r.config["threshold"] is not None) == clipped]
         if not group:
             continue
-        steps = [r.steps_to_success for r in group if r.solved]
+        steps = [r.steps_to_success for r in group if r.steps_to_success is not None]  # set iff solved
         outcomes = [spike_outcomes(r.grad_norms, r.losses) for r in group]
         norms = [r.max_grad_norm for r in group if math.isfinite(r.max_grad_norm)]
         rows.append(Row(
@@ -173,7 +173,7 @@ def summarise(results: Sequence[RunResult]) -> list[Row]:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A plain-text table of :func:`summarise`'s rows."""
+    """A plain-text table of `summarise`'s rows."""
     head = f"{'variant':<16} {'success':>13} {'median steps':>12} {'max |g|':>9} {'c':>7} " \
            f"{'spikes':>6} {'jumps':>5} {'NaN':>4}"  # fmt: skip
     lines = [head, "-" * len(head)]

@@ -2,8 +2,8 @@
 
 h_t = tanh(u_t W_uh + h_{t-1} W_hh + b_h), h_0 = 0;  y = h_T W_hy + b_y (or y_t = h_t W_hy + b_y at
 every step for the memorisation task). Weights are stored ``(in, out)`` as in the authors' code
-and in :class:`gradclip.sandbox.vectorized.RNN`, so the same arrays load into both models.
-Initial weights are drawn with NumPy (:func:`init_weights`) so that a seed gives the same network
+and in `gradclip.sandbox.vectorized.RNN`, so the same arrays load into both models.
+Initial weights are drawn with NumPy (`init_weights`) so that a seed gives the same network
 in torch and in the NumPy sandbox. Training uses plain SGD, θ ← θ - lr g, without momentum, as the
 paper does (``torch.optim.SGD`` with its defaults).
 """
@@ -11,7 +11,14 @@ paper does (``torch.optim.SGD`` with its defaults).
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch import Tensor, nn
 
 __all__ = ["INITS", "PARAM_NAMES", "TanhRNN", "init_weights", "sparse_recurrent"]
@@ -46,9 +53,9 @@ def sparse_recurrent(
 def init_weights(
     n_in: int, n_hidden: int, n_out: int, *, init: str = "smart", seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Initial weights as float64 arrays named :data:`PARAM_NAMES`; biases start at zero.
+    """Initial weights as float64 arrays named `PARAM_NAMES`; biases start at zero.
 
-    ``"smart"``: W_uh, W_hy ~ N(0, 0.01²) and W_hh from :func:`sparse_recurrent` (spectral radius
+    ``"smart"``: W_uh, W_hy ~ N(0, 0.01²) and W_hh from `sparse_recurrent` (spectral radius
     0.95). ``"gaussian"``: every matrix ~ N(0, 0.1²) (the paper's plain tanh initialisation).
     """
     if init not in INITS:
@@ -68,8 +75,15 @@ class TanhRNN(nn.Module):
     """Elman RNN with tanh units and a linear read-out of the last (or every) hidden state.
 
     ``forward(u)``: u ``(N, T, n_in)`` -> ``(N, n_out)``, or ``(N, T, n_out)`` with
-    ``every_step=True``. Build it with :meth:`from_weights` to share weights with the NumPy model.
+    ``every_step=True``. Build it with `from_weights` to share weights with the NumPy model.
     """
+
+    # Registered by name in __init__ (PARAM_NAMES); declared here so that their type is known.
+    W_uh: nn.Parameter
+    W_hh: nn.Parameter
+    b_h: nn.Parameter
+    W_hy: nn.Parameter
+    b_y: nn.Parameter
 
     def __init__(
         self,
@@ -92,7 +106,7 @@ class TanhRNN(nn.Module):
     def from_weights(
         cls, weights: dict[str, np.ndarray], *, every_step: bool = False, dtype: torch.dtype = torch.float32
     ) -> TanhRNN:
-        """A model holding copies of ``weights`` (the arrays of :func:`init_weights`)."""
+        """A model holding copies of ``weights`` (the arrays of `init_weights`)."""
         missing = sorted(set(PARAM_NAMES) - set(weights))
         if missing:
             raise ValueError(f"weights lack {missing}; need {list(PARAM_NAMES)}")
@@ -120,7 +134,7 @@ class TanhRNN(nn.Module):
         return h @ self.W_hy + self.b_y  # (N, O)
 
     def weights(self) -> dict[str, np.ndarray]:
-        """The current weights as NumPy float64 arrays named :data:`PARAM_NAMES`."""
+        """The current weights as NumPy float64 arrays named `PARAM_NAMES`."""
         return {name: getattr(self, name).detach().double().numpy().copy() for name in PARAM_NAMES}
 
     def spectral_radius(self) -> float:

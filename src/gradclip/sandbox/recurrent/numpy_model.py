@@ -1,9 +1,9 @@
 """The same tanh RNN in the NumPy sandbox, and one training step of the experiment in pure NumPy.
 
-The network is :class:`gradclip.sandbox.vectorized.RNN` followed by a
-:class:`~gradclip.sandbox.vectorized.Dense` read-out in a
-:class:`~gradclip.sandbox.vectorized.Sequential` (one flat weight buffer, one flat gradient
-buffer), loaded with the arrays of :func:`gradclip.sandbox.recurrent.model.init_weights`: W_uh,
+The network is `gradclip.sandbox.vectorized.RNN` followed by a
+`Dense` read-out in a
+`Sequential` (one flat weight buffer, one flat gradient
+buffer), loaded with the arrays of `gradclip.sandbox.recurrent.model.init_weights`: W_uh,
 W_hh, b_h are the RNN's Wx, Wh, b and W_hy, b_y the Dense layer's W, b. The losses are those of
 the torch experiment (mean cross-entropy, mean squared error), so the two give the same gradients
 on the same weights and batch; the tests hold them to that.
@@ -46,12 +46,12 @@ def numpy_rnn(
 
 
 def named_params(model: Sequential) -> dict[str, np.ndarray]:
-    """The weight buffer's views under the paper's names (:data:`PARAM_NAMES`)."""
+    """The weight buffer's views under the paper's names (`PARAM_NAMES`)."""
     return {name: model.layers[layer].params[key] for name, (layer, key) in _LAYOUT.items()}
 
 
 def named_grads(model: Sequential) -> dict[str, np.ndarray]:
-    """The gradient buffer's views under the paper's names (:data:`PARAM_NAMES`)."""
+    """The gradient buffer's views under the paper's names (`PARAM_NAMES`)."""
     return {name: model.layers[layer].grads[key] for name, (layer, key) in _LAYOUT.items()}
 
 
@@ -67,10 +67,10 @@ def loss_and_grads(model: Sequential, task: Task, batch: Batch) -> float:
         value = loss.forward(out, batch.targets.astype(out.dtype))
         model.backward(loss.backward())
         return value
-    loss = SoftmaxCrossEntropy()
+    xent = SoftmaxCrossEntropy()
     flat = out.reshape(-1, out.shape[-1])  # (N·T, O) when every step answers
-    value = loss.forward(flat, batch.targets.reshape(-1))
-    model.backward(loss.backward().reshape(out.shape))
+    value = xent.forward(flat, batch.targets.reshape(-1))
+    model.backward(xent.backward().reshape(out.shape))
     return value
 
 
@@ -79,7 +79,8 @@ def numpy_step(
 ) -> NumpyStep:
     """One step of the experiment: gradients, global-norm clipping at ``threshold`` (None: off), SGD.
 
-    g ← g · c / ||g|| when ||g|| > c (Pascanu et al. 2013, Algorithm 1), via :mod:`gradclip.numpy`.
+    g ← g · c / ||g|| when ||g|| > c (Pascanu et al. 2013, Algorithm 1), via
+    [`gradclip.numpy`][gradclip.numpy].
     """
     loss = loss_and_grads(model, task, batch)
     if threshold is None:

@@ -6,7 +6,7 @@ short-term memory", §5) in the form Martens & Sutskever (2011, "Learning recurr
 with Hessian-free optimization") gave them; the exact numbers below (marker windows, targets,
 error rules) are those of the authors' released generators. Every generator draws a batch of
 ``batch_size`` sequences of nominal length ``length`` from ``seed`` (an int, or a NumPy
-``Generator`` for a stream of batches) and returns a :class:`Batch`: inputs ``(N, T, D)`` float32,
+``Generator`` for a stream of batches) and returns a `Batch`: inputs ``(N, T, D)`` float32,
 batch first, and the targets. Symbols are one-hot vectors. Positions are 0-based, windows
 half-open: "[a, b)" means a <= p < b, with a and b rounded down.
 """
@@ -91,8 +91,9 @@ def temporal_order(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
 def temporal_order_3bit(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
     """3-bit temporal order (§4.1.2; Hochreiter & Schmidhuber 1997, experiment 6b): three markers.
 
-    As :func:`temporal_order` with a third A-or-B; the windows are [L/10, 2L/10), [3L/10, 4L/10) and
-    [6L/10, 7L/10), and label = v_0 + 2 v_1 + 4 v_2 (8 classes). ``length`` >= 10.
+    As [`temporal_order`][gradclip.sandbox.recurrent.tasks.temporal_order] with a third A-or-B; the windows
+    are [L/10, 2L/10), [3L/10, 4L/10) and [6L/10, 7L/10), and label = v_0 + 2 v_1 + 4 v_2 (8 classes).
+    ``length`` >= 10.
     """
     n, length = _check(batch_size, length, 10)
     return _marked_symbols(n, length, (0.1, 0.3, 0.6), _rng(seed))
@@ -133,8 +134,9 @@ def addition(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
 def multiplication(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
     """Multiplication (§4.1.2; Hochreiter & Schmidhuber 1997, experiment 5).
 
-    The inputs of :func:`addition`; the target is the product of the two marked values,
-    y = x_{p0} · x_{p1}, in [0, 1). Wrong when the squared error exceeds 0.04. ``length`` >= 10.
+    The inputs of [`addition`][gradclip.sandbox.recurrent.tasks.addition]; the target is the product of the
+    two marked values, y = x_{p0} · x_{p1}, in [0, 1). Wrong when the squared error exceeds 0.04. ``length``
+    >= 10.
     """
     n, length = _check(batch_size, length, 10)
     x, a, b = _two_marked_values(n, length, _rng(seed))
@@ -193,7 +195,7 @@ class Task:
 
     ``output``: ``"last-class"`` (softmax on the last hidden state, cross-entropy, wrong when the
     arg-max differs), ``"last-value"`` (linear read-out of the last state, squared error, wrong above
-    :data:`REGRESSION_TOLERANCE`) or ``"every-class"`` (softmax at every step; a sequence is wrong if
+    `REGRESSION_TOLERANCE`) or ``"every-class"`` (softmax at every step; a sequence is wrong if
     any step is).
     """
 
@@ -222,7 +224,8 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(name: str) -> Task:
-    """The :class:`Task` called ``name``; a ValueError lists the names when it is unknown."""
+    """The [`Task`][gradclip.sandbox.recurrent.tasks.Task] called ``name``; a ValueError lists the names when
+    it is unknown."""
     try:
         return TASKS[name]
     except (KeyError, TypeError):

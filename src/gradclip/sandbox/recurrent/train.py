@@ -5,9 +5,10 @@ A run draws its initial weights from ``seed`` and its training batches from a st
 data; they differ only from the first clipped step on. Every ``eval_every`` steps the error is
 measured on ``eval_size`` freshly drawn sequences; the run stops at the first evaluation under
 ``target_error`` (1%, the paper's success criterion, §4.1) or when the loss or gradient norm stops
-being finite (divergence). Every step goes to a :class:`gradclip.monitor.GradMonitor`, whose
-JSONL is the run's record on disk. :func:`average_norm_threshold` implements the paper's rule for
-the threshold (§3.2: look at the average gradient norm over many updates).
+being finite (divergence). Every step goes to a
+[`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor], whose JSONL is the run's record on disk.
+`average_norm_threshold` implements the paper's rule for the threshold (§3.2: look at the average gradient
+norm over many updates).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
 from torch.nn import functional as F
 
 from gradclip.clip import clip_grads_with_norm_
@@ -132,11 +140,12 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
             optimizer.zero_grad(set_to_none=False)
             loss = task_loss(task, model(torch.from_numpy(batch.inputs)), torch.from_numpy(batch.targets))
             loss.backward()
-            per_tensor, total = norms_and_total([p.grad for p in params])
+            per_tensor, total = norms_and_total([p.grad for p in params if p.grad is not None])
             norm, loss_f = float(total), float(loss.detach())
-            clipped = config.threshold is not None and norm > config.threshold
-            if clipped:
-                clip_grads_with_norm_(params, config.threshold, total)
+            threshold = config.threshold
+            clipped = threshold is not None and norm > threshold
+            if threshold is not None and clipped:
+                clip_grads_with_norm_(params, threshold, total)
                 clipped_steps += 1
             monitor.record(norm, threshold=config.threshold, clipped=clipped, loss=loss_f, lr=config.lr,
                            layer_norms=[float(n) for n in per_tensor])  # fmt: skip

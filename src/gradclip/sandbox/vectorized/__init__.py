@@ -1,10 +1,11 @@
 """A small NumPy deep-learning library for learning how gradient clipping behaves, read in an afternoon.
 
-Layers with hand-written backward passes (:mod:`.layers`), losses (:mod:`.losses`), a
-:class:`Sequential` whose weights and gradients are one flat float32 buffer each (:mod:`.model`),
-SGD/Adam/Lookahead and learning-rate schedules (:mod:`.optim`), and :class:`VTrainer`
-(:mod:`.trainer`), which clips with :mod:`gradclip.numpy`. Run ``python -m
-gradclip.sandbox.vectorized --help`` for the command line.
+Layers with hand-written backward passes (`layers`), losses (`losses`), a
+`Sequential` whose weights and gradients are one flat float32 buffer each (`model`),
+SGD/Adam/Lookahead and learning-rate schedules ([`optim`][gradclip.sandbox.vectorized.optim]), and
+[`VTrainer`][gradclip.sandbox.vectorized.trainer.VTrainer] ([`trainer`][gradclip.sandbox.vectorized.trainer]),
+which clips with [`gradclip.numpy`][gradclip.numpy]. Run ``python -m gradclip.sandbox.vectorized --help`` for
+the command line.
 """
 
 from __future__ import annotations

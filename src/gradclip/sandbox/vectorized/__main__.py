@@ -1,4 +1,4 @@
-"""``python -m gradclip.sandbox.vectorized``: see :mod:`gradclip.sandbox.vectorized.cli`."""
+"""``python -m gradclip.sandbox.vectorized``: see `gradclip.sandbox.vectorized.cli`."""
 
 from gradclip.sandbox.vectorized.cli import main
 

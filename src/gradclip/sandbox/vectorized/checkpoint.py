@@ -54,11 +54,12 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     meta = json.dumps(_pack(state, "", arrays))
-    return atomic_write(path, lambda f: np.savez(f, **{_META: np.array(meta)}, **arrays))
+    members: dict[str, Any] = {_META: np.array(meta), **arrays}
+    return atomic_write(path, lambda f: np.savez(f, **members))
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a state written by :func:`save_state`."""
+    """Read a state written by `save_state`."""
     with np.load(path, allow_pickle=False) as archive:
         if _META not in archive.files:
             raise ValueError(

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradclip._argparse import Parser
-from gradclip.sandbox import data
+from gradclip.sandbox import clipflags, data
 from gradclip.sandbox.vectorized.model import mlp
 from gradclip.sandbox.vectorized.optim import SGD, Adam, Lookahead, Optimizer
-from gradclip.sandbox.vectorized.trainer import CLIP_MODES, VTrainer
+from gradclip.sandbox.vectorized.trainer import VTrainer
 
 __all__ = ["add_arguments", "main", "run"]
 
+CLIP_MODES = ("norm", "value", "percentile", "zscore")  # AGC needs torch's unit layout
 DATASETS = {"digits": data.load_digits, "moons": data.two_moons, "circles": data.circles}
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "nesterov")
 
@@ -31,9 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     task.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     task.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes")
     task.add_argument("--dropout", type=float, default=0.0)
-    clip = parser.add_argument_group("clipping")
-    clip.add_argument("--grad-clip", type=float, default=None, help="threshold c; unset, 0 or < 0 disables")
-    clip.add_argument("--clip-mode", choices=CLIP_MODES, default="norm")
+    clipflags.add_arguments(parser, CLIP_MODES)
     opt = parser.add_argument_group("optimizer")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     opt.add_argument("--lr", type=float, default=1e-3)
@@ -62,10 +61,11 @@ def _optimizer(args: argparse.Namespace) -> Optimizer | Lookahead:
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` says; print the test metrics; write ``--out`` files. Returns an exit code."""
+    clip_step = clipflags.numpy_step(clipflags.spec_from_args(args))  # the flags become the step once
     split = DATASETS[args.dataset](seed=args.seed)
     n_classes = int(max(split.y_train.max(), split.y_test.max())) + 1
     model = mlp([split.x_train.shape[1], *args.hidden, n_classes], dropout=args.dropout, seed=args.seed)
-    trainer = VTrainer(model, _optimizer(args), args.grad_clip, clip_mode=args.clip_mode, seed=args.seed)
+    trainer = VTrainer(model, _optimizer(args), clipper=clip_step, seed=args.seed)
     trainer.fit(
         split.x_train, split.y_train, args.epochs, args.batch_size,
         validation=(split.x_test, split.y_test), progress=not args.quiet,

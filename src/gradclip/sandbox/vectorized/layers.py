@@ -1,6 +1,6 @@
 """Layers with hand-written backward passes, forward and backward side by side (micrograd style).
 
-A layer declares its parameter shapes; :class:`~gradclip.sandbox.vectorized.model.Sequential`
+A layer declares its parameter shapes; `Sequential`
 allocates one flat parameter buffer and one flat gradient buffer and hands each layer *views* of
 them, so ``forward`` reads its weights from the shared buffer and ``backward`` writes (overwrites,
 never accumulates across calls) its gradients into it. ``forward`` caches what ``backward`` needs.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class Sequential:
     def state_dict(self) -> dict[str, object]:
         return {"params": self.params.copy(), "rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         params = np.asarray(state["params"])
         if params.shape != self.params.shape:
             raise ValueError(

@@ -3,8 +3,9 @@
 ``step(params, grads)`` updates ``params`` in place with a handful of whole-buffer NumPy operations
 (state buffers are allocated once, at the first step). The update rules follow ``torch.optim`` so
 the tests can compare numbers step by step. ``lr`` is a float or a schedule: any callable mapping
-the 0-based step index to a learning rate (:class:`StepLR`, :class:`CosineWarmup` below). Every
-optimizer has ``state_dict()``/``load_state_dict()`` that round-trip exactly.
+the 0-based step index to a learning rate ([`StepLR`][gradclip.sandbox.vectorized.optim.StepLR],
+[`CosineWarmup`][gradclip.sandbox.vectorized.optim.CosineWarmup] below). Every optimizer has
+``state_dict()``/``load_state_dict()`` that round-trip exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -109,8 +111,8 @@ class Optimizer:
         bufs = {k: (None if v is None else v.copy()) for k, v in self._buffers().items()}
         return {"t": self.t, **bufs}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.t = int(state["t"])  # type: ignore[call-overload]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["t"])
         for name in self._buffers():
             value = state.get(name)
             setattr(self, name, None if value is None else np.array(value, copy=True))
@@ -259,7 +261,7 @@ class Lookahead:
         slow = None if self.slow is None else self.slow.copy()
         return {"count": self.count, "slow": slow, "inner": self.inner.state_dict()}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.count = int(state["count"])  # type: ignore[call-overload]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
         self.slow = None if state["slow"] is None else np.array(state["slow"], copy=True)
-        self.inner.load_state_dict(state["inner"])  # type: ignore[arg-type]
+        self.inner.load_state_dict(state["inner"])

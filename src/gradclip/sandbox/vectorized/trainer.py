@@ -1,4 +1,4 @@
-"""VTrainer: mini-batch training of a :class:`Sequential` with gradient clipping from gradclip.numpy.
+"""VTrainer: mini-batch training of a `Sequential` with gradient clipping from gradclip.numpy.
 
 One step is forward, loss, backward, ``_clip_gradients`` (global-norm or value clipping of the flat
 gradient buffer, with a fixed threshold or an adaptive policy), then the optimizer step; a step whose
@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +21,9 @@ from gradclip.sandbox.vectorized.checkpoint import load_state, save_state
 from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
 from gradclip.sandbox.vectorized.model import Sequential
 from gradclip.sandbox.vectorized.optim import Lookahead, Optimizer
+
+if TYPE_CHECKING:  # for the annotation only: the monitor is the caller's, imported by them
+    from gradclip.monitor import GradMonitor
 
 __all__ = ["Metrics", "VTrainer"]
 
@@ -32,7 +34,7 @@ STEP_KEYS = ("grad_norm", "clipped_norm", "threshold")  # one float per step, pr
 
 # Overflow and NaN in a step are caught by the gradient norm (the step is skipped and counted in
 # history["skipped"]), so NumPy's floating-point warnings would only repeat that, once per layer.
-_QUIET_FP = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+_QUIET_FP: dict[str, Any] = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 
 
 class Metrics(NamedTuple):
@@ -40,42 +42,29 @@ class Metrics(NamedTuple):
     accuracy: float  # NaN for regression losses
 
 
-def _clip_threshold(value: object) -> float | None:
-    """The seed's rule: ``None``, ``0`` or negative disables clipping; NaN is an error."""
+def _grad_clip_norm(value: object) -> float | None:
+    """``grad_clip_norm`` as the step takes it: a real number (``<= 0`` off) or None; NaN refused."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"grad_clip_norm must be a real number or None, got {value!r}")
     if math.isnan(value):
         raise ValueError("grad_clip_norm must be a real number or None, got nan")
-    return float(value) if value > 0 else None
-
-
-def _policy_call(clipper: object) -> Callable[[float], float] | None:
-    """A threshold policy is called ``policy(norm)`` or ``policy.update(norm)``; both return c."""
-    if clipper is None:
-        return None
-    if callable(clipper):
-        return clipper  # type: ignore[return-value]
-    update = getattr(clipper, "update", None)
-    if callable(update):
-        return update
-    raise TypeError(
-        f"clipper must be a threshold policy callable as policy(norm) or with .update(norm), "
-        f"got {type(clipper).__name__}"
-    )
+    return float(value)
 
 
 class VTrainer:
     """``VTrainer(model, Adam(lr=1e-3), grad_clip_norm=1.0).fit(X, y, epochs=10, batch_size=64)``.
 
-    ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
-    ``'value'`` clamps each element to [-c, c]. ``clipper`` (a policy from ``gradclip.policies``
-    or any object as above) replaces the fixed c by one computed from the norm history.
-    ``monitor``, if given, is a :class:`gradclip.monitor.GradMonitor` (or anything with its
-    ``record(total_norm, *, threshold, clipped, post_clip_norm, skipped, loss, lr, layer_norms)``),
-    called after every step with floats; build it with ``names=trainer.grad_names()`` to get
-    per-layer norms labelled.
+    Every step goes through one [`gradclip.numpy.ClipStep`][gradclip.numpy.ClipStep], the NumPy twin of the
+    torch step: ``clip_mode='norm'`` rescales the whole gradient when ||g||_2 > c (Pascanu et al. 2013);
+    ``'value'`` clamps each element to [-c, c]; ``grad_clip_norm=None`` or ``<= 0`` disables
+    clipping. ``clipper`` is a ready clipper instead: a threshold policy from
+    [`gradclip.policies`][gradclip.policies] (``ZScore()``: norm clipping at the policy's threshold) or a
+    ``gradclip.numpy.ClipStep`` (as in ``ConvTrainer``, where it is a torch clipper or step). A step
+    whose norm is NaN/Inf is skipped either way. ``monitor``, if given, is a
+    [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] fed the step's result; build it with
+    ``names=trainer.grad_names()`` to get per-layer norms labelled.
     """
 
     def __init__(
@@ -86,7 +75,7 @@ class VTrainer:
         *,
         clip_mode: str = "norm",
         clipper: object = None,
-        monitor: object = None,
+        monitor: GradMonitor | None = None,
         loss: Loss | None = None,
         seed: int = 0,
     ) -> None:
@@ -96,18 +85,29 @@ class VTrainer:
             raise TypeError(f"optimizer must be SGD, Adam or Lookahead, got {type(optimizer).__name__}")
         if clip_mode not in CLIP_MODES:
             raise ValueError(f"unknown clip_mode {clip_mode!r}; choose from {list(CLIP_MODES)}")
-        self.grad_clip_norm = _clip_threshold(grad_clip_norm)
-        self._policy = _policy_call(clipper)
-        if clipper is not None and (self.grad_clip_norm is not None or clip_mode != "norm"):
+        if clipper is not None and (grad_clip_norm is not None or clip_mode != "norm"):
             raise ValueError(
-                "clipper sets the norm threshold itself: use it with clip_mode='norm' and no grad_clip_norm"
+                "give grad_clip_norm (with clip_mode) or a ready clipper, not both: the clipper sets its "
+                "own threshold"
             )
-        if monitor is not None and not callable(getattr(monitor, "record", None)):
+        if isinstance(clipper, gnp.ClipStep):
+            self.clip_step = clipper
+        elif clipper is not None:
+            if not callable(getattr(clipper, "propose", None)):
+                raise TypeError(
+                    "clipper must be a threshold policy (gradclip.Fixed, Percentile, ZScore) or a "
+                    f"gradclip.numpy.ClipStep, got {type(clipper).__name__}"
+                )
+            self.clip_step = gnp.ClipStep(clipper)
+        else:
+            self.clip_step = gnp.ClipStep(_grad_clip_norm(grad_clip_norm), mode=clip_mode)
+        self.grad_clip_norm = self.clip_step.max_norm
+        if monitor is not None and not callable(getattr(monitor, "observe", None)):
             raise TypeError(
-                f"monitor must be a GradMonitor (with a record() method), got {type(monitor).__name__}"
+                f"monitor must be a GradMonitor (with an observe() method), got {type(monitor).__name__}"
             )
         self.model, self.optimizer, self.clip_mode = model, optimizer, clip_mode
-        self.clipper, self.monitor = clipper, monitor
+        self.monitor = monitor
         self.loss = loss if loss is not None else SoftmaxCrossEntropy()
         self.rng = np.random.default_rng(seed)  # batch order
         self.epoch = 0
@@ -115,47 +115,32 @@ class VTrainer:
         self.history: dict[str, list[float]] = {k: [] for k in EPOCH_KEYS + STEP_KEYS}
 
     # -- one step ---------------------------------------------------------------------------------------
-    def _clip_gradients(self) -> tuple[float, float, float]:
-        """Clip ``model.grads`` in place; return (pre-clip norm, post-clip norm, threshold or inf)."""
-        grads = self.model.grads
-        pre = gnp.get_total_norm(grads)
-        if self._policy is not None:
-            threshold = float(self._policy(pre))
-        elif self.grad_clip_norm is not None:
-            threshold = self.grad_clip_norm
-        else:
-            return pre, pre, math.inf
-        if not math.isfinite(pre):
-            return pre, pre, threshold  # the step is skipped; nothing to scale
-        if self.clip_mode == "value":
-            gnp.clip_grad_value_(grads, threshold)
-            return pre, gnp.get_total_norm(grads), threshold
-        gnp.clip_grads_with_norm_(grads, threshold, pre)
-        return pre, pre * min(threshold / (pre + 1e-6), 1.0), threshold  # eps as in gradclip.numpy
+    def _clip_gradients(self) -> gnp.ClipResult:
+        """Clip ``model.grads`` in place through the step object; return its result.
+
+        With a monitor the per-layer views are passed (their norms become the monitor's layer
+        norms, from the same pass); without, the flat buffer (one norm).
+        """
+        arrays = self._grad_views() if self.monitor is not None else [self.model.grads]
+        return self.clip_step.clip_(arrays)
 
     @np.errstate(**_QUIET_FP)
-    def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, int, bool]:
-        """One update; return (batch loss, correct predictions, clipped?)."""
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, int, bool, bool]:
+        """One update; return (batch loss, correct predictions, clipped?, skipped?)."""
         out = self.model.forward(xb, training=True)
         loss = self.loss.forward(out, yb)
         self.model.backward(self.loss.backward())
-        # Per-layer norms cost one more read of the gradients: only when a monitor wants them.
-        layer_norms = gnp.tensor_norms(self._grad_views()) if self.monitor is not None else None
-        pre, post, threshold = self._clip_gradients()
-        lr, skipped = self.optimizer.lr, not math.isfinite(pre)
-        if not skipped:
+        result = self._clip_gradients()
+        lr = self.optimizer.lr
+        if not result.skipped:
             self.optimizer.step(self.model.params, self.model.grads)
         self.step_count += 1
-        self.history["grad_norm"].append(pre)
-        self.history["clipped_norm"].append(post)
-        self.history["threshold"].append(threshold)
-        clipped = bool(post < pre)
+        self.history["grad_norm"].append(result.total_norm)
+        self.history["clipped_norm"].append(result.post_clip_norm)
+        self.history["threshold"].append(result.threshold)
         if self.monitor is not None:
-            self.monitor.record(  # type: ignore[attr-defined]
-                pre, threshold=threshold if math.isfinite(threshold) else None, clipped=clipped,
-                post_clip_norm=post, skipped=skipped, loss=float(loss), lr=float(lr), layer_norms=layer_norms,
-            )  # fmt: skip
-        return loss, self._correct(out, yb), clipped or skipped
+            self.monitor.observe(result, loss=float(loss), lr=float(lr))
+        return loss, self._correct(out, yb), result.clipped, result.skipped
 
     def _grad_views(self) -> list[np.ndarray]:
         return [g for layer in self.model.layers for g in getattr(layer, "grads", {}).values()]
@@ -215,9 +200,9 @@ class VTrainer:
         progress: bool = False,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` more epochs; return the history (per epoch and per step)."""
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, count in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+                raise ValueError(f"{name} must be a positive integer, got {count!r}")
         X, y = self.check_data(X, y)
         val = (
             None
@@ -227,19 +212,19 @@ class VTrainer:
         n = len(X)
         for _ in range(epochs):
             order = self.rng.permutation(n) if shuffle else np.arange(n)
-            total_loss, correct, clipped, steps0 = 0.0, 0, 0, self.step_count
+            total_loss, correct, clipped, skipped, steps0 = 0.0, 0, 0, 0, self.step_count
             lr = self.optimizer.lr
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                loss, right, was_clipped = self._train_step(X[idx], y[idx])
+                loss, right, was_clipped, was_skipped = self._train_step(X[idx], y[idx])
                 total_loss += loss * len(idx)
                 correct += right
-                clipped += was_clipped
+                clipped += was_clipped or was_skipped
+                skipped += was_skipped
                 if progress:
                     self._progress(start + len(idx), n, total_loss / (start + len(idx)))
             self.epoch += 1
             steps = self.step_count - steps0
-            skipped = sum(not math.isfinite(v) for v in self.history["grad_norm"][steps0:])
             acc = correct / n if isinstance(self.loss, SoftmaxCrossEntropy) else math.nan
             vl, va = self.evaluate(*val, checked=True) if val is not None else (math.nan, math.nan)
             for key, value in zip(
@@ -274,12 +259,11 @@ class VTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state_fn = getattr(self.clipper, "state_dict", None)
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "optimizer_type": type(self.optimizer).__name__,
-            "clipper": state_fn() if callable(state_fn) else None,
+            "clipper": self.clip_step.state_dict(),
             "trainer": {"epoch": self.epoch, "step": self.step_count, "rng": self.rng.bit_generator.state},
             "history": self.history,
         }
@@ -292,8 +276,7 @@ class VTrainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if state["clipper"] is not None:
-            self.clipper.load_state_dict(state["clipper"])  # type: ignore[union-attr]
+        self.clip_step.load_state_dict(state["clipper"])
         self.epoch, self.step_count = state["trainer"]["epoch"], state["trainer"]["step"]
         self.rng.bit_generator.state = state["trainer"]["rng"]
         self.history = {k: [float(v) for v in state["history"][k]] for k in EPOCH_KEYS + STEP_KEYS}
@@ -303,5 +286,6 @@ class VTrainer:
         save_state(path, self.state_dict())
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Restore a state written by :meth:`save` into this (identically built) trainer."""
+        """Restore a state written by [`save`][gradclip.sandbox.vectorized.trainer.VTrainer.save] into this
+        (identically built) trainer."""
         self.load_state_dict(load_state(path))

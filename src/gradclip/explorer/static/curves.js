@@ -1,0 +1,66 @@
+// The loss and gradient-norm curves of the three runs (log scale, frame line and markers), and the
+// table of how each run ended.
+import { COLORS, DASHES, LABELS, TEXT_COLORS, fmt } from "./common.js";
+import { METHODS } from "./landscapes.js";
+import { axes, drawAxes, fitCanvas, marker, polyline } from "./plot.js";
+import { inside } from "./story.js";
+
+export const SHAPES = { none: "circle", norm: "square", value: "triangle" };
+export const WIDTHS = { none: 3, norm: 2.5, value: 2.5 };
+
+function range(arrays) {
+  let lo = Infinity, hi = 0;
+  for (const a of arrays) for (const x of a) if (Number.isFinite(x) && x > 0) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+  if (!Number.isFinite(lo)) return [1e-3, 1];
+  lo = Math.max(lo, hi * 1e-14);
+  return [10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi) + 1e-9)];
+}
+
+export function drawCurve(canvas, runs, key, { steps, frame, hline = null, ylabel }) {
+  const { ctx, w, h } = fitCanvas(canvas);
+  const series = METHODS.map((m) => runs[m][key]);
+  const [lo, hi] = range(hline ? [...series, [hline]] : series);
+  const n = steps;
+  const ax = axes({ box: { left: 50, top: 8, width: w - 66, height: h - 44 }, x: [0, n], y: [lo, hi], logY: true });
+  drawAxes(ctx, ax, { xlabel: "step", ylabel });
+  ctx.save();
+  ctx.beginPath(); ctx.rect(ax.box.left, ax.box.top, ax.box.width, ax.box.height); ctx.clip();
+  if (hline) polyline(ctx, ax, [0, n], [hline, hline], 2, { color: "#555", dash: [3, 3], width: 1.5, halo: false });
+  const k = frame;
+  ctx.strokeStyle = "#777"; ctx.lineWidth = 1;
+  ctx.beginPath(); ctx.moveTo(ax.px(k), ax.box.top); ctx.lineTo(ax.px(k), ax.box.top + ax.box.height); ctx.stroke();
+  for (const m of ["value", "norm", "none"]) { // the unclipped curve on top: it carries the story
+    const ys = runs[m][key];
+    const xs = Float64Array.from(ys, (_, i) => i);
+    polyline(ctx, ax, xs, ys, ys.length, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m] });
+  }
+  for (const m of METHODS) {
+    const ys = runs[m][key];
+    const i = Math.min(k, ys.length - 1);
+    if (i >= 0 && ys[i] > 0 && Number.isFinite(ys[i])) marker(ctx, ax.px(i), ax.py(Math.max(lo, ys[i])), SHAPES[m], COLORS[m], 4.5);
+    if (runs[m].diverged) {
+      ctx.font = "bold 12px system-ui, sans-serif"; ctx.fillStyle = TEXT_COLORS[m]; ctx.textAlign = "center";
+      ctx.fillText("overflow ↑", ax.px(ys.length - 1), ax.box.top + 12);
+    }
+  }
+  ctx.restore();
+}
+
+export function drawStats(table, runs, s, land) {
+  const rows = METHODS.map((m) => {
+    const r = runs[m];
+    const longest = r.stepLength.reduce((a, b) => Math.max(a, b), 0);
+    const clips = r.clipped.reduce((a, b) => a + b, 0);
+    const bound = m === "none" ? "none" : fmt(m === "norm" ? s.lr * s.threshold : s.lr * s.threshold * Math.SQRT2);
+    const end = r.u.length - 1;
+    const off = r.u.findIndex((u, i) => !inside(land, u, r.v[i]));
+    const where = r.diverged ? `overflowed after step ${end}`
+      : `${off >= 0 ? `left the map at step ${off}; ` : ""}ended at (${fmt(r.u[end])}, ${fmt(r.v[end])})`;
+    return `<tr id="stat-${m}"><th scope="row"><span class="swatch ${m}"></span>${LABELS[m]}</th>`
+      + `<td class="final-loss">${r.diverged ? "overflow" : fmt(r.loss[r.loss.length - 1])}</td>`
+      + `<td class="max-step">${fmt(longest)}</td><td>${bound}</td><td class="clips">${clips} of ${r.clipped.length}</td>`
+      + `<td>${where}</td></tr>`;
+  });
+  table.innerHTML = rows.join("");
+}
+

@@ -1,0 +1,116 @@
+"""The skip rule every clipped step follows, written once for torch and NumPy (no framework import).
+
+A step's optimizer update is skipped when its pre-clip norm is NaN/Inf (unless the caller opts out
+with ``skip_nonfinite=False``) or, when a [`SpikeSkip`][gradclip.skip.SpikeSkip] is given, when the norm is a
+spike: more than ``k`` standard deviations above the mean of the last ``window`` accepted norms, in the
+manner of OLMo-core's ``SkipStepOptimizer`` and Levanter's skip-step. A skipped step changes
+nothing: parameters, optimizer state, the threshold policy's state and the monitor's statistics stay
+as they were. Spikes are kept out of the spike statistics (one spike must not hide the next); after
+``max_consecutive`` spikes in a row the level is taken as the new normal: the statistics restart and
+the step goes through.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["SpikeSkip", "decide"]
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class SpikeSkip:
+    """Skip the update when ``norm > mean + k * std`` of the last ``window`` accepted finite norms.
+
+    Args:
+        k: how many (population) standard deviations above the rolling mean make a spike, > 0.
+        window: how many past accepted norms the mean and deviation are taken over, >= 2.
+        warmup: no step is a spike before this many norms have been accepted (>= 2).
+        max_consecutive: after this many spikes in a row the statistics restart and the step is
+            accepted (a lasting change of level, not a spike), >= 1.
+
+    The norm is read as a Python float: on CUDA, one host sync per step.
+    """
+
+    kind = "spike_skip"
+
+    def __init__(self, k: float = 6.0, *, window: int = 100, warmup: int = 20, max_consecutive: int = 10):
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not (math.isfinite(k) and k > 0):
+            raise ValueError(f"k must be a finite real number > 0, got {k!r}")
+        self.k = float(k)
+        self.window = _count(window, "window", 2)
+        self.warmup = _count(warmup, "warmup", 2)
+        self.max_consecutive = _count(max_consecutive, "max_consecutive", 1)
+        self._history: deque[float] = deque(maxlen=self.window)
+        self.consecutive = 0
+
+    def bound(self) -> float:
+        """The spike bound ``mean + k * std`` for the next norm (``inf`` during warm-up)."""
+        n = len(self._history)
+        if n < min(self.warmup, self.window):
+            return math.inf
+        mean = math.fsum(self._history) / n
+        var = math.fsum((x - mean) ** 2 for x in self._history) / n
+        return mean + self.k * math.sqrt(var)
+
+    def check(self, norm: float) -> bool:
+        """Whether ``norm`` is a spike; records it (accepted norms only) and returns the verdict."""
+        if not math.isfinite(norm):
+            return False  # non-finite steps are the other rule's
+        if norm > self.bound():
+            self.consecutive += 1
+            if self.consecutive <= self.max_consecutive:
+                return True
+            self._history.clear()  # a new level: learn it again
+        self.consecutive = 0
+        self._history.append(norm)
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        config = {"k": self.k, "window": self.window, "warmup": self.warmup}
+        config["max_consecutive"] = self.max_consecutive
+        state = {"history": list(self._history), "consecutive": self.consecutive}
+        return {"kind": self.kind, "config": config, "state": state}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state saved by a ``SpikeSkip`` of the same configuration (all or nothing)."""
+        if not isinstance(state_dict, Mapping) or state_dict.get("kind") != self.kind:
+            got = state_dict.get("kind") if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            raise ValueError(f"state_dict is not a SpikeSkip state (kind {got!r})")
+        config = self.state_dict()["config"]
+        if dict(state_dict.get("config", {})) != config:
+            raise ValueError(
+                f"state_dict config {state_dict.get('config')!r} differs from this SpikeSkip's {config!r}"
+            )
+        state = state_dict.get("state")
+        if not isinstance(state, Mapping) or set(state) != {"history", "consecutive"}:
+            raise ValueError(f"state_dict state must hold 'history' and 'consecutive', got {state!r}")
+        history, consecutive = state["history"], state["consecutive"]
+        values = [float(v) for v in history] if isinstance(history, (list, tuple)) else None
+        if values is None or len(values) > self.window or not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                f"state_dict history must be at most {self.window} finite numbers, got {history!r}"
+            )
+        self.consecutive = _count(consecutive, "state_dict consecutive", 0)
+        self._history = deque(values, maxlen=self.window)
+
+    def __repr__(self) -> str:
+        return f"SpikeSkip(k={self.k}, window={self.window}, warmup={self.warmup})"
+
+
+def decide(finite: bool, norm: float, *, skip_nonfinite: bool, spikes: SpikeSkip | None) -> tuple[bool, bool]:
+    """The skip rule: return ``(skipped, spike)`` for a step with pre-clip ``norm``.
+
+    Non-finite: skipped when ``skip_nonfinite``. Finite: skipped when ``spikes`` calls it a spike.
+    """
+    if not finite:
+        return skip_nonfinite, False
+    spike = spikes is not None and spikes.check(norm)
+    return spike, spike

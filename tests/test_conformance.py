@@ -1,0 +1,504 @@
+"""Conformance: every entry point that clips runs the same scenarios and must end in the same outcome.
+
+Entry points (torch, one small MLP): the functional form with its documented skip idiom,
+``ClipStep.step``, ``ClipOptimizer``, the loop helper ``clipping()`` and ``GradMonitor.clip_``;
+the trainers (``ConvTrainer``, ``VTrainer``) run the scenarios on their own models below. Scenarios: a
+NaN batch and an Inf batch (skipped: parameters and optimizer state bitwise unchanged, the policy's
+state unchanged, the step reported and logged as skipped), a x1e4 loss spike (clipped: what reached
+the optimizer has norm <= c, for every policy, AGC and value clipping), spike skipping, GradScaler
+with bf16/fp16 autocast and fused/unfused SGD/Adam/AdamW (the same parameters as without a scaler),
+save and resume mid-run (bit-identical to an uninterrupted run), and the monitor's JSONL fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from gradclip.clip import clip_grad_norm_
+from gradclip.clippers import AGC, NormClipper, ValueClipper
+from gradclip.integrations import clipping
+from gradclip.monitor import GradMonitor
+from gradclip.optim import ClipOptimizer
+from gradclip.policies import Fixed, Percentile, ZScore
+from gradclip.result import ClipResult
+from gradclip.skip import SpikeSkip
+from gradclip.step import ClipStep
+
+pytestmark = pytest.mark.filterwarnings("ignore::gradclip.monitor.GradMonitorWarning")
+
+STEPS = 6
+BAD = 3  # the step that gets the bad batch
+
+
+def make_net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(100 + step)
+    return torch.randn(8, 6, generator=gen), torch.randn(8, 3, generator=gen)
+
+
+def make_opt(net: torch.nn.Module, kind: str = "sgd", fused: bool = False) -> torch.optim.Optimizer:
+    params = net.parameters()
+    if kind == "plain":  # no momentum: each update is exactly -lr * the gradient that reached it
+        return torch.optim.SGD(params, lr=0.05)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=0.05, momentum=0.9, fused=fused or None)
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    return cls(params, lr=0.01, fused=fused or None)
+
+
+class Env:
+    """One run's setting: the loss factor of each step, an optional scaler and autocast dtype."""
+
+    def __init__(self, factors: list[float], scaler: torch.amp.GradScaler | None = None, dtype=None):
+        self.factors, self.scaler, self.dtype = factors, scaler, dtype
+
+    def backward(self, net: torch.nn.Module, step: int) -> None:
+        x, y = batch(step)
+        with torch.autocast("cpu", dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            loss = torch.nn.functional.mse_loss(net(x).float(), y) * self.factors[step]
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+
+# -- the entry points: each runs the steps of `env` and returns one ClipResult per step -----------------
+Driver = Callable[..., list]
+
+
+def drive_functional(net, opt, clipper, env, snap, spikes=None, monitor=None):
+    """``clip_grad_norm_(..., nonfinite='keep', return_stats=True)``, then step only when finite."""
+    c = clipper.policy.max_norm if isinstance(clipper, NormClipper) else float(clipper)
+    out = []
+    for i in range(len(env.factors)):
+        opt.zero_grad()
+        env.backward(net, i)
+        if env.scaler is not None:
+            env.scaler.unscale_(opt)
+        r = clip_grad_norm_(net.parameters(), c, nonfinite="keep", return_stats=True)
+        if bool(r.finite):
+            (opt.step() if env.scaler is None else env.scaler.step(opt))
+        if env.scaler is not None:
+            env.scaler.update()
+        out.append(r._replace(skipped=~r.finite))
+        snap()
+    return out
+
+
+def drive_step(net, opt, clipper, env, snap, spikes=None, monitor=None):
+    step = ClipStep(clipper, skip_spikes=spikes)
+    out = []
+    for i in range(len(env.factors)):
+        opt.zero_grad()
+        env.backward(net, i)
+        out.append(step.step(opt, scaler=env.scaler))
+        snap()
+    return out
+
+
+def drive_clip_optimizer(net, opt, clipper, env, snap, spikes=None, monitor=None):
+    wrapped = ClipOptimizer(opt, clipper, skip_spikes=spikes)
+    out = []
+    for i in range(len(env.factors)):
+        wrapped.zero_grad()
+        env.backward(net, i)
+        if env.scaler is None:
+            wrapped.step()
+        else:
+            env.scaler.step(wrapped)
+            env.scaler.update()
+        out.append(wrapped.last_result)
+        snap()
+    return out
+
+
+def drive_loop(net, opt, clipper, env, snap, spikes=None, monitor=None):
+    out = []
+    with clipping(opt, clipper, skip_spikes=spikes) as clip:
+        for i in range(len(env.factors)):
+            opt.zero_grad()
+            env.backward(net, i)
+            if env.scaler is None:
+                opt.step()
+            else:
+                env.scaler.step(opt)
+                env.scaler.update()
+            out.append(clip.last)
+            snap()
+    return out
+
+
+def drive_monitor(net, opt, clipper, env, snap, spikes=None, monitor=None):
+    """The monitor's documented usage: ``monitor.clip_(clipper); opt.step()``."""
+    mon = monitor if monitor is not None else GradMonitor(net, optimizer=opt)
+    step = ClipStep(clipper, skip_spikes=spikes)
+    out = []
+    for i in range(len(env.factors)):
+        opt.zero_grad()
+        env.backward(net, i)
+        if env.scaler is not None:
+            env.scaler.unscale_(opt)
+        out.append(mon.clip_(step))
+        if env.scaler is None:
+            opt.step()
+        else:
+            env.scaler.step(opt)
+            env.scaler.update()
+        snap()
+    return out
+
+
+DRIVERS = {
+    "functional": drive_functional,
+    "ClipStep.step": drive_step,
+    "ClipOptimizer": drive_clip_optimizer,
+    "clipping()": drive_loop,
+    "GradMonitor.clip_": drive_monitor,
+}
+STATEFUL = [k for k in DRIVERS if k != "functional"]  # the functional form has no policy or spike state
+
+
+def run(driver: str, clipper, env: Env, *, opt_kind="sgd", fused=False, spikes=None, monitor=None):
+    """Run ``driver``; return (results, parameter snapshots, optimizer-state snapshots)."""
+    net = make_net()
+    opt = make_opt(net, opt_kind, fused)
+    params, states = [], []
+
+    def snap() -> None:
+        params.append([p.detach().clone() for p in net.parameters()])
+        states.append(copy.deepcopy(opt.state_dict()["state"]))
+
+    snap()  # before the first step
+    results = DRIVERS[driver](net, opt, clipper, env, snap, spikes=spikes, monitor=monitor)
+    return results, params, states, net
+
+
+def assert_same(a, b) -> None:
+    """Bitwise equality of nested tensors / dicts / lists."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b) or (
+            (a.isnan() == b.isnan()).all() and torch.equal(a.nan_to_num(), b.nan_to_num())
+        )
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    else:
+        assert a == b
+
+
+# -- scenarios ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("opt_kind", ["sgd", "adam"])
+def test_nonfinite_batch_is_skipped_and_changes_nothing(driver, bad, opt_kind):
+    factors = [1.0] * STEPS
+    factors[BAD] = bad
+    results, params, states, net = run(driver, NormClipper(Fixed(1.0)), Env(factors), opt_kind=opt_kind)
+    r = results[BAD]
+    assert isinstance(r, ClipResult)
+    assert not bool(r.finite) and bool(r.skipped) and not bool(r.clipped)
+    # snapshots: index i+1 is after step i; the bad step left parameters and state bitwise as they were
+    assert_same(params[BAD + 1], params[BAD])
+    assert_same(states[BAD + 1], states[BAD])
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(params[-1], params[BAD + 1], strict=True))  # trains on
+
+
+POLICIES = {
+    "Fixed": lambda: Fixed(1.0),
+    "ZScore": lambda: ZScore(warmup=2),
+    "Percentile": lambda: Percentile(50, warmup=2),
+}
+
+
+@pytest.mark.parametrize("driver", STATEFUL)
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_nonfinite_batch_leaves_the_policy_state_unchanged(driver, policy):
+    factors = [1.0] * STEPS
+    factors[BAD] = math.nan
+    clipper = NormClipper(POLICIES[policy]())
+    states = []
+    net, opt = make_net(), None
+    opt = make_opt(net)
+    env = Env(factors)
+    DRIVERS[driver](net, opt, clipper, env, lambda: states.append(copy.deepcopy(clipper.state_dict())))
+    assert_same(states[BAD], states[BAD - 1])  # the NaN step did not reach the policy
+    assert states[BAD + 1] != states[BAD] or policy == "Fixed"
+
+
+def _applied_norm(params_before, params_after, order: float, lr: float = 0.05) -> float:
+    """The norm of the gradient a plain SGD step applied: ||delta|| / lr."""
+    delta = torch.cat([(b - a).flatten() for a, b in zip(params_after, params_before, strict=True)])
+    return float(torch.linalg.vector_norm(delta, order)) / lr
+
+
+CLIPPERS = {
+    "Fixed": lambda: NormClipper(Fixed(1.0)),
+    "ZScore": lambda: NormClipper(ZScore(warmup=2)),
+    "Percentile": lambda: NormClipper(Percentile(50)),
+    "value": lambda: ValueClipper(0.01),
+    "agc": lambda: AGC(0.01),
+}
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+@pytest.mark.parametrize("clipper_kind", list(CLIPPERS))
+def test_loss_spike_is_clipped_in_what_reached_the_optimizer(driver, clipper_kind):
+    if driver == "functional" and clipper_kind != "Fixed":
+        return  # the functional form is the fixed-threshold special case: no policy, no AGC
+    factors = [1.0] * STEPS
+    factors[BAD] = 1e4
+    results, params, _, _ = run(driver, CLIPPERS[clipper_kind](), Env(factors), opt_kind="plain")
+    r = results[BAD]
+    assert bool(r.clipped) and not bool(r.skipped) and bool(r.finite)
+    if clipper_kind == "value":
+        assert _applied_norm(params[BAD], params[BAD + 1], math.inf) <= 0.01 * (1 + 1e-5)
+        assert float(r.post_clip_norm) == pytest.approx(0.01)
+        return
+    applied = _applied_norm(params[BAD], params[BAD + 1], 2.0)
+    assert applied == pytest.approx(float(r.post_clip_norm), rel=1e-4)  # the reported norm reached it
+    if clipper_kind == "agc":
+        assert applied < 0.01 * float(r.total_norm)
+    else:
+        assert applied <= float(r.threshold) * (1 + 1e-4)
+        assert float(r.total_norm) > 100 * float(r.threshold)
+
+
+@pytest.mark.parametrize("driver", STATEFUL)
+def test_spike_skipping_skips_and_counts_apart(driver):
+    factors = [1.0] * 8
+    factors[6] = 1e4
+    spikes = SpikeSkip(3.0, window=10, warmup=4)
+    results, params, states, _ = run(driver, NormClipper(Fixed(1e9)), Env(factors), spikes=spikes)
+    flags = [(bool(r.skipped), bool(r.spike)) for r in results]
+    assert flags[6] == (True, True) and all(f == (False, False) for i, f in enumerate(flags) if i != 6)
+    assert_same(params[7], params[6])
+    assert_same(states[7], states[6])
+
+
+AUTOCAST = [torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+@pytest.mark.parametrize("opt_kind", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+@pytest.mark.parametrize("dtype", AUTOCAST, ids=["bf16", "fp16"])
+def test_grad_scaler_gives_the_parameters_of_the_unscaled_run(driver, opt_kind, fused, dtype):
+    factors = [1.0, 1.0, 30.0, 1.0, 1.0]  # one step clipped
+    clipper = NormClipper(Fixed(0.5))
+    plain, p_plain, _, _ = run(driver, clipper, Env(factors, dtype=dtype), opt_kind=opt_kind, fused=fused)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=10**6)
+    scaled, p_scaled, _, _ = run(
+        driver, NormClipper(Fixed(0.5)), Env(factors, scaler, dtype), opt_kind=opt_kind, fused=fused
+    )
+    assert scaler.get_scale() == 2.0**8  # nothing overflowed: every step went through
+    for a, b in zip(plain, scaled, strict=True):
+        assert float(a.total_norm) == pytest.approx(float(b.total_norm), rel=1e-6)  # true norms measured
+        assert bool(a.clipped) == bool(b.clipped)
+    assert any(bool(r.clipped) for r in plain)
+    for a, b in zip(p_plain[-1], p_scaled[-1], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+def test_grad_scaler_overflow_never_reaches_the_policy(driver):
+    factors = [1.0] * STEPS
+    factors[BAD] = math.inf
+    clipper = NormClipper(ZScore(warmup=2)) if driver != "functional" else NormClipper(Fixed(1.0))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=10**6)
+    seen = []
+    net = make_net()
+    opt = make_opt(net)
+    DRIVERS[driver](
+        net, opt, clipper, Env(factors, scaler), lambda: seen.append(copy.deepcopy(clipper.state_dict()))
+    )
+    assert scaler.get_scale() == 2.0**9  # the scaler saw the overflow and backed off once
+    assert_same(seen[BAD], seen[BAD - 1])
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+# -- resume ------------------------------------------------------------------------------------------
+
+
+def _stateful(driver, net, opt, clipper):
+    """The object whose state_dict a checkpoint keeps for this entry point."""
+    if driver == "ClipOptimizer":
+        return ClipOptimizer(opt, clipper)
+    return ClipStep(clipper)
+
+
+@pytest.mark.parametrize("opt_kind", ["sgd", "adam"])
+def test_resume_mid_run_is_bit_identical(opt_kind):
+    """Save after 3 steps (model, optimizer, ClipStep / ClipOptimizer), resume in fresh objects."""
+    factors = [1.0, 2.0, 50.0, 1.0, 30.0, 1.0]
+    for driver in ("ClipStep.step", "ClipOptimizer"):
+
+        def go(net, opt, thing, steps):
+            for i in steps:
+                opt.zero_grad()
+                Env(factors).backward(net, i)
+                (thing.step() if isinstance(thing, ClipOptimizer) else thing.step(opt))
+
+        net, opt = make_net(), None
+        opt = make_opt(net, opt_kind)
+        thing = _stateful(driver, net, opt, NormClipper(ZScore(warmup=2)))
+        go(net, opt, thing, range(6))
+        whole = [p.detach().clone() for p in net.parameters()]
+
+        net2 = make_net()
+        opt2 = make_opt(net2, opt_kind)
+        first = _stateful(driver, net2, opt2, NormClipper(ZScore(warmup=2)))
+        go(net2, opt2, first, range(3))
+        saved = copy.deepcopy(
+            {"model": net2.state_dict(), "opt": opt2.state_dict(), "clip": first.state_dict()}
+        )
+        net3 = make_net(seed=1)
+        opt3 = make_opt(net3, opt_kind)
+        second = _stateful(driver, net3, opt3, NormClipper(ZScore(warmup=2)))
+        net3.load_state_dict(saved["model"])
+        opt3.load_state_dict(saved["opt"])
+        second.load_state_dict(saved["clip"])
+        go(net3, opt3, second, range(3, 6))
+        for a, b in zip(whole, net3.parameters(), strict=True):
+            assert torch.equal(a, b), driver
+
+
+# -- the monitor's JSONL -----------------------------------------------------------------------------
+
+FIELDS = ("step", "total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped")
+
+
+def _jsonl(path) -> list[dict]:
+    rows = [json.loads(line) for line in (path / "grads.jsonl").read_text().splitlines()]
+    return [{k: r[k] for k in FIELDS} for r in rows if r.get("type") == "step"]
+
+
+@pytest.mark.parametrize("driver", STATEFUL)
+def test_monitor_jsonl_is_the_same_for_every_entry_point(driver, tmp_path):
+    factors = [1.0, 1.0, 300.0, math.nan, 1.0]
+    logs = {}
+    for name in dict.fromkeys(("ClipStep.step", driver)):
+        net = make_net()
+        opt = make_opt(net)
+        mon = GradMonitor(net, optimizer=opt, log_dir=tmp_path / name.replace(".", "_"))
+        results = DRIVERS[name](net, opt, NormClipper(Fixed(2.0)), Env(factors), lambda: None, monitor=mon)
+        if name != "GradMonitor.clip_":
+            for r in results:
+                mon.observe(r)
+        mon.close()
+        logs[name] = _jsonl(tmp_path / name.replace(".", "_"))
+    ref = logs["ClipStep.step"]
+    assert [r["skipped"] for r in ref] == [False, False, False, True, False]
+    assert [r["clipped"] for r in ref] == [False, False, True, False, False]
+    assert ref[2]["post_clip_norm"] == pytest.approx(2.0, rel=1e-5) and ref[2]["threshold"] == 2.0
+    assert logs[driver] == ref
+
+
+# -- the trainers -------------------------------------------------------------------------------------
+
+
+def _conv_trainer(factor: float, spikes=None, clipper=1.0, tmp_path=None):
+    from gradclip.sandbox.convolutional.data import load_digits
+    from gradclip.sandbox.convolutional.models import build_model
+    from gradclip.sandbox.convolutional.trainer import ConvTrainer
+
+    torch.manual_seed(0)
+    data = load_digits(size=8, seed=0)
+    data = type(data)(data.x_train[:96], data.y_train[:96], data.x_test[:32], data.y_test[:32], *data[4:])
+    net = build_model("small_cnn", in_channels=1, num_classes=10)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    monitor = GradMonitor(net, optimizer=opt, log_dir=tmp_path) if tmp_path is not None else None
+    step = ClipStep(clipper, skip_spikes=spikes)
+    trainer = ConvTrainer(net, opt, clipper=step, spike=(BAD, factor), monitor=monitor, seed=0)
+    snaps = []
+    net.register_forward_pre_hook(
+        lambda m, a: snaps.append([p.detach().clone() for p in m.parameters()]) if m.training else None
+    )
+    trainer.fit(data, epochs=1, batch_size=16)
+    if monitor is not None:
+        monitor.close()
+    return trainer, snaps, opt
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("clipper", [1.0, None], ids=["clip", "noclip"])
+def test_conv_trainer_skips_nonfinite_batches_with_and_without_clipping(bad, clipper, tmp_path):
+    trainer, snaps, _ = _conv_trainer(bad, clipper=clipper, tmp_path=tmp_path)
+    h = trainer.history
+    assert h["skipped"] == [1.0]
+    assert [bool(s) for s in h["clipped"]][BAD] is False
+    assert_same(snaps[BAD + 1], snaps[BAD])  # the bad step changed no weight
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    log = _jsonl(tmp_path)
+    assert [r["skipped"] for r in log] == [i == BAD for i in range(len(log))]  # log and history agree
+
+
+def test_conv_trainer_spike_skipping(tmp_path):
+    trainer, snaps, _ = _conv_trainer(1e4, spikes=SpikeSkip(3.0, window=10, warmup=3), clipper=1e9)
+    assert trainer.clip_step.spike_skips == 1 and trainer.clip_step.skipped_steps == 0
+    assert_same(snaps[BAD + 1], snaps[BAD])
+
+
+class _ScaledLoss:
+    """A VTrainer loss whose ``step``-th training forward is multiplied by ``factor`` (a bad batch)."""
+
+    def __init__(self, model, factor: float, step: int = BAD):
+        from gradclip.sandbox.vectorized.losses import SoftmaxCrossEntropy
+
+        self.inner, self.model, self.factor, self.step, self.calls = (
+            SoftmaxCrossEntropy(),
+            model,
+            factor,
+            step,
+            0,
+        )
+        self.snaps: list[np.ndarray] = []
+
+    def forward(self, out, y):
+        return self.inner.forward(out, y)
+
+    def backward(self):
+        g = self.inner.backward()
+        self.snaps.append(self.model.params.copy())
+        self.calls += 1
+        return g * self.factor if self.calls - 1 == self.step else g
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 1e4], ids=["nan", "inf", "spike"])
+def test_vtrainer_runs_the_same_scenarios(bad, tmp_path):
+    from gradclip.sandbox import data as sdata
+    from gradclip.sandbox.vectorized.model import mlp
+    from gradclip.sandbox.vectorized.optim import Adam
+    from gradclip.sandbox.vectorized.trainer import VTrainer
+
+    split = sdata.two_moons(seed=0)
+    model = mlp([2, 16, 2], seed=0)
+    loss = _ScaledLoss(model, bad)
+    trainer = VTrainer(model, Adam(lr=1e-2), grad_clip_norm=1.0, loss=loss)
+    trainer.fit(split.x_train[:128], split.y_train[:128], epochs=1, batch_size=16, shuffle=False)
+    h = trainer.history
+    if math.isfinite(bad):
+        assert h["grad_norm"][BAD] > 100 and h["clipped_norm"][BAD] == pytest.approx(1.0, rel=1e-5)
+        assert h["skipped"] == [0.0]
+    else:
+        assert h["skipped"] == [1.0]
+        assert np.array_equal(loss.snaps[BAD + 1], loss.snaps[BAD])  # nothing moved
+    assert np.isfinite(model.params).all()
