@@ -8,6 +8,8 @@ state unchanged, the step reported and logged as skipped), a x1e4 loss spike (cl
 the optimizer has norm <= c, for every policy, AGC and value clipping), spike skipping, GradScaler
 with bf16/fp16 autocast and fused/unfused SGD/Adam/AdamW (the same parameters as without a scaler),
 save and resume mid-run (bit-identical to an uninterrupted run), and the monitor's JSONL fields.
+At the end, the framework integrations (Lightning, Hugging Face, Keras) in their real frameworks run the
+NaN, Inf, spike and spike-skipping scenarios.
 """
 
 from __future__ import annotations
@@ -554,7 +556,7 @@ class _Pairs(torch.utils.data.Dataset):
         return {"x": self.x[i], "y": self.y[i]}
 
 
-def drive_lightning(clipper, factor: float, tmp_path):
+def drive_lightning(clipper, factor: float, tmp_path, spikes=None):
     pl = pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import CSVLogger
 
@@ -592,13 +594,13 @@ def drive_lightning(clipper, factor: float, tmp_path):
         accelerator="cpu", max_steps=FRAMEWORK_STEPS, logger=CSVLogger(tmp_path, name="run"),
         log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, default_root_dir=tmp_path,
-        callbacks=[GradClipCallback(clipper, log_dir=tmp_path / "log"), Probe()],
+        callbacks=[GradClipCallback(clipper, skip_spikes=spikes, log_dir=tmp_path / "log"), Probe()],
     )  # fmt: skip
     trainer.fit(module)
     return snaps, reached, _jsonl(tmp_path / "log")
 
 
-def drive_hf(clipper, factor: float, tmp_path):
+def drive_hf(clipper, factor: float, tmp_path, spikes=None):
     transformers = pytest.importorskip("transformers")
     from gradclip.integrations.huggingface import GradClipCallback
 
@@ -621,12 +623,12 @@ def drive_hf(clipper, factor: float, tmp_path):
         learning_rate=1e-2, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
         report_to="none", use_cpu=True, disable_tqdm=True, seed=0, max_grad_norm=0.0,
     )  # fmt: skip
-    callbacks = [GradClipCallback(clipper, log_dir=tmp_path / "log"), Probe()]
+    callbacks = [GradClipCallback(clipper, skip_spikes=spikes, log_dir=tmp_path / "log"), Probe()]
     transformers.Trainer(model=_Net(factor), args=args, train_dataset=_Pairs(), callbacks=callbacks).train()
     return snaps, reached, _jsonl(tmp_path / "log")
 
 
-def drive_keras(clipper, factor: float, tmp_path):
+def drive_keras(clipper, factor: float, tmp_path, spikes=None):
     import os
 
     os.environ.setdefault("KERAS_BACKEND", "torch")  # the integration needs the torch backend
@@ -646,7 +648,7 @@ def drive_keras(clipper, factor: float, tmp_path):
     m = keras.Sequential(
         [keras.Input((6,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(3)]
     )
-    opt = GradClipOptimizer(Adam(1e-2), clipper)
+    opt = GradClipOptimizer(Adam(1e-2), clipper, skip_spikes=spikes)
     m.compile(optimizer=opt, loss="mse")
     data = _Pairs()
     x, y = data.x.numpy().copy(), data.y.numpy().copy()
@@ -704,3 +706,13 @@ def test_frameworks_run_the_same_scenarios(framework, clipper, scenario, tmp_pat
     assert row["total_norm"] > 100 * row["threshold"]
     assert reached[BAD] <= row["threshold"] * (1 + 1e-4)
     assert reached[BAD] == pytest.approx(row["post_clip_norm"], rel=1e-4)
+
+
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+@_framework_marks
+def test_frameworks_skip_spikes_when_asked(framework, tmp_path):
+    spikes = SpikeSkip(3.0, window=10, warmup=3)
+    snaps, _, log = FRAMEWORKS[framework](NormClipper(Fixed(1e9)), 1e4, tmp_path, spikes=spikes)
+    assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
+    assert log[BAD]["finite"] is True and log[BAD]["total_norm"] > 100 * log[BAD - 1]["total_norm"]
+    assert_same(snaps[BAD + 1], snaps[BAD])
