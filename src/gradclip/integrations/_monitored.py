@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from gradclip.diagnosis import MonitorConfig
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip
 from gradclip.step import ClipStep
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["FORMAT", "MonitoredStep"]
 

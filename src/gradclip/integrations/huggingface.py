@@ -41,7 +41,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip._io import atomic_write
 from gradclip.clippers import Clipper

@@ -27,6 +27,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gradclip._extras import missing_extra
+
+try:  # first: without torch the torch backend cannot load, and Keras would try TensorFlow instead
+    import torch
+except ModuleNotFoundError as err:
+    missing_extra(err, __name__)
+
 try:
     import keras
 except ModuleNotFoundError as err:
@@ -35,8 +42,6 @@ except ModuleNotFoundError as err:
     raise ImportError(
         "gradclip.integrations.keras needs Keras 3; install it with `pip install 'gradclip[keras]'`"
     ) from err
-
-import torch
 
 from gradclip.clippers import NormClipper
 from gradclip.diagnosis import MonitorConfig
