@@ -63,7 +63,7 @@ def test_train_vectorized_bad_value_exits_2_and_writes_nothing(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "gradclip", *argv], capture_output=True, text=True, timeout=120
     )
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "batch_size" in out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--batch-size" in out.stderr
     assert not (tmp_path / "run").exists()
 
 

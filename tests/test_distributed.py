@@ -7,6 +7,7 @@ and every rank's verdicts are asserted, with the detail that says which number w
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -25,6 +26,14 @@ EXPECTED = {
     "pipeline_group_norm_2.0",
     "pipeline_group_norm_3.0",
     "pipeline_group_norm_inf",
+    *(f"fsdp1d_vs_torch_{p}" for p in (2.0, 1.0, 3.0, math.inf)),
+}
+# dp=2 x tp=2 (FSDP2 + tensor parallelism), HSDP 2 x 2, two meshes, hand-made placements
+EXPECTED_4 = {
+    *(f"{s}_vs_torch_{p}" for s in ("fsdp_tp", "hsdp") for p in (2.0, 1.0, 3.0, math.inf)),
+    "mixed_meshes_2.0",
+    "mixed_meshes_inf",
+    *(f"placements_{p}" for p in (2.0, 3.0, math.inf)),
 }
 
 
@@ -48,7 +57,7 @@ def test_distributed_clipping_equals_single_process(world, tmp_path):
         verdicts = json.loads((tmp_path / f"rank{rank}.json").read_text())
         failed = {k: v["detail"] for k, v in verdicts.items() if not v["ok"]}
         assert not failed, f"rank {rank}: {failed}"
-        assert set(verdicts) == EXPECTED
+        assert set(verdicts) == (EXPECTED | EXPECTED_4 if world == 4 else EXPECTED)
 
 
 @pytest.mark.slow

@@ -130,15 +130,15 @@ def test_zscore_hand_computed():
     policy = ZScore(warmup=3)
     # warm-up: 10x the mean so far (inf with none); then mean 2, var 2/3
     assert feed(policy, [1.0, 2.0, 3.0]) == [INF, 10.0, 15.0]
-    sigma = math.sqrt(2 / 3)
-    # z = 0.5 / sigma < 2.5: the calm threshold mu + 2.5 sigma
-    assert policy(2.5) == pytest.approx(2 + 2.5 * sigma, rel=1e-6)
+    spread = math.sqrt(2 / 3) + 1e-6 * 2  # sigma + eps * mu (eps relative to the mean)
+    # z = 0.5 / spread < 2.5: the calm threshold mu + 2.5 spread
+    assert policy(2.5) == pytest.approx(2 + 2.5 * spread, rel=1e-12)
     mean, var = 0.97 * 2 + 0.03 * 2.5, 0.97 * (2 / 3) + 0.03 * (2.5 - (0.97 * 2 + 0.03 * 2.5)) ** 2
     assert (policy.state.mean, policy.state.var) == pytest.approx((mean, var), rel=1e-12)
     # spike: z = (100 - mu) / sigma, threshold mu + 2.5^2 sigma / z, and the EMA gets the threshold
-    sigma = math.sqrt(var)
-    z = (100 - mean) / (sigma + 1e-6)
-    c = mean + 6.25 * sigma / z
+    spread = math.sqrt(var) + 1e-6 * mean
+    z = (100 - mean) / spread
+    c = mean + 6.25 * spread / z
     assert policy(100.0) == pytest.approx(c, rel=1e-12)
     new_mean = 0.97 * mean + 0.03 * c
     assert policy.state.mean == pytest.approx(new_mean, rel=1e-12)

@@ -15,11 +15,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradclip import __version__
-from gradclip._argparse import Parser, positive_float, positive_int, run_main
+from gradclip._argparse import (
+    Parser,
+    float_in,
+    int_in,
+    out_path,
+    positive_float,
+    run_main,
+    seed,
+)
 from gradclip._extras import missing_extra_message
+from gradclip._io import check_out_dir
+
+DEMO_OUTPUTS = ("no-clipping/grads.jsonl", "clipped/grads.jsonl", "report/report.html")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    check_out_dir(args.out, finished=DEMO_OUTPUTS, overwrite=args.overwrite)
     from gradclip.sandbox.demo import format_table, run_demo
 
     print(
@@ -41,6 +53,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     dirs = args.run_dirs
     out = args.out or (dirs[0] / "report" if len(dirs) == 1 else dirs[0].parent / "report")
+    if args.title is not None:
+        try:
+            args.title.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"--title must be UTF-8 text, got {args.title!r:.60}") from None
+    check_out_dir(out, finished=("report.html",), overwrite=args.overwrite)
     try:
         runs = [read_run(d) for d in dirs]  # read once: the page and the terminal summary share them
         page = render_report(runs, out, title=args.title)
@@ -110,19 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     demo = sub.add_parser("demo", help="train on embedded digits with and without clipping, side by side")
     demo.add_argument("--max-norm", type=positive_float, default=5.0, help="clipping threshold (default 5)")
-    demo.add_argument("--epochs", type=positive_int, default=5, help="epochs per run (default 5)")
-    demo.add_argument("--spike", type=positive_float, default=1e4, help="loss factor of the bad batch")
-    demo.add_argument("--seed", type=int, default=0, help="seed for data split, init and order")
+    demo.add_argument("--epochs", type=int_in(1, 1000), default=5, help="epochs per run (default 5)")
     demo.add_argument(
-        "--out", type=Path, default=Path("runs/demo"), help="runs and report (default runs/demo)"
+        "--spike", type=float_in(0, 1e30, low_open=True), default=1e4, help="loss factor of the bad batch"
     )
+    demo.add_argument("--seed", type=seed, default=0, help="seed for data split, init and order")
+    demo.add_argument(
+        "--out", type=out_path, default=Path("runs/demo"), help="runs and report (default runs/demo)"
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace the runs and report in --out")
     demo.set_defaults(func=_cmd_demo)
     report = sub.add_parser("report", help="plots, an HTML page and a summary table from monitored runs")
     report.add_argument(
         "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="directories holding grads.jsonl"
     )
-    report.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/report)")
+    report.add_argument(
+        "--out", type=out_path, default=None, help="output directory (default: RUN_DIR/report)"
+    )
     report.add_argument("--title", default=None, help="title of the HTML page")
+    report.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     report.set_defaults(func=_cmd_report)
     _add_train(sub)
     _add_experiment(sub)

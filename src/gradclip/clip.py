@@ -2,18 +2,36 @@
 
 Global-norm clipping (Pascanu et al. 2013, arXiv:1211.5063) rescales all gradients together,
 ``g <- g * c / (||g|| + eps)`` when ``||g|| > c``, which keeps the update's direction. The signatures
-match torch's; options beyond torch's are keyword-only. Differences from torch, on purpose:
+match torch's; options beyond torch's are keyword-only; code written for torch (an exhausted
+generator warns, DTensor gradients give a replicated DTensor total) keeps working. Differences
+from torch, each on purpose and never looser:
 
-* norms accumulate in float32 at least (fp16/bf16 totals above 65504 stay finite);
-* gradient tensors may be passed directly (torch silently does nothing with them);
+* norms accumulate in float32 at least: torch reduces fp16/bf16 in their own dtype, where a
+  total above 65504 overflows to ``inf`` and a step is lost;
+* gradient tensors may be passed directly (``[p.grad for p in ...]``): torch silently clips
+  nothing, a silent no-op in the one place meant to keep training stable;
+* the safe input rule (see [`gradclip.norms.collect_grads`][gradclip.norms.collect_grads]): plain tensors
+  count as gradients only when the whole input is plain tensors or a [`FlatGrads`][gradclip.norms.FlatGrads];
+  a mix of parameters and plain tensors raises ``TypeError`` naming the first plain one, and integer/boolean
+  tensors raise, because a plain tensor beside parameters is a buffer or a detached weight that rescaling
+  would corrupt (torch skips them, gradclip would otherwise rescale them);
+* a gradient passed twice (the same parameter or tensor) is counted and scaled once: torch counts
+  it twice and scales it twice, so its post-clip norm is not ``max_norm``;
+* ``clip_grad_value_`` warns on an exhausted generator as well (torch warns only for the norm):
+  the same mistake gets the same warning;
+* DTensor gradients on any placement (``Shard``, ``_StridedShard`` of FSDP2 + TP, ``Replicate``,
+  ``Partial``) and on several meshes give one global norm, the same on every rank; torch refuses
+  gradients on different meshes (a TP'd model whose unsharded layers sit on the data-parallel
+  mesh);
 * on CPU the scaling pass is skipped when ``||g|| <= c``: reading a CPU scalar costs no sync, and
   most steps are not clipped, so the common step costs one read pass instead of read + write;
 * on CUDA nothing is read back to the host unless ``error_if_nonfinite=True``: the scale is
   ``min(c / (||g|| + eps), 1)`` computed on the device, and multiplying by exactly 1 leaves
   gradients bitwise unchanged;
 * ``nonfinite='keep'`` leaves gradients untouched when the norm is NaN/Inf (torch scales them by
-  NaN or 0), and ``return_stats=True`` returns a `ClipStats` whose ``finite`` flag
-  is a 0-dim bool tensor, so a caller can skip the optimizer step without a host sync.
+  NaN or 0), and ``return_stats=True`` returns a `ClipStats` whose ``finite`` flag is a
+  0-dim bool tensor, so a caller can skip the optimizer step without a host sync (its
+  ``total_norm`` is this rank's plain tensor, also for DTensor gradients).
 """
 
 from __future__ import annotations
@@ -37,7 +55,7 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
-from gradclip.distributed import local_tensor
+from gradclip.distributed import as_total, local_tensor, plain_total
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
 from gradclip.result import ClipResult
 
@@ -147,6 +165,7 @@ def clip_grads_with_norm_(
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
     if not isinstance(total_norm, Tensor):
         raise TypeError(f"total_norm must be a tensor, got {type(total_norm).__name__}")
+    total_norm = plain_total(total_norm)  # a DTensor total (ours, or torch's partial one) made whole
     grads = _local(_grads(parameters))
     if grads:
         scale_grads_(grads, clip_factor(max_norm, total_norm, eps, nonfinite), foreach)
@@ -210,8 +229,9 @@ def clip_grad_norm_(
     ``max_norm / (total + eps)`` (Pascanu et al. 2013, arXiv:1211.5063), keeping the direction.
 
     Args:
-        parameters: a tensor, parameters (their ``.grad`` is used, None skipped), gradient tensors,
-            or a [`FlatGrads`][gradclip.norms.FlatGrads].
+        parameters: a tensor, parameters (their ``.grad`` is used, None skipped), gradient tensors
+            (only gradient tensors: a mix with parameters raises ``TypeError``), or a
+            [`FlatGrads`][gradclip.norms.FlatGrads]; duplicates count once.
         max_norm: threshold c >= 0 (a 0-dim tensor is allowed, for thresholds kept on the device).
         norm_type: p > 0 or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` when the total norm is NaN/Inf (syncs on CUDA).
@@ -228,12 +248,12 @@ def clip_grad_norm_(
 
     Returns:
         The pre-clip total norm, a 0-dim float32 tensor (float64 for float64 gradients) on the
-        gradients' (first) device.
+        gradients' (first) device; for DTensor gradients a replicated DTensor (as torch).
     """
     max_norm = _threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
-    grads = _grads(parameters)
+    grads = grads_in = _grads(parameters)
     if isinstance(parameters, FlatGrads) and return_stats:
         # Per-parameter norms from the views: still one pass over the buffer.
         per_tensor, total = norms_and_total(
@@ -248,7 +268,7 @@ def clip_grad_norm_(
     if grads:
         scale_grads_(grads, scale, foreach)
     if not return_stats:
-        return total
+        return as_total(total, grads_in)
     finite = torch.isfinite(total)
     no = torch.zeros((), dtype=torch.bool, device=total.device)
     clipped = (total > max_norm) & finite if nonfinite == "keep" else total > max_norm
@@ -268,6 +288,10 @@ def clip_grad_value_(
     """
     c = check_threshold(clip_value, "clip_value")
     for device, group in _by_device(_local(_grads(parameters))).items():
+        if not all(g.is_floating_point() for g in group):  # clamping an integer tensor to a float fails late
+            raise TypeError(
+                f"parameters must hold floating-point gradients, got {sorted({str(g.dtype) for g in group})}"
+            )
         # On CUDA the foreach kernels fuse launches; on the CPU they loop over tensors anyway, with
         # two passes (min, then max) where clamp_ makes one: measured ~1.8x slower on ResNet-50.
         if foreach is False or device.type != "cuda":

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from gradclip._validate import check_eps, check_norm_type, check_threshold
 from gradclip.clip import clip_factor, clip_grad_value_, scale_grads_
-from gradclip.norms import collect_grads, norms_and_total
+from gradclip.norms import collect_grads, norms_and_total, param_grad_pairs
 from gradclip.policies import Fixed, Policy
 from gradclip.result import ClipResult
 
@@ -154,13 +154,11 @@ class NormClipper:
         return scale, m.total * scale, (m.total > threshold) & torch.isfinite(m.total)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict()}
+        return {"clipper": "NormClipper", "policy": self.policy.state_dict()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or "policy" not in state_dict:
-            raise ValueError(
-                f"state_dict is not a NormClipper state (a mapping with 'policy'), got {state_dict!r}"
-            )
+        """Restore the policy's state; a state of another clipper or policy is refused, nothing changes."""
+        _check_clipper_state(state_dict, "NormClipper", ("policy",))
         self.policy.load_state_dict(state_dict["policy"])
 
     def __repr__(self) -> str:
@@ -174,10 +172,23 @@ class _Stateless:
         pass
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"clipper": type(self).__name__}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        pass
+        """Nothing to restore; only the state of the same clipper class is accepted."""
+        _check_clipper_state(state_dict, type(self).__name__, ())
+
+
+def _check_clipper_state(state_dict: object, kind: str, keys: tuple[str, ...]) -> None:
+    """Refuse anything but a mapping saved by the clipper class ``kind`` (entries ``clipper`` + ``keys``)."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping saved by {kind}.state_dict(), got {type(state_dict).__name__}"
+        )
+    if set(state_dict) != {"clipper", *keys} or state_dict["clipper"] != kind:
+        expected = sorted({"clipper", *keys})
+        raise ValueError(f"state_dict {dict(state_dict)!r:.100} was not saved by a {kind} "
+                         f"(expected entries {expected} with clipper={kind!r})")  # fmt: skip
 
 
 class ValueClipper(_Stateless):
@@ -215,15 +226,17 @@ class ValueClipper(_Stateless):
 
 
 def unitwise_norm(x: Tensor) -> Tensor:
-    """L2 norm of each unit of ``x`` in float32, shaped to broadcast against ``x``.
+    """L2 norm of each unit of ``x``, accumulated in float32 at least (float64 stays float64),
+    shaped to broadcast against ``x``.
 
     A unit is one output row: torch stores weights as ``(out, in, *kernel)``, so the norm reduces
     over every dimension but the first (linear rows, conv filters). Vectors (biases, norm gains) and
     scalars are taken as a single unit, as in the paper's reference code.
     """
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # torch refuses to narrow
     if x.ndim <= 1:
-        return torch.linalg.vector_norm(x, 2, dtype=torch.float32)
-    return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=torch.float32)
+        return torch.linalg.vector_norm(x, 2, dtype=acc)
+    return torch.linalg.vector_norm(x, 2, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=acc)
 
 
 class AGC(_Stateless):
@@ -237,6 +250,8 @@ class AGC(_Stateless):
     free on the device; on the CPU tensors with nothing to clip are not rewritten.
 
     ``threshold`` in the result is ``clip_factor``; ``clipped`` is True when any unit was clipped.
+    Any float dtype works (fp16/bf16 norms accumulate in float32, float64 in float64; the scaled
+    gradient keeps its dtype). It needs the parameters: gradient tensors alone raise ``TypeError``.
 
     References: A. Brock, S. De, S. L. Smith, K. Simonyan, "High-Performance Large-Scale Image
     Recognition Without Normalization", ICML 2021, arXiv:2102.06171.
@@ -255,8 +270,12 @@ class AGC(_Stateless):
         self._excluded_ids = {id(t) for t in excluded}
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
-        """The global 2-norm pass (what the step's finite flag and the monitor read)."""
-        return measure_grads(parameters, 2.0, grad_scale, None, ())
+        """The global 2-norm pass (what the step's finite flag and the monitor read).
+
+        The weights are needed: gradient tensors alone raise ``TypeError``; each parameter counts once.
+        """
+        pairs = param_grad_pairs(parameters, who="AGC")
+        return measure_grads([p for p, _ in pairs], 2.0, grad_scale, None, ())
 
     def propose(self, total: Tensor) -> tuple[float, None]:
         return self.clip_factor, None

@@ -4,11 +4,18 @@ What each setup needs, and what is communicated per step:
 
 * DDP: after ``backward()`` every rank holds the same averaged gradients, so the local norm is the
   global one and no collective is needed (the tests check this against a single process).
-* FSDP2 / DTensor: each rank holds a shard. For a p-norm the p-th powers of the shards' norms add
-  up, ``||g||_p^p = sum_r ||g_r||_p^p``; for the inf-norm the maxima combine by ``max``. The
-  per-tensor p-th powers are stacked into one float32 vector and all-reduced once per mesh
-  dimension the gradients are sharded over, so every rank ends with the full per-tensor norms and
-  the full total (reading a DTensor norm locally gives only the shard's part: a known trap).
+* FSDP2, FSDP2 + tensor parallelism, HSDP (DTensor gradients): each rank holds a piece of each
+  gradient, described per mesh dimension by its placement. ``Shard`` and ``_StridedShard`` (FSDP2
+  over TP'd parameters; not a ``Shard`` subclass, and ``is_shard()`` is False for it) split the
+  elements, so the p-th powers of the pieces' norms add up, ``||g||_p^p = sum_r ||g_r||_p^p``, and
+  the inf-norms combine by ``max``. ``Replicate`` pieces are whole copies: counted once.
+  ``Partial`` pieces are addends of the gradient, whose norm is not a sum of norms: their values are
+  all-reduced first (one all-reduce per mesh dimension and dtype, only for such gradients).
+  The per-tensor p-th powers of all gradients on one mesh are stacked into one float32 vector and
+  all-reduced once per mesh dimension that shards any of them (torch's count: one per dimension);
+  entries replicated over that dimension are zeroed on all but its first coordinate, so a single
+  sum counts them once, exactly. Every rank ends with the same full per-tensor norms and the same
+  total (reading a DTensor's local norm gives only the shard's part: a known trap).
 * Tensor/pipeline parallelism done by hand: each rank owns different parameters; the caller passes
   ``process_groups`` and the local p-th-power total is all-reduced over each (one 4-byte
   all-reduce per group per step).
@@ -23,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gradclip._extras import missing_extra
 
@@ -38,7 +45,17 @@ if TYPE_CHECKING:  # annotations only: DTensor may be missing at run time (torch
     from torch.distributed.tensor import DTensor
     from typing_extensions import TypeIs
 
-__all__ = ["is_dtensor", "is_dtensor_type", "local_tensor", "reduce_norms"]
+__all__ = [
+    "as_total",
+    "is_dtensor",
+    "is_dtensor_type",
+    "local_tensor",
+    "norm_inputs",
+    "plain_total",
+    "reduce_norms",
+]
+
+_SHARD, _REPLICATE, _PARTIAL = "S", "R", "P"
 
 
 @functools.cache
@@ -64,20 +81,66 @@ def local_tensor(t: Tensor) -> Tensor:
     return t.to_local() if is_dtensor(t) else t
 
 
-def _shard_groups(t: Tensor) -> tuple:
-    """Process groups of the mesh dimensions over which a DTensor gradient is sharded."""
-    if not is_dtensor(t):
-        return ()
-    groups = []
-    for dim, placement in enumerate(t.placements):
-        if placement.is_partial():
+def _kind(placement: Any) -> str:
+    """'S' for any sharding (``Shard``, ``_StridedShard``), 'R' for ``Replicate``, 'P' for ``Partial``."""
+    if placement.is_replicate():
+        return _REPLICATE
+    if placement.is_partial():
+        if getattr(placement, "reduce_op", None) not in ("sum", "avg", "max", "min"):
             raise ValueError(
-                "a gradient DTensor has a Partial placement (its reduction is still pending); "
-                "clip after the gradients are reduced (FSDP2 does this before backward() returns)"
+                f"a gradient DTensor has the placement {placement!r}; Partial gradients are supported "
+                "with reduce_op 'sum', 'avg', 'max' or 'min'"
             )
-        if placement.is_shard():
-            groups.append(t.device_mesh.get_group(dim))
-    return tuple(groups)
+        return _PARTIAL
+    if placement.is_shard() or isinstance(getattr(placement, "dim", None), int):
+        return _SHARD  # Shard(d), and _StridedShard(d, split_factor=k), which is_shard() denies
+    raise TypeError(
+        f"a gradient DTensor has the placement {placement!r}, which gradclip cannot reduce; "
+        "supported: Shard, _StridedShard, Replicate, Partial"
+    )
+
+
+def _kinds(t: Any) -> tuple[str, ...]:
+    return tuple(_kind(p) for p in t.placements)
+
+
+def _reduce_partial_values(grads: list[Tensor], locals_: list[Tensor]) -> list[Tensor]:
+    """Locals whose ``Partial`` addends have been summed (copies; the gradients stay as they are).
+
+    One all-reduce per (mesh, mesh dimension, dtype) that any gradient is ``Partial`` over.
+    """
+    import torch.distributed as dist
+
+    out = list(locals_)
+    pending: dict[tuple, list[int]] = {}
+    for i, g in enumerate(grads):
+        if not is_dtensor(g):
+            continue
+        for dim, placement in enumerate(g.placements):
+            if _kind(placement) == _PARTIAL:
+                pending.setdefault(
+                    (g.device_mesh, dim, g.dtype, getattr(placement, "reduce_op", "sum")), []
+                ).append(i)
+    for (mesh, dim, _, reduce_op), idx in pending.items():
+        group = mesh.get_group(dim)
+        flat = torch.cat([out[i].reshape(-1) for i in idx])
+        op = {"max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}.get(reduce_op, dist.ReduceOp.SUM)
+        dist.all_reduce(flat, op=op, group=group)  # gloo has no AVG: sum, then divide
+        if reduce_op == "avg":
+            flat = flat / mesh.size(dim)
+        for i, piece in zip(idx, flat.split([out[i].numel() for i in idx]), strict=True):
+            out[i] = piece.view_as(out[i])
+    return out
+
+
+def norm_inputs(grads: Sequence[Tensor]) -> list[Tensor]:
+    """The tensors whose local norms [`reduce_norms`][gradclip.distributed.reduce_norms] combines: each rank's
+    piece, summed
+    over ``Partial`` mesh dimensions first (those pieces alone say nothing about the norm)."""
+    locals_ = [local_tensor(g) for g in grads]
+    if any(is_dtensor(g) and _PARTIAL in _kinds(g) for g in grads):
+        locals_ = _reduce_partial_values(list(grads), locals_)
+    return locals_
 
 
 def _group_device(process_groups: Sequence) -> torch.device:
@@ -88,20 +151,56 @@ def _group_device(process_groups: Sequence) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
 
 
+def _reduce_over_mesh(powered: Tensor, mesh, kinds: list[tuple[str, ...]], p: float) -> Tensor:
+    """All-reduce the per-tensor p-th powers of the gradients on ``mesh``: one call per sharded dim.
+
+    For a sum, an entry replicated over dimension ``d`` (Replicate, or Partial already summed) is
+    kept only at coordinate 0 of ``d`` and zeroed elsewhere: adding zeros is exact, so the one
+    all-reduce counts it once. ``max`` needs no mask (copies are equal).
+    """
+    import torch.distributed as dist
+
+    op = dist.ReduceOp.MAX if math.isinf(p) else dist.ReduceOp.SUM
+    coordinate = mesh.get_coordinate()
+    for dim in range(mesh.ndim):
+        sharded = [k[dim] == _SHARD for k in kinds]
+        if not any(sharded):
+            continue  # nothing split over this dimension: every rank already has the whole value
+        if op == dist.ReduceOp.SUM and coordinate[dim] != 0 and not all(sharded):
+            keep = torch.tensor(sharded, device=powered.device)
+            powered = torch.where(keep, powered, 0.0)  # not a multiply: inf * 0 would be NaN
+        dist.all_reduce(powered, op=op, group=mesh.get_group(dim))
+    return powered
+
+
+def _check_groups(process_groups: object) -> None:
+    """``process_groups`` must be a sequence of initialised torch.distributed process groups."""
+    import torch.distributed as dist
+
+    if isinstance(process_groups, (str, bytes)) or not isinstance(process_groups, Sequence):
+        raise TypeError(f"process_groups must be a sequence of ProcessGroups, got {process_groups!r:.60}")
+    for i, group in enumerate(process_groups):
+        if not isinstance(group, dist.ProcessGroup):
+            raise TypeError(
+                f"process_groups[{i}] must be a torch.distributed ProcessGroup, got {group!r:.60}"
+            )
+
+
 def reduce_norms(
     grads: Sequence[Tensor],
     local_norms: Sequence[Tensor],
     p: float,
     process_groups: Sequence = (),
 ) -> tuple[list[Tensor], Tensor]:
-    """Turn per-shard norms into full per-tensor norms and the global total.
+    """Turn per-piece norms into full per-tensor norms and the global total, equal on every rank.
 
-    ``local_norms[i]`` is the norm of ``local_tensor(grads[i])``. Returns the full per-tensor norms
+    ``local_norms[i]`` is the norm of ``norm_inputs(grads)[i]``. Returns the full per-tensor norms
     (float32) and the total over all ranks of ``process_groups`` (float32, 0-dim), both on the
-    device of the first norm. One all-reduce per sharded mesh dimension, one per extra group.
+    device of the first norm. One all-reduce per sharded dimension of each mesh, one per extra group.
     """
     import torch.distributed as dist
 
+    _check_groups(process_groups)
     op = dist.ReduceOp.MAX if math.isinf(p) else dist.ReduceOp.SUM
     if not local_norms:  # this rank holds no gradients but must still join the collectives
         total = torch.zeros((), dtype=torch.float32, device=_group_device(process_groups))
@@ -113,16 +212,17 @@ def reduce_norms(
         powered = torch.where(powered.isnan(), math.inf, powered)  # MAX may drop a NaN
     else:
         powered = powered.pow(p)
-    by_groups: dict[tuple, list[int]] = {}
+    by_mesh: dict = {}
     for i, g in enumerate(grads):
-        by_groups.setdefault(_shard_groups(g), []).append(i)
-    for groups, idx in by_groups.items():
-        if not groups:
+        if is_dtensor(g):
+            by_mesh.setdefault(g.device_mesh, []).append(i)
+    for mesh, idx in by_mesh.items():
+        kinds = [_kinds(grads[i]) for i in idx]
+        if len(idx) == len(grads):  # the common case, one mesh for all: no gather/scatter
+            powered = _reduce_over_mesh(powered, mesh, kinds, p)
             continue
         index = torch.tensor(idx, device=powered.device)
-        part = powered.index_select(0, index)
-        for group in groups:
-            dist.all_reduce(part, op=op, group=group)
+        part = _reduce_over_mesh(powered.index_select(0, index), mesh, kinds, p)
         powered = powered.index_copy(0, index, part)
     total = powered.max() if math.isinf(p) else powered.sum()
     for group in process_groups:
@@ -130,3 +230,20 @@ def reduce_norms(
     if math.isinf(p):
         return list(powered.unbind()), total
     return list(powered.pow(1.0 / p).unbind()), total.pow(1.0 / p)
+
+
+def as_total(total: Tensor, grads: Sequence[Tensor]) -> Tensor:
+    """The total norm as torch returns it: a replicated DTensor when the gradients are DTensors
+    (on the first one's mesh, so ``.full_tensor()`` works), the plain tensor otherwise."""
+    first = next((g for g in grads if is_dtensor(g)), None)
+    if first is None:
+        return total
+    from torch.distributed.tensor import DTensor, Replicate
+
+    mesh = first.device_mesh
+    return DTensor.from_local(total, mesh, [Replicate()] * mesh.ndim, run_check=False)
+
+
+def plain_total(total: Tensor) -> Tensor:
+    """A total norm as a plain tensor: a DTensor (ours, or torch's partial one) is made whole first."""
+    return total.full_tensor() if is_dtensor(total) else total

@@ -17,6 +17,7 @@ is not very sensitive to c, half to ten times the average is usually safe.
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
 import sys
@@ -69,6 +70,9 @@ def _stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     return level
+
+
+_SINK_METHODS = ("open", "write_step", "write_event", "close")
 
 
 class GradMonitor:
@@ -130,6 +134,8 @@ class GradMonitor:
         if max_norm is not None and not (isinstance(max_norm, (int, float)) and max_norm >= 0):
             raise ValueError(f"max_norm must be a number >= 0 or None, got {max_norm!r}")
         self.max_norm = None if max_norm is None else float(max_norm)
+        if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or os.fspath(log_dir) == ""):
+            raise TypeError(f"log_dir must be a directory path or None, got {log_dir!r:.60}")
         self.log_dir = None if log_dir is None else Path(log_dir)
         if overwrite and resume:
             raise ValueError(
@@ -172,8 +178,12 @@ class GradMonitor:
         self._elapsed_before = 0.0  # seconds run before a resume
 
     def _make_sinks(self, sinks: Sequence[str | Sink]) -> list[Sink]:
-        if isinstance(sinks, str):
-            raise TypeError(f"sinks must be a sequence of sink names or objects, got the string {sinks!r}")
+        if isinstance(sinks, str) or not isinstance(sinks, Sequence):
+            raise TypeError(f"sinks must be a sequence of sink names or objects, got {sinks!r:.60}")
+        for i, s in enumerate(sinks):
+            if not isinstance(s, str) and not all(callable(getattr(s, m, None)) for m in _SINK_METHODS):
+                raise TypeError(f"sinks[{i}] must be a sink name or an object with "
+                                f"{', '.join(_SINK_METHODS)}, got {s!r:.60}")  # fmt: skip
         if self.log_dir is None:
             if any(isinstance(s, str) for s in sinks if s != "jsonl"):
                 raise ValueError(f"sinks {list(sinks)!r} write files: pass log_dir= too")

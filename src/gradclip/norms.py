@@ -11,7 +11,10 @@ Nothing here reads a value back to the host, so the pass is free of CUDA synchro
 
 from __future__ import annotations
 
+import itertools
 import math
+import types
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -25,49 +28,139 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 from torch import Tensor
 
 from gradclip._validate import check_norm_type, nonfinite_message
-from gradclip.distributed import is_dtensor_type, local_tensor, reduce_norms
+from gradclip.distributed import as_total, is_dtensor_type, norm_inputs, reduce_norms
 
 __all__ = [
     "FlatGrads",
     "collect_grads",
     "get_total_norm",
     "norms_and_total",
+    "param_grad_pairs",
     "tensor_norms",
     "total_from_norms",
 ]
 
 
-def _grad_of(t: Tensor) -> Tensor | None:
-    """The gradient a tensor stands for: a parameter's ``.grad``, or the tensor itself.
+def _describe(t: object) -> str:
+    if not isinstance(t, Tensor):
+        return f"a {type(t).__name__}"
+    return f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype}"
 
-    ``nn.Parameter`` and tensors that require grad are parameters: their ``.grad`` is used and they
-    are skipped when it is None (frozen or unused parameters). Any other tensor is taken to be a
-    gradient already, so that passing ``[p.grad for p in ...]`` clips instead of doing nothing.
+
+def _as_param_grad(t: object, i: int) -> tuple[bool, Tensor | None]:
+    """``(is_parameter, gradient)`` of item ``i``: a parameter's ``.grad``, or a plain tensor itself.
+
+    Parameters are ``nn.Parameter``, tensors that require grad, and tensors given a ``.grad`` by
+    hand; a parameter without a gradient (frozen, unused, or not a leaf) gives None. A plain tensor
+    (none of these) is a gradient candidate: the caller decides whether the input allows it.
     """
     if not isinstance(t, Tensor):
-        raise TypeError(f"parameters must be tensors, got an element of type {type(t).__name__}")
+        raise TypeError(f"parameters must be tensors, got {_describe(t)} at position {i}")
     if isinstance(t, torch.nn.Parameter) or t.requires_grad:
-        if not (t.is_leaf or t.retains_grad):
-            return None
-        return t.grad
+        return True, t.grad if (t.is_leaf or t.retains_grad) else None
     if t.grad is not None:  # a plain tensor that was given a gradient by hand
-        return t.grad
-    return t
+        return True, t.grad
+    if not t.is_floating_point():
+        raise TypeError(
+            f"parameters: the tensor at position {i} has dtype {t.dtype}; gradients must be real "
+            "floating point tensors (integer and boolean tensors are never clipped)"
+        )
+    return False, t
+
+
+def _mixed_error(i: int, t: Tensor) -> TypeError:
+    return TypeError(
+        f"parameters mixes parameters with plain tensors: position {i} holds {_describe(t)} that is "
+        "neither a parameter nor has a .grad (a buffer such as BatchNorm's running_var, or a "
+        "detached weight), and it would be rescaled as if it were a gradient. Pass parameters "
+        "only (their .grad is clipped) or gradient tensors only ([p.grad for p in ...])"
+    )
+
+
+def _items(parameters: Tensor | Iterable[Tensor]) -> Iterable[Tensor]:
+    """The input as an iterable read once, with torch's warning for an exhausted generator."""
+    if isinstance(parameters, Tensor):
+        return (parameters,)
+    if isinstance(parameters, types.GeneratorType):
+        items = list(parameters)
+        if not items:
+            warnings.warn(
+                "`parameters` is an empty generator (was model.parameters() consumed already?): "
+                "no gradient clipping will occur",
+                UserWarning,
+                stacklevel=4,
+            )
+        return items
+    return parameters
 
 
 def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
-    """Turn a tensor, parameters or gradient tensors into the list of gradients to clip."""
+    """Turn a tensor, parameters or gradient tensors into the list of gradients to clip.
+
+    The safe input rule: parameters (``nn.Parameter``, tensors that require grad or carry a
+    ``.grad``) give their ``.grad`` (None skipped); plain tensors count as gradients only when the
+    whole input is plain tensors. A mix raises ``TypeError`` naming the first plain tensor (it is
+    most likely a buffer or a detached weight that must not be rescaled), as do integer and boolean
+    tensors. A gradient listed twice (the same parameter, or the same tensor) is counted and
+    scaled once.
+    """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
+    elif parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(f"parameters must be a tensor or an iterable of tensors, got {parameters!r:.60}")
     param_type = torch.nn.Parameter
-    grads = []
-    for t in parameters:
-        # Plain parameters (the common case, always leaves) take the short path: this loop runs
-        # once per tensor per step, so it matters for models with thousands of tensors.
-        g = t.grad if type(t) is param_type else _grad_of(t)
+    grads: list[Tensor] = []
+    it = iter(_items(parameters))
+    n = 0
+    # Plain parameters (the common case, always leaves) take the short loop: it runs once per
+    # tensor per step, so it matters for models with thousands of tensors.
+    for t in it:
+        if type(t) is not param_type:
+            _collect_rest(t, it, n, grads)
+            break
+        g = t.grad
         if g is not None:
             grads.append(g)
+        n += 1
+    if len(grads) > 1 and len(set(map(id, grads))) != len(grads):
+        grads = list({id(g): g for g in grads}.values())  # first occurrence kept, input order
     return grads
+
+
+def _collect_rest(first: Tensor, rest: Iterable[Tensor], start: int, grads: list[Tensor]) -> None:
+    """The general loop of [`collect_grads`][gradclip.norms.collect_grads], from position ``start`` on
+    (``start`` parameters
+    came before it): classify each item and apply the mixing rule."""
+    first_plain: tuple[int, Tensor] | None = None
+    any_param = start > 0
+    for i, t in enumerate(itertools.chain((first,), rest), start):
+        is_param, g = _as_param_grad(t, i)
+        if is_param:
+            any_param = True
+        elif first_plain is None:
+            first_plain = (i, t)
+        if any_param and first_plain is not None:
+            raise _mixed_error(*first_plain)
+        if g is not None:
+            grads.append(g)
+
+
+def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list[tuple[Tensor, Tensor]]:
+    """``(parameter, gradient)`` pairs for rules that need the weights (AGC), each pair once.
+
+    Plain tensors raise ``TypeError``: a gradient alone does not carry the weight it is compared to.
+    """
+    pairs: dict[int, tuple[Tensor, Tensor]] = {}
+    for i, t in enumerate(_items(parameters)):
+        is_param, g = _as_param_grad(t, i)
+        if not is_param:
+            raise TypeError(
+                f"{who} needs the parameters (it compares each gradient with its weight), but position "
+                f"{i} holds {_describe(t)} without a .grad; pass model.parameters() instead of gradients"
+            )
+        if g is not None:
+            pairs.setdefault(id(g), (t, g))
+    return list(pairs.values())
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -171,7 +264,7 @@ def norms_and_total(
     """
     p = check_norm_type(norm_type)
     if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
-        local = [local_tensor(g) for g in grads]
+        local = norm_inputs(grads)
         local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
         return reduce_norms(grads, local_norms, p, process_groups)
     if not grads:
@@ -229,13 +322,16 @@ def get_total_norm(
     """Total p-norm of ``tensors`` (gradients, or parameters whose ``.grad`` is read).
 
     ``||g||_p = (sum_i sum_j |g_ij|^p)^(1/p)``; ``max |g_ij|`` for ``inf``. Same signature as
-    ``torch.nn.utils.get_total_norm`` but accumulated in float32 at least.
+    ``torch.nn.utils.get_total_norm`` but accumulated in float32 at least; inputs follow the
+    safe rule of [`collect_grads`][gradclip.norms.collect_grads]. For DTensor gradients the global norm is
+    returned as a replicated DTensor, as torch does (``.full_tensor()`` gives the plain value).
     """
     p = check_norm_type(norm_type)
-    _, total = norms_and_total(collect_grads(tensors), p, foreach=foreach, process_groups=process_groups)
+    grads = collect_grads(tensors)
+    _, total = norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
-    return total
+    return as_total(total, grads)
 
 
 class FlatGrads:
@@ -251,6 +347,14 @@ class FlatGrads:
     """
 
     def __init__(self, parameters: Iterable[Tensor]) -> None:
+        if isinstance(parameters, Tensor):
+            parameters = [parameters]
+        elif isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+            raise TypeError(f"parameters must be an iterable of tensors, got {parameters!r:.60}")
+        parameters = list(parameters)
+        for i, p in enumerate(parameters):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"parameters[{i}] must be a tensor, got {p!r:.60} ({type(p).__name__})")
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
             raise ValueError("FlatGrads needs at least one parameter that requires grad")

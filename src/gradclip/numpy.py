@@ -1,7 +1,9 @@
 """The clipping API for NumPy arrays (no torch import), used by the NumPy sandbox.
 
 Same functions and rules as [`gradclip.clip`][gradclip.clip], for a single array, a list of arrays or a dict
-of arrays, clipped in place. Norms accumulate in float64 and come back as Python floats.
+of arrays, clipped in place: an exhausted generator warns as torch does, integer and boolean arrays
+raise, and an array passed twice (the same object) is counted and scaled once. Norms accumulate
+in float64 and come back as Python floats.
 Formulas: ``||g||_p = (sum |g_ij|^p)^(1/p)`` (``max |g_ij|`` for inf); when ``||g|| > c`` every
 array is multiplied by ``c / (||g|| + eps)`` (Pascanu et al. 2013, arXiv:1211.5063).
 """
@@ -9,6 +11,8 @@ array is multiplied by ``c / (||g|| + eps)`` (Pascanu et al. 2013, arXiv:1211.50
 from __future__ import annotations
 
 import math
+import types
+import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
@@ -43,18 +47,30 @@ ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _arrays(grads: Arrays) -> list[np.ndarray]:
+    """The arrays to clip: None skipped, each array object once, torch's empty-generator warning."""
     if isinstance(grads, np.ndarray):
         items = [grads]
     elif isinstance(grads, Mapping):
         items = list(grads.values())
     else:
         items = list(grads)
+        if not items and isinstance(grads, types.GeneratorType):
+            warnings.warn(
+                "`grads` is an empty generator (was it consumed already?): no gradient clipping will occur",
+                UserWarning,
+                stacklevel=3,
+            )
     out = [g for g in items if g is not None]
-    for g in out:
+    for i, g in enumerate(out):
         if not isinstance(g, np.ndarray):
-            raise TypeError(f"gradients must be NumPy arrays, got {type(g).__name__}")
+            raise TypeError(f"gradients must be NumPy arrays, got {type(g).__name__} at position {i}")
         if not np.issubdtype(g.dtype, np.floating):
-            raise TypeError(f"gradients must be floating point arrays, got dtype {g.dtype}")
+            raise TypeError(
+                f"gradients must be floating point arrays, got dtype {g.dtype} at position {i} "
+                "(integer and boolean arrays are never clipped)"
+            )
+    if len(out) > 1 and len({id(g) for g in out}) != len(out):
+        out = list({id(g): g for g in out}.values())  # the same array twice: counted, scaled once
     return out
 
 

@@ -25,6 +25,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
+from gradclip._state import check_int, check_keys, check_mapping, check_optimizer_state
 from gradclip.clippers import Clipper
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip
@@ -140,12 +141,16 @@ class ClipOptimizer(_Wrapper):
         """The optimizer's state and the step's (clipper, spike rule, counters)."""
         return {"optimizer": self.optimizer.state_dict(), "clip_step": self.clip_step.state_dict()}
 
+    def check_state_dict(self, state_dict: object) -> None:
+        """Raise TypeError/ValueError unless ``state_dict`` came from a compatible ``ClipOptimizer``."""
+        state = check_mapping(state_dict, "ClipOptimizer state_dict")
+        check_keys(state, ("optimizer", "clip_step"), "ClipOptimizer state_dict")
+        check_optimizer_state(self.optimizer, state["optimizer"], "ClipOptimizer state_dict['optimizer']")
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"optimizer", "clip_step"}:
-            got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
-            raise ValueError(
-                f"state_dict is not a ClipOptimizer state (keys 'optimizer', 'clip_step'), got {got}"
-            )
+        """Restore [`state_dict`][gradclip.optim.ClipOptimizer.state_dict]: everything checked first; a late
+        failure restores the step."""
+        self.check_state_dict(state_dict)
         before = self.clip_step.state_dict()
         self.clip_step.load_state_dict(state_dict["clip_step"])
         try:
@@ -214,19 +219,39 @@ class Lookahead(_Wrapper):
             "lookahead": {"k": self.k, "alpha": self.alpha, "steps": self.steps, "slow": self.slow},
         }
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        own = state_dict["lookahead"]
+    def check_state_dict(self, state_dict: object) -> None:
+        """Raise TypeError/ValueError unless ``state_dict`` came from a ``Lookahead`` like this one."""
+        state = check_mapping(state_dict, "Lookahead state_dict")
+        check_keys(state, ("optimizer", "lookahead"), "Lookahead state_dict")
+        own = check_mapping(state["lookahead"], "Lookahead state_dict['lookahead']")
+        check_keys(own, ("k", "alpha", "steps", "slow"), "Lookahead state_dict['lookahead']")
         if (own["k"], own["alpha"]) != (self.k, self.alpha):
             raise ValueError(
                 f"state_dict has k={own['k']!r}, alpha={own['alpha']!r}; this Lookahead has "
                 f"k={self.k!r}, alpha={self.alpha!r}"
             )
+        check_int(own["steps"], "Lookahead state_dict['lookahead']['steps']")
+        params, slow = _params(self.param_groups), own["slow"]
+        if slow is not None:
+            if not isinstance(slow, (list, tuple)) or len(slow) != len(params):
+                n = len(slow) if isinstance(slow, (list, tuple)) else type(slow).__name__
+                raise ValueError(f"state_dict holds {n} slow weights for {len(params)} parameters")
+            for i, (s, p) in enumerate(zip(slow, params, strict=True)):
+                if not isinstance(s, Tensor) or s.shape != p.shape:
+                    shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                    raise ValueError(
+                        f"state_dict slow weight {i} has shape {shape}, its parameter {tuple(p.shape)}"
+                    )
+        check_optimizer_state(self.optimizer, state["optimizer"], "Lookahead state_dict['optimizer']")
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore [`state_dict`][gradclip.optim.Lookahead.state_dict]; everything is checked before anything
+        changes."""
+        self.check_state_dict(state_dict)
+        own = state_dict["lookahead"]
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.steps = int(own["steps"])
-        params = _params(self.param_groups)
-        slow = own["slow"]
-        if slow is not None and len(slow) != len(params):
-            raise ValueError(f"state_dict holds {len(slow)} slow weights for {len(params)} parameters")
+        params, slow = _params(self.param_groups), own["slow"]
         self.slow = None if slow is None else [s.to(p).clone() for s, p in zip(slow, params, strict=True)]
 
     def __repr__(self) -> str:

@@ -6,17 +6,19 @@ Each policy is a pure pair ``init() -> state`` and ``update(norm, state) -> (thr
 wrapper ([`Fixed`][gradclip.policies.Fixed], [`Percentile`][gradclip.policies.Percentile],
 [`ZScore`][gradclip.policies.ZScore]) that holds the state, is called once per step with the pre-clip total
 norm and round-trips through ``state_dict()``/``load_state_dict()``. The threshold for a step depends only on
-norms seen so far (and, for ``Percentile``, optionally the current one). Memory is bounded: ``ZScore`` keeps
-three numbers, ``Percentile`` a window of the last N norms. No framework is imported here. ``ZScore`` also
-accepts a 0-dim tensor as the norm: it then keeps its statistics as tensors on that device and computes with
-tensor methods only (no ``if`` on a value, no read-back), so a CUDA training step stays free of host
-synchronisations.
+norms seen so far (and, for ``Percentile``, optionally the current one). Memory: ``ZScore`` keeps three
+numbers, ``Percentile`` a window of the last N norms (bounded) or, with ``window=None``, the paper's full
+history (it grows with the run). No framework is imported here. ``ZScore`` also accepts a 0-dim tensor as the
+norm: it then keeps its statistics as tensors on that device and computes with tensor methods only (no ``if``
+on a value, no read-back), so a CUDA training step stays free of host synchronisations.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 from typing import Any, NamedTuple, Protocol
 
@@ -170,6 +172,9 @@ def _ops_for(norm: Norm) -> tuple[Any, Any]:
     raise TypeError(f"norm must be a real number or a 0-dim tensor, got {type(norm).__name__}")
 
 
+_TINY = 1e-30  # representable in float32; added to the z-score's spread (see zscore)
+
+
 # --- pure policies --------------------------------------------------------------------------------
 
 
@@ -190,14 +195,15 @@ def fixed(max_norm: float) -> PolicyFns:
 
 
 class PercentileState(NamedTuple):
-    """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first."""
+    """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first (with
+    ``window=None``: all of them, sorted ascending, so that a step inserts instead of sorting)."""
 
     # The name is the saved state's key; it shadows tuple.count, which nothing calls on a state.
     count: int  # type: ignore[assignment]
-    history: tuple[float, ...]
+    history: Sequence[float]
 
 
-def _percentile_sorted(values: list[float], p: float) -> float:
+def _percentile_sorted(values: Sequence[float], p: float) -> float:
     """Linear interpolation between closest ranks (NumPy's default): rank ``p/100 * (n-1)``."""
     rank = p / 100.0 * (len(values) - 1)
     lo = math.floor(rank)
@@ -208,7 +214,7 @@ def _percentile_sorted(values: list[float], p: float) -> float:
 def percentile(
     p: float = 10.0,
     *,
-    window: int = 1000,
+    window: int | None = 1000,
     warmup: int = 0,
     include_current: bool = True,
     warmup_factor: float | None = WARMUP_FACTOR,
@@ -220,15 +226,19 @@ def percentile(
     taken), so with ``p=100`` nothing is ever clipped. Percentiles interpolate linearly between ranks.
 
     Choices, each documented: ``p=10`` is the value the paper recommends from its experiments (clip
-    the 90 % of steps whose norm is above the 10th percentile); the paper keeps the whole history,
-    here the last ``window`` norms are kept (memory and the per-step sort stay bounded; a long window
-    approximates the full history, a short one follows drifting norms); during ``warmup`` finite norms
-    are recorded and the threshold is ``warmup_factor`` times the median of the norms recorded
-    before this one (``inf`` on the very first step, or with ``warmup_factor=None``): the upper end of
-    Pascanu et al.'s safe range, so no spike passes unclipped while the percentile has too few norms
-    to mean anything (the paper has no warm-up: 0). A non-finite norm is not
-    recorded (it would make every later percentile meaningless); its threshold comes from the
-    history alone (``inf`` when it is empty).
+    the 90 % of steps whose norm is above the 10th percentile). The paper's Algorithm 1 keeps the
+    whole history: ask for it with ``window=None``. Its cost grows with the run: each step keeps one
+    more float64 (8 bytes: 8 MB per million steps, in memory and in every ``state_dict``) and
+    inserts it into a copy of the sorted history, O(n) per step (measured: ~1 ms at 100,000 steps
+    on a shared 2-core CPU; a bounded window costs a sort of ``window`` norms). The
+    default keeps the last ``window=1000`` norms instead (memory and the per-step sort stay bounded;
+    a short window follows drifting norms, a long one approaches the full history). During
+    ``warmup`` finite norms are recorded and the threshold is ``warmup_factor`` times the median of
+    the norms recorded before this one (``inf`` on the very first step, or with
+    ``warmup_factor=None``): the upper end of Pascanu et al.'s safe range, so no spike passes
+    unclipped while the percentile has too few norms to mean anything (the paper has no warm-up: 0).
+    A non-finite norm is not recorded (it would make every later percentile meaningless); its
+    threshold comes from the history alone (``inf`` when it is empty).
 
     The norm is read as a Python float: on CUDA that is one host sync per step, the only one.
 
@@ -236,16 +246,25 @@ def percentile(
     Clipping for Source Separation Networks", MLSP 2020, arXiv:2007.14469.
     """
     p = _in_range(p, "p", 0.0, 100.0, "in [0, 100]")
-    window = _int(window, "window", 1)
+    window = None if window is None else _int(window, "window", 1)
     warmup = _int(warmup, "warmup", 0)
     factor = _warmup_factor(warmup_factor)
+
+    def record(history: Sequence[float], x: float) -> Sequence[float]:
+        if window is not None:
+            return (*history, x)[-window:]
+        # The full history stays sorted (insert, never sort), in a float64 array: copying it is one
+        # memcpy, where a tuple of n floats costs n reference-count updates.
+        grown = history[:] if isinstance(history, array) else array("d", history)
+        grown.insert(bisect.bisect_right(grown, x), x)
+        return grown
 
     def update(norm: Norm, state: PercentileState) -> tuple[float, PercentileState]:
         x = float(norm)
         history = state.history
-        if math.isfinite(x):
-            state = PercentileState(state.count + 1, (*history, x)[-window:])
         finite = math.isfinite(x)
+        if finite:
+            state = PercentileState(state.count + 1, record(history, x))
         pool = state.history if include_current and finite else history
         warm = state.count <= warmup if finite else state.count < warmup
         if warm:
@@ -253,7 +272,7 @@ def percentile(
             return (factor * median if median > 0 else math.inf), state
         if not pool:
             return math.inf, state
-        return _percentile_sorted(sorted(pool), p), state
+        return _percentile_sorted(pool if window is None else sorted(pool), p), state
 
     return PolicyFns(lambda: PercentileState(0, ()), update)
 
@@ -280,11 +299,13 @@ def zscore(
 ) -> PolicyFns:
     """ZClip: clip norms that are z-score outliers of an EMA of past norms (Kumar et al. 2025).
 
-    With running mean ``mu`` and standard deviation ``sigma`` of the past (clipped) norms and
-    ``z = (g - mu) / (sigma + eps)``, the threshold is ``mu + z_thresh * sigma`` while
-    ``z <= z_thresh`` (not clipped) and ``mu + z_thresh**2 * sigma / z`` for a spike (the paper's
-    adaptive scaling: the larger the spike, the lower the threshold). Both are
-    ``c = mu + z_thresh**2 * sigma / max(z, z_thresh)``, capped at ``max_norm`` when given.
+    With running mean ``mu`` and standard deviation ``sigma`` of the past (clipped) norms, the
+    spread used is ``s = sigma + eps * mu`` (``eps`` is relative to the mean, so the rule is scale
+    invariant: norms times any factor are clipped on the same steps) and ``z = (g - mu) / s``.
+    The threshold is ``mu + z_thresh * s`` while ``z <= z_thresh``, at least ``g``: such a step is
+    never clipped; for a spike it is ``mu + z_thresh**2 * s / z`` (the paper's adaptive scaling:
+    the larger the spike, the lower the threshold). Both are
+    ``c = mu + z_thresh**2 * s / max(z, z_thresh)``, capped at ``max_norm`` when given.
 
     The statistics are then fed the clipped norm ``min(g, c)``: during the first ``warmup`` finite
     norms they are the plain mean and (population) variance (Welford's update) and the threshold is
@@ -293,7 +314,13 @@ def zscore(
     ``max_norm``; afterwards ``mu <- alpha mu + (1-alpha) x`` and
     ``var <- alpha var + (1-alpha) (x - mu_new)^2``. A non-finite norm leaves the statistics as they
     are (unlike the reference code, one NaN does not poison every later threshold); its threshold
-    is the one of a non-spike, ``mu + z_thresh * sigma``.
+    is the one of a non-spike, ``mu + z_thresh * s``.
+
+    Where this departs from the ``zclip`` reference package, on purpose: there ``z`` divides by
+    ``sigma + 1e-6`` in absolute units, so on small norms (1e-6 and below: tiny losses, fp32
+    models late in training) ``z`` shrinks and spikes go undetected, while its non-spike bound has
+    no ``eps`` at all, so a step at ``z <= z_thresh`` could still exceed it; here one spread ``s``
+    serves both, relative to ``mu``. On norms of order 1 both clip the same steps.
 
     References: A. Kumar, L. Owen, N. R. Chowdhury, F. Güra, "ZClip: Adaptive Spike Mitigation for
     LLM Pre-Training", 2025, arXiv:2504.02507.
@@ -302,8 +329,8 @@ def zscore(
     if alpha == 1.0:
         raise ValueError(f"alpha must be in [0, 1), got {alpha!r} (1 would freeze the statistics)")
     z_thresh = _real(z_thresh, "z_thresh")
-    if not (math.isfinite(z_thresh) and z_thresh > 0):
-        raise ValueError(f"z_thresh must be a finite real number > 0, got {z_thresh!r}")
+    if not (math.isfinite(z_thresh) and 0 < z_thresh <= 1e150):  # z_thresh**2 must stay finite
+        raise ValueError(f"z_thresh must be a real number in (0, 1e150], got {z_thresh!r}")
     warmup = _int(warmup, "warmup", 1)  # the statistics need at least one norm
     cap = _cap(max_norm, "max_norm")
     factor = _warmup_factor(warmup_factor)
@@ -315,10 +342,12 @@ def zscore(
         ops, g = _ops_for(norm)
         count, mean, var = (ops.lift(v, g) for v in state)
         finite, warm = ops.isfinite(g), count < warmup
-        sigma = ops.sqrt(ops.clamp_min(var, 0.0))
-        z = (g - mean) / (sigma + eps)
-        calm = mean + z_thresh * sigma
-        c = ops.where(finite, mean + z_thresh**2 * sigma / ops.clamp_min(z, z_thresh), calm)
+        # One spread for z and for both bounds; relative eps (scale invariant), and a floor far
+        # below any real norm so that all-zero statistics give z = 0 or inf, never 0/0.
+        spread = ops.sqrt(ops.clamp_min(var, 0.0)) + eps * abs(mean) + _TINY
+        z = (g - mean) / spread
+        calm = mean + z_thresh * spread
+        c = ops.where(finite, mean + z_thresh**2 * spread / ops.clamp_min(z, z_thresh), calm)
         early = cap if math.isinf(factor) else ops.where(mean > 0, factor * mean, cap)
         c = ops.minimum(ops.where(warm, early, c), cap)
         x = ops.minimum(g, c)  # the statistics see the clipped norm
@@ -374,21 +403,33 @@ class _Stateful:
         """``{"policy": kind, "config": {...}, "state": {...}}``; values are kept as they are held."""
         return {"policy": self.kind, "config": dict(self.config), "state": dict(self.state._asdict())}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a state saved by a policy of the same kind and configuration."""
-        kind = state_dict.get("policy")
+    def check_state_dict(self, state_dict: object) -> Any:
+        """Check a saved state fully (layout, kind, config, fields); return it restored, change nothing."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping saved by {type(self).__name__}.state_dict(), "
+                            f"got {type(state_dict).__name__}")  # fmt: skip
+        if set(state_dict) != {"policy", "config", "state"}:
+            raise ValueError(f"state_dict has entries {sorted(map(str, state_dict))}, expected "
+                             "['config', 'policy', 'state']: is it the state of another class?")  # fmt: skip
+        kind = state_dict["policy"]
         if kind != self.kind:
             raise ValueError(f"state_dict is for policy {kind!r}, not {self.kind!r}")
-        if dict(state_dict.get("config", {})) != self.config:
+        config = state_dict["config"]
+        if not isinstance(config, Mapping) or dict(config) != self.config:
             raise ValueError(
-                f"state_dict config {dict(state_dict.get('config', {}))!r} differs from this "
+                f"state_dict config {config!r} differs from this "
                 f"policy's {self.config!r}; build the policy with the saved config"
             )
-        fields = dict(state_dict["state"])
-        if set(fields) != set(self._state_type._fields):
+        fields = state_dict["state"]
+        if not isinstance(fields, Mapping) or set(fields) != set(self._state_type._fields):
             expected = list(self._state_type._fields)
-            raise ValueError(f"state_dict state has fields {sorted(fields)}, expected {expected}")
-        self.state = self._restore(fields)
+            have = sorted(fields) if isinstance(fields, Mapping) else type(fields).__name__
+            raise ValueError(f"state_dict state has fields {have}, expected {expected}")
+        return self._restore(dict(fields))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state saved by a policy of the same kind and configuration (all or nothing)."""
+        self.state = self.check_state_dict(state_dict)
 
     def _restore(self, fields: dict[str, Any]) -> Any:
         return self._state_type(**fields)
@@ -414,7 +455,8 @@ class Fixed(_Stateful):
 
 class Percentile(_Stateful):
     """AutoClip thresholds, see [`percentile`][gradclip.policies.percentile] (formula, defaults, the one sync
-    per step)."""
+    per step);
+    ``window=None`` keeps the paper's full history (memory grows by 8 bytes per step)."""
 
     kind, sync_free, _state_type = "percentile", False, PercentileState
 
@@ -422,7 +464,7 @@ class Percentile(_Stateful):
         self,
         p: float = 10.0,
         *,
-        window: int = 1000,
+        window: int | None = 1000,
         warmup: int = 0,
         include_current: bool = True,
         warmup_factor: float | None = WARMUP_FACTOR,
@@ -433,8 +475,25 @@ class Percentile(_Stateful):
                          warmup_factor=warmup_factor)  # fmt: skip
         super().__init__(fns, config)
 
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["state"]["history"] = tuple(out["state"]["history"])  # the full history's array, too
+        return out
+
     def _restore(self, fields: dict[str, Any]) -> PercentileState:
-        return PercentileState(int(fields["count"]), tuple(float(v) for v in fields["history"]))
+        count, history = fields["count"], fields["history"]
+        window = self.config["window"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"state_dict state count must be an integer >= 0, got {count!r}")
+        if not isinstance(history, (list, tuple)) or (window is not None and len(history) > window):
+            raise ValueError(f"state_dict state history must be a list of at most window={window} "
+                             f"norms, got {history!r:.60}")  # fmt: skip
+        if not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in history):
+            raise ValueError(f"state_dict state history must hold finite norms, got {history!r:.60}")
+        values = tuple(float(v) for v in history)
+        if window is None:  # the full history is kept sorted (see percentile)
+            return PercentileState(count, array("d", sorted(values)))
+        return PercentileState(count, values)
 
 
 class ZScore(_Stateful):
@@ -462,3 +521,15 @@ class ZScore(_Stateful):
         fns = zscore(alpha=alpha, z_thresh=z_thresh, warmup=warmup, max_norm=max_norm, eps=eps,
                      warmup_factor=warmup_factor)  # fmt: skip
         super().__init__(fns, config)
+
+    def _restore(self, fields: dict[str, Any]) -> ZScoreState:
+        for name in ZScoreState._fields:
+            value = fields[name]
+            if hasattr(value, "shape") and hasattr(value, "isfinite"):  # a tensor kept on its device
+                if tuple(value.shape) != () or not bool(value.isfinite()):
+                    raise ValueError(f"state_dict state {name} must be a finite 0-dim tensor or number")
+            elif isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"state_dict state {name} must be a finite number, got {value!r}")
+            if float(value) < 0 and name != "mean":
+                raise ValueError(f"state_dict state {name} must be >= 0, got {value!r}")
+        return ZScoreState(fields["count"], fields["mean"], fields["var"])

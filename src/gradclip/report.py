@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gradclip._io import atomic_write, atomic_write_text
 from gradclip.monitor import Advice, threshold_advice
 from gradclip.sinks import RunLog, read_run
 
@@ -82,7 +83,7 @@ def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
     ax.set(xlabel="step", ylabel="gradient norm (pre-clip, log scale)", title="Gradient norm per step")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper right", fontsize="small")
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -126,7 +127,8 @@ def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
     The median, p95 and p99 of each run are given as numbers in the legend, which is placed above the
     axes so that it never hides the bars.
     """
-    _histogram_figure(runs).savefig(path)
+    fig = _histogram_figure(runs)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -163,7 +165,7 @@ def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
             title=f"{run.name}: per-layer gradient norm{binning}; white: zero or not recorded",
         )
         fig.colorbar(image, ax=ax, label="log10 gradient norm")
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -186,7 +188,7 @@ def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     if finite.size:
         ax.legend(fontsize="small")
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -337,6 +339,15 @@ def _html(runs: Sequence[RunLog], images: dict[str, Path], title: str, results: 
     )
 
 
+def _check_title(title: object) -> None:
+    if not isinstance(title, str):
+        raise TypeError(f"title must be text or None, got {type(title).__name__}")
+    try:
+        title.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"title must be UTF-8 text, got {title!r:.60}") from None
+
+
 def write_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -364,10 +375,12 @@ def render_report(
     """[`write_report`][gradclip.report.write_report] for runs already read with
     [`gradclip.sinks.read_run`][gradclip.sinks.read_run]."""
     out = Path(out_dir)
+    if title is not None:
+        _check_title(title)
     out.mkdir(parents=True, exist_ok=True)
     images = {key: plot(runs, out / f"{key}.png") for key, plot in PLOTS.items()}
     page = out / "report.html"
-    page.write_text(
-        _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs), results), "utf-8"
-    )
+    # Built and encoded before anything is written: a title that is not UTF-8 leaves the old report.
+    text = _html(runs, images, title or "Gradient report: " + ", ".join(r.name for r in runs), results)
+    atomic_write_text(page, text)
     return page

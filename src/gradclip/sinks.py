@@ -328,50 +328,132 @@ class RunLog:
         return len(self.columns["step"])
 
 
-def _number(value: Any) -> float:
+def _number(value: Any, where: str) -> float:
+    """A step field as a float: a number, null (NaN) or one of the texts "nan", "inf", "-inf"."""
     if value is None:
         return math.nan
-    return _TEXT_FLOAT[value] if isinstance(value, str) else float(value)
+    if isinstance(value, str) and value in _TEXT_FLOAT:
+        return _TEXT_FLOAT[value]
+    if isinstance(value, (int, float)):  # bools are ints: clipped/finite/skipped are 0/1
+        return float(value)
+    raise ValueError(f"{where} must be a number, null, 'nan', 'inf' or '-inf', got {value!r:.60}")
 
 
 def _parse_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text at byte {err.start}; the file is damaged") from None
     lines = text.split("\n")
     # A complete file ends with "\n", leaving "" last; anything else is an interrupted write.
     tail, lines = lines[-1], lines[:-1]
     records, truncated = [], tail != ""
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{number}: not a JSON record ({err.msg}); the file is damaged") from None
+        except RecursionError:
+            raise ValueError(f"{path}:{number}: JSON nested too deeply; the file is damaged") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
+        records.append(record)
     return records, truncated
 
 
+def _step_row(record: dict[str, Any], where: str, n_layers: int) -> tuple[list[float], list[float] | None]:
+    row = [_number(record.get(c), f"{where}: {c!r}") for c in COLUMNS]
+    norms = record.get("layer_norms")
+    if norms is None:
+        return row, None
+    if not isinstance(norms, list) or len(norms) != n_layers:
+        raise ValueError(f"{where}: 'layer_norms' must be a list of {n_layers} numbers (one per layer)")
+    return row, [_number(v, f"{where}: 'layer_norms'") for v in norms]
+
+
+MAX_DEPTH = 32  # nesting of a header, warning or summary record; the monitor writes at most 4
+
+
+def _check_depth(record: Any, where: str) -> None:
+    """Refuse records nested deeper than `MAX_DEPTH` (readers recurse into them)."""
+    level, depth = [record], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{where}: a record nested more than {MAX_DEPTH} levels deep; the file is damaged"
+            )
+        level = [
+            v
+            for x in level
+            if isinstance(x, (dict, list))
+            for v in (x.values() if isinstance(x, dict) else x)
+        ]
+
+
+def _check_header(header: dict[str, Any], path: Path) -> None:
+    if header.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: the first line is not a {SCHEMA} header")
+    version, layers = header.get("version", 0), header.get("layers", [])
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path}:1: the header's 'version' must be a whole number, got {version!r:.40}")
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema version {version} is newer than this gradclip reads "
+            f"({SCHEMA_VERSION}); upgrade gradclip"
+        )
+    if not isinstance(layers, list) or not all(isinstance(name, str) for name in layers):
+        raise ValueError(f"{path}:1: the header's 'layers' must be a list of names")
+    if not isinstance(header.get("config", {}), dict):
+        raise ValueError(f"{path}:1: the header's 'config' must be an object")
+
+
+def _check_warning(record: dict[str, Any], where: str) -> None:
+    for key, kind in (("message", str), ("kind", str)):
+        if not isinstance(record.get(key), kind):
+            raise ValueError(f"{where}: a warning needs a text {key!r}, got {record.get(key)!r:.40}")
+
+
 def read_run(path: str | Path) -> RunLog:
-    """Read a run directory (or its ``grads.jsonl``) written by [`JsonlSink`][gradclip.sinks.JsonlSink]."""
+    """Read a run directory (or its ``grads.jsonl``) written by [`JsonlSink`][gradclip.sinks.JsonlSink].
+
+    Raises:
+        FileNotFoundError: no log at ``path``.
+        ValueError: a damaged log (a line that is not a JSON object, a field of the wrong type, a
+            header from elsewhere); the message gives the file, the line and what is wrong.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / JSONL_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no gradient log at {path} (a run directory holds {JSONL_NAME})")
     records, truncated = _parse_lines(path)
-    if not records or records[0].get("schema") != SCHEMA:
+    if not records:
         raise ValueError(f"{path}: the first line is not a {SCHEMA} header")
     header = records[0]
-    if header.get("version", 0) > SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: schema version {header['version']} is newer than this gradclip reads "
-            f"({SCHEMA_VERSION}); upgrade gradclip"
-        )
-    steps = [r for r in records if r.get("type") == "step"]
-    columns = {c: np.array([_number(r.get(c)) for r in steps], dtype=np.float64) for c in COLUMNS}
+    _check_depth(header, f"{path}:1")
+    _check_header(header, path)
     n_layers = len(header.get("layers", []))
+    rows, layer_rows, warns, summaries = [], [], [], []
+    for number, record in enumerate(records[1:], start=2):
+        kind, where = record.get("type"), f"{path}:{number}"
+        if kind != "step":
+            _check_depth(record, where)
+        if kind == "step":
+            row, norms = _step_row(record, where, n_layers)
+            rows.append(row)
+            layer_rows.append(norms)
+        elif kind == "warning":
+            _check_warning(record, where)
+            warns.append(record)
+        elif kind == "summary":
+            summaries.append(record)
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
+    columns = {c: table[:, i].copy() for i, c in enumerate(COLUMNS)}
     layer_norms = None
-    if n_layers and any(r.get("layer_norms") for r in steps):
+    if n_layers and any(layer_rows):
         nan_row = [math.nan] * n_layers
-        rows = [[_number(v) for v in (r.get("layer_norms") or nan_row)] for r in steps]
-        layer_norms = np.array(rows, dtype=np.float64).reshape(len(steps), n_layers)
-    warns = [r for r in records if r.get("type") == "warning"]
-    summaries = [r for r in records if r.get("type") == "summary"]
+        layer_norms = np.array([r or nan_row for r in layer_rows], dtype=np.float64).reshape(
+            len(rows), n_layers
+        )
     return RunLog(header, columns, layer_norms, warns, summaries[-1] if summaries else None, truncated)

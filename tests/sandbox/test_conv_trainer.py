@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import io
 import json
 import math
 import warnings
@@ -12,10 +13,11 @@ import warnings
 import pytest
 import torch
 
+from gradclip._io import write_sealed
 from gradclip.clippers import NormClipper
 from gradclip.monitor import GradMonitor, SpikeWarning
 from gradclip.sandbox.convolutional import CLIP_MODES, ConvTrainer, load_digits, small_cnn
-from gradclip.sandbox.convolutional.checkpoint import load_checkpoint, save_checkpoint
+from gradclip.sandbox.convolutional.checkpoint import KIND, load_checkpoint, save_checkpoint
 
 
 @functools.cache
@@ -179,11 +181,13 @@ def test_checkpoints_load_weights_only_and_a_failed_save_keeps_the_old_file(tmp_
     with pytest.raises(Exception, match=r"lambda|pickle"):
         save_checkpoint(path, {"model": {}, "bad": lambda: 0})  # torch.save cannot pickle a lambda
     assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["c.pt"]
-    torch.save({"model": {}, "obj": argparse.Namespace(a=1)}, tmp_path / "code.pt")
+    buffer = io.BytesIO()
+    torch.save({"model": {}, "obj": argparse.Namespace(a=1)}, buffer)
+    write_sealed(tmp_path / "code.pt", buffer.getvalue(), kind=KIND)  # a valid seal around code
     with pytest.raises(ValueError, match="is not a readable gradclip checkpoint"):
         load_checkpoint(tmp_path / "code.pt")  # weights_only refuses arbitrary objects
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="is not a readable gradclip checkpoint"):
+    with pytest.raises(ValueError, match="is not a gradclip checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing.pt")

@@ -26,6 +26,7 @@ Starlette runs in its thread pool, so a long simulation never blocks the event l
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import math
@@ -259,7 +260,9 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); try another --port") from None
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); try another --port") from None
+        raise ValueError(f"--host {host!r} is not an address of this machine ({err.strerror})") from None
     sock.listen(2048)
     return sock
 

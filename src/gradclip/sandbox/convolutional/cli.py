@@ -11,7 +11,6 @@ line, ``...: error: ...``, and exit with code 2 before anything is written. ``ad
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -29,7 +28,8 @@ try:
 except ModuleNotFoundError as err:  # torch is an extra: say which one
     missing_extra(err, __name__)
 
-from gradclip._argparse import Parser, positive_float, positive_int
+from gradclip._argparse import Parser, float_in, int_in, out_path, seed
+from gradclip._io import atomic_write_json, check_out_dir, remove_stale_temps, resource_message
 from gradclip.sandbox import clipflags
 from gradclip.sandbox.convolutional.checkpoint import load_checkpoint
 from gradclip.sandbox.convolutional.clipping import CLIP_MODES, make_step
@@ -42,6 +42,7 @@ __all__ = ["add_arguments", "main", "run"]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
 # Options that must match between a run and its resumption (epochs may grow; paths, device and
 # verbosity may change).
 SAME_ON_RESUME = ("model", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr", "lookahead",
@@ -69,22 +70,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     task = parser.add_argument_group("data")
     task.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default: embedded digits)")
     task.add_argument("--data-dir", type=Path, default=None, help="cifar10 batches or class folders")
-    task.add_argument("--image-size", type=positive_int, default=None, help="side in pixels (digits: 16)")
+    task.add_argument("--image-size", type=int_in(1, 4096), default=None, help="side in pixels (digits: 16)")
     clip = clipflags.add_arguments(parser, CLIP_MODES)
     clip.add_argument("--inject-spike", type=_spike, default=None, metavar="STEP:FACTOR",
                       help="multiply the loss of global step STEP by FACTOR (a bad batch)")  # fmt: skip
     opt = parser.add_argument_group("optimizer")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd has Nesterov momentum 0.9")
-    opt.add_argument("--lr", type=positive_float, default=None, help="default: sgd 0.05, adam(w) 1e-3")
+    opt.add_argument("--lr", type=float_in(0, 1e3, low_open=True), default=None,
+                     help="in (0, 1000]; default: sgd 0.05, adam(w) 1e-3")  # fmt: skip
     opt.add_argument("--lookahead", action="store_true", help="wrap in Lookahead(k=5, alpha=0.5)")
     run_ = parser.add_argument_group("run")
-    run_.add_argument("--epochs", type=positive_int, default=5)
-    run_.add_argument("--batch-size", type=positive_int, default=128)
+    run_.add_argument("--epochs", type=int_in(1, 100_000), default=5)
+    run_.add_argument("--batch-size", type=int_in(1, 1_000_000), default=128)
     run_.add_argument("--gpu", action="store_true", help="train on CUDA (error if none is available)")
     run_.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bfloat16 on CPU)")
-    run_.add_argument("--seed", type=int, default=0, help="seed of split, initialisation and data order")
-    run_.add_argument("--out", type=Path, default=None, help="run directory: checkpoint, history, logs")
+    run_.add_argument("--seed", type=seed, default=0, help="seed of split, initialisation and data order")
+    run_.add_argument("--out", type=out_path, default=None, help="run directory: checkpoint, history, logs")
     run_.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    run_.add_argument("--overwrite", action="store_true", help="start afresh over the run saved in --out")
     run_.add_argument("--no-monitor", action="store_true", help="do not attach the GradMonitor")
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -106,14 +109,15 @@ def _check(args: argparse.Namespace) -> Path | None:
         if args.resume:
             raise UsageError("--resume needs --out, the run directory to continue")
         return None
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the saved run and --overwrite replaces it: give one")
+    check_out_dir(args.out)
     ckpt = args.out / CHECKPOINT
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {str(args.out)!r} exists and is not a directory")
     if args.resume and not ckpt.is_file():
         raise UsageError(f"--resume: no {CHECKPOINT} in {str(args.out)!r} to continue")
-    if not args.resume and ckpt.exists():
-        raise UsageError(f"--out {str(args.out)!r} already holds a run ({CHECKPOINT}); "
-                         "pass --resume to continue it or choose another --out")  # fmt: skip
+    if not (args.resume or args.overwrite) and ckpt.exists():
+        raise UsageError(f"--out {str(args.out)!r} already holds a run ({CHECKPOINT}); pass --resume "
+                         "to continue it, --overwrite to replace it, or choose another --out")  # fmt: skip
     return ckpt
 
 
@@ -154,8 +158,9 @@ def run(args: argparse.Namespace, *, parser: argparse.ArgumentParser | None = No
     """Train as ``args`` says; print the test metrics. Returns an exit code (2: bad arguments)."""
     try:
         return _run(args)
-    except (UsageError, FileNotFoundError, ImportError, ValueError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except (UsageError, FileNotFoundError, ImportError, ValueError, TypeError, OSError, MemoryError) as err:
+        message = resource_message(err) if not isinstance(err, FileNotFoundError) else None
+        message = message or (str(err).splitlines()[0] if str(err) else type(err).__name__)
         if parser is not None:
             parser.error(message)  # exits with code 2
         print(f"error: {message}", file=sys.stderr)
@@ -213,11 +218,15 @@ def _run(args: argparse.Namespace) -> int:
         if diff:
             raise UsageError("--resume with options that differ from the saved run: "
                              + ", ".join(f"{k} was {a} now {b}" for k, (a, b) in diff.items()))  # fmt: skip
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"--resume: {str(ckpt)!r} cannot be resumed here: {err}") from None
         if trainer.epoch >= args.epochs:
             raise UsageError(f"--resume: the run already has {trainer.epoch} epochs; raise --epochs to go on")
     if writes:
         args.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(args.out, (CHECKPOINT, HISTORY))  # left by a write that was killed
     try:
         trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt if writes else None,
                     extra={"config": config})  # fmt: skip
@@ -232,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{h['val_accuracy'][-1]:.4f}, clipped {int(sum(h['clipped']))}/{trainer.step_count} steps, "
               f"{sum(h['seconds']):.1f}s")  # fmt: skip
     if writes:
-        (args.out / "history.json").write_text(json.dumps({"config": config, **h}, indent=1))
+        atomic_write_json(args.out / HISTORY, {"config": config, **h})
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

@@ -7,7 +7,12 @@ number means is there); `make_clipper` builds the torch clipper for a mode, and
 
 from __future__ import annotations
 
-from torch import nn
+from gradclip._extras import missing_extra
+
+try:
+    from torch import nn
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip.clippers import AGC, Clipper, NormClipper, ValueClipper
 from gradclip.policies import Fixed

@@ -137,9 +137,12 @@ def _read_folder(root: Path, size: int, classes: list[str] | None) -> tuple[Tens
     for label, name in enumerate(names):
         files = sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         for path in files:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-                images.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))  # (3, H, W)
+            try:
+                with Image.open(path) as img:
+                    rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            except (OSError, ValueError) as err:  # UnidentifiedImageError is an OSError
+                raise ValueError(f"cannot decode the image {os.fspath(path)!r}: {err}") from None
+            images.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))  # (3, H, W)
             labels.append(label)
     if not images:
         raise FileNotFoundError(

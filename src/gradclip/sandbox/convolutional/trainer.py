@@ -16,6 +16,7 @@ order and every RNG) atomically; a run resumed from an epoch's checkpoint contin
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from gradclip.result import ClipResult
 from gradclip.sandbox.convolutional.checkpoint import (
+    check_trainer_state,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -153,11 +155,8 @@ class ConvTrainer:
         self.progress = progress
         self.generator = torch.Generator().manual_seed(seed)  # data order, saved in checkpoints
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.fspath(log_dir))
+        self.log_dir = log_dir
+        self.writer: Any = None  # opens at fit(): a failed load writes nothing
         self.epoch = 0
         self.step_count = 0
         self.history: dict[str, list[float]] = {k: [] for k in EPOCH_KEYS + STEP_KEYS}
@@ -239,6 +238,10 @@ class ConvTrainer:
             raise ValueError(
                 f"batch_size {batch_size} is smaller than the {world} processes sharing each batch"
             )
+        if self.log_dir is not None and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(os.fspath(self.log_dir))
         bar = _Progress(self.progress, total=(epochs - self.epoch) * math.ceil(n / batch_size))
         with bar:
             while self.epoch < epochs:
@@ -332,12 +335,25 @@ class ConvTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore [`state_dict`][gradclip.sandbox.convolutional.trainer.ConvTrainer.state_dict]; everything
+        is checked first, and a failure changes nothing."""
+        state = check_trainer_state(
+            state, model=unwrap(self.model), optimizer=self.optimizer, history_keys=EPOCH_KEYS + STEP_KEYS
+        )
         saved = state["clipper"]
         if not isinstance(saved, dict) or (saved.get("clipper") is None) != (self.clipper is None):
             have = "no clipping" if self.clipper is None else repr(self.clipper)
             was = "without" if isinstance(saved, dict) and saved.get("clipper") is None else "with"
             raise ValueError(f"checkpoint was saved {was} clipping; this trainer has {have}")
-        self.clip_step.load_state_dict(saved)
+        backup = copy.deepcopy(self.state_dict())
+        try:
+            self._restore(state)
+        except BaseException:
+            self._restore(backup)  # all or nothing: a clipper or RNG state that fails late undoes the rest
+            raise
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.clip_step.load_state_dict(state["clipper"])
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"] is not None:

@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradclip._argparse import Parser, positive_float, positive_int, run_main
+from gradclip._argparse import Parser, float_in, int_in, out_path, positive_float, positive_int, run_main
+from gradclip._io import check_out_dir
 
 __all__ = ["add_subcommands", "main", "run_cliff_command", "run_pascanu_command"]
 
@@ -55,19 +56,20 @@ def _add_pascanu(parser: argparse.ArgumentParser) -> None:
         "--factor", type=positive_float, default=None, help="c = factor x mean norm (default 2)"
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--seeds", type=positive_int, default=None, help=f"seeds 0..N-1 (default {d['seeds']})")
+    run.add_argument("--seeds", type=int_in(1, 10_000), default=None, help=f"seeds 0..N-1 ({d['seeds']})")
     run.add_argument(
-        "--steps", type=positive_int, default=None, help=f"most updates per run (default {d['steps']})"
+        "--steps", type=int_in(1, 10_000_000), default=None, help=f"most updates per run ({d['steps']})"
     )
     run.add_argument("--eval-every", type=positive_int, default=None, help=f"default {d['eval_every']}")
     run.add_argument(
-        "--eval-size", type=positive_int, default=None, help=f"fresh sequences (default {d['eval_size']})"
+        "--eval-size", type=int_in(1, 1_000_000), default=None, help=f"fresh sequences ({d['eval_size']})"
     )
-    run.add_argument("--workers", type=positive_int, default=None, help=f"processes (default {d['workers']})")
+    run.add_argument("--workers", type=int_in(1, 1024), default=None, help=f"processes ({d['workers']})")
     run.add_argument(
         "--quick", action="store_true", help="the preset that runs in under 5 minutes on 2 cores"
     )
-    run.add_argument("--out", type=Path, default=Path("runs/pascanu"), help="output directory")
+    run.add_argument("--out", type=out_path, default=Path("runs/pascanu"), help="output directory")
+    run.add_argument("--overwrite", action="store_true", help="replace a finished experiment in --out")
     run.add_argument("--quiet", action="store_true", help="no line per finished run")
 
 
@@ -90,6 +92,7 @@ def run_pascanu_command(args: argparse.Namespace) -> int:
     from gradclip.sandbox.recurrent.experiment import FACTOR, format_table, run_pascanu, write_outputs
     from gradclip.sandbox.recurrent.train import RunConfig
 
+    check_out_dir(args.out, finished=("summary.json",), overwrite=args.overwrite)
     s = _settings(args)
     factor = FACTOR if args.factor is None else args.factor
     base = RunConfig(task=s["task"], length=s["length"], steps=s["steps"], hidden=s["hidden"], lr=s["lr"],
@@ -121,18 +124,20 @@ def run_pascanu_command(args: argparse.Namespace) -> int:
 
 def _add_cliff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--start", type=float, nargs=2, metavar=("W", "B"), default=None, help="default 5 -3.5"
+        "--start", type=float_in(-1e4, 1e4), nargs=2, metavar=("W", "B"), default=None, help="default 5 -3.5"
     )
     parser.add_argument("--lr", type=positive_float, default=None, help="default 0.1")
     parser.add_argument("--threshold", type=positive_float, default=None, help="norm-clipping c (default 1)")
-    parser.add_argument("--steps", type=positive_int, default=None, help="default 200")
-    parser.add_argument("--out", type=Path, default=Path("runs/cliff"), help="output directory")
+    parser.add_argument("--steps", type=int_in(1, 100_000), default=None, help="default 200")
+    parser.add_argument("--out", type=out_path, default=Path("runs/cliff"), help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace cliff.png in --out")
 
 
 def run_cliff_command(args: argparse.Namespace) -> int:
     """Descend the cliff with and without clipping, print what happened, write the PNG."""
     from gradclip.sandbox.recurrent.cliff import run_cliff
 
+    check_out_dir(args.out, finished=("cliff.png",), overwrite=args.overwrite)
     start = None if args.start is None else tuple(args.start)
     result = run_cliff(start=start, lr=args.lr, threshold=args.threshold, steps=args.steps, out=args.out)
     print("\n".join(result.lines()))

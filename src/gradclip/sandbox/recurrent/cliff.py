@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gradclip._io import atomic_write
 from gradclip.explorer import cliff
 
 __all__ = ["CliffResult", "run_cliff"]
@@ -114,6 +115,6 @@ def _draw(runs: dict[str, cliff.Trajectory], surf: cliff.Surface, path: Path) ->
     ax_loss.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
+from gradclip._io import atomic_write, atomic_write_text
 from gradclip.sandbox.recurrent.train import (
     RunConfig,
     RunResult,
@@ -211,7 +212,7 @@ def plot(results: Sequence[RunResult], path: str | Path, *, title: str = "") -> 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
 
@@ -235,7 +236,7 @@ class Summary:
     wall_seconds: float
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1, default=_json_default))
+        atomic_write_text(path, json.dumps(asdict(self), indent=1, default=_json_default))
 
 
 def _json_default(value: object) -> object:

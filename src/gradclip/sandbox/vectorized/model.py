@@ -83,6 +83,8 @@ class Sequential:
                 f"checkpoint has {params.size} parameters, this model has {self.params.size}; "
                 "was it saved from a different architecture?"
             )
+        probe = type(self.rng.bit_generator)()
+        probe.state = state["rng"]  # a bad generator state fails here, before the weights change
         self.params[...] = params  # in place: the layers keep their views
         self.rng.bit_generator.state = state["rng"]
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from gradclip._state import check_int, check_keys, check_mapping
 
 __all__ = ["SGD", "Adam", "Constant", "CosineWarmup", "Lookahead", "Optimizer", "StepLR"]
 
@@ -111,8 +112,20 @@ class Optimizer:
         bufs = {k: (None if v is None else v.copy()) for k, v in self._buffers().items()}
         return {"t": self.t, **bufs}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.t = int(state["t"])
+    def check_state_dict(self, state: object) -> None:
+        """Raise TypeError/ValueError unless ``state`` is a state this optimizer saved; change nothing."""
+        owner = f"{type(self).__name__} state"
+        state = check_mapping(state, owner)
+        check_keys(state, ("t", *self._buffers()), owner)
+        check_int(state["t"], f"{owner} 't'")
+        for name in self._buffers():
+            value = state[name]
+            if value is not None and (not isinstance(value, np.ndarray) or value.ndim != 1):
+                raise ValueError(f"{owner} {name!r} must be a flat array or None, got {type(value).__name__}")
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.check_state_dict(state)
+        self.t = int(state["t"])  # type: ignore[call-overload]
         for name in self._buffers():
             value = state.get(name)
             setattr(self, name, None if value is None else np.array(value, copy=True))
@@ -261,7 +274,15 @@ class Lookahead:
         slow = None if self.slow is None else self.slow.copy()
         return {"count": self.count, "slow": slow, "inner": self.inner.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.count = int(state["count"])
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        state = check_mapping(state, "Lookahead state")  # type: ignore[assignment]
+        check_keys(state, ("count", "slow", "inner"), "Lookahead state")
+        check_int(state["count"], "Lookahead state 'count'")
+        if state["slow"] is not None and not isinstance(state["slow"], np.ndarray):
+            raise ValueError(
+                f"Lookahead state 'slow' must be an array or None, got {type(state['slow']).__name__}"
+            )
+        self.inner.check_state_dict(state["inner"])
+        self.count = int(state["count"])  # type: ignore[call-overload]
         self.slow = None if state["slow"] is None else np.array(state["slow"], copy=True)
-        self.inner.load_state_dict(state["inner"])
+        self.inner.load_state_dict(state["inner"])  # type: ignore[arg-type]  # checked just above

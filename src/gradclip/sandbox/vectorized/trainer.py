@@ -9,6 +9,7 @@ optimizer, policy, generators and history in one ``.npz``; resuming continues bi
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from gradclip import numpy as gnp
-from gradclip.sandbox.vectorized.checkpoint import load_state, save_state
+from gradclip.sandbox.vectorized.checkpoint import check_trainer_state, load_state, save_state
 from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
 from gradclip.sandbox.vectorized.model import Sequential
 from gradclip.sandbox.vectorized.optim import Lookahead, Optimizer
@@ -269,15 +270,25 @@ class VTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["optimizer_type"] != type(self.optimizer).__name__:
+        """Restore `state_dict`; everything is checked first, and a failure changes nothing."""
+        own = self.state_dict()
+        state = check_trainer_state(state, own=own, history_keys=EPOCH_KEYS + STEP_KEYS)
+        if (state["clipper"] is None) != (own["clipper"] is None):
             raise ValueError(
-                f"checkpoint was saved with a {state['optimizer_type']} optimizer, "
-                f"this trainer has {type(self.optimizer).__name__}"
+                "checkpoint and trainer differ in their clipping policy (one has state, one not)"
             )
+        backup = copy.deepcopy(own)
+        try:
+            self._restore(state)
+        except BaseException:
+            self._restore(backup)  # all or nothing: a policy or RNG state that fails late undoes the rest
+            raise
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.clip_step.load_state_dict(state["clipper"])
-        self.epoch, self.step_count = state["trainer"]["epoch"], state["trainer"]["step"]
+        self.epoch, self.step_count = int(state["trainer"]["epoch"]), int(state["trainer"]["step"])
         self.rng.bit_generator.state = state["trainer"]["rng"]
         self.history = {k: [float(v) for v in state["history"][k]] for k in EPOCH_KEYS + STEP_KEYS}
 
