@@ -268,3 +268,15 @@ def test_reset_forgets_history():
     feed(policy, [1.0, 2.0, 3.0])
     policy.reset()
     assert policy(1.0) == INF
+
+
+@pytest.mark.parametrize("factor", [10.0, None], ids=["safe-warmup", "no-warmup-cap"])
+def test_percentile_tensor_state_keeps_the_safe_warmup_of_the_float_path(factor):
+    torch = pytest.importorskip("torch")
+    norms = [1.0, 2.0, 3.0, math.nan, 4e4, 2.0, 3.0, 1.5, 2.5, 1.0]
+    host = Percentile(50, window=8, warmup=5, warmup_factor=factor)
+    device = Percentile(50, window=8, warmup=5, warmup_factor=factor)
+    on_host = [host(x) for x in norms]
+    on_tensor = [float(device(torch.tensor(x))) for x in norms]
+    assert on_tensor == pytest.approx(on_host, rel=1e-6)
+    assert (on_host[4] == 20.0) if factor else math.isinf(on_host[4])  # the x1e4 spike in the warm-up

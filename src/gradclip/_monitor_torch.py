@@ -43,6 +43,15 @@ def host_floats(values: list[Any]) -> list[Any]:
     return out
 
 
+def _plain_name(name: str) -> str:
+    """A parameter's name as the model spells it, without dynamo's ``_orig_mod`` components.
+
+    ``torch.compile`` wraps a module in one whose parameters are named ``_orig_mod.<name>`` (inside
+    the name too, for a compiled submodule); layer names in the run file stay the model's own.
+    """
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
+
+
 class TorchGlue:
     """The torch side: parameters and names, and hooks that see backward() and optimizer.step().
 
@@ -63,7 +72,7 @@ class TorchGlue:
                 (f"param{i}", p) for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])
             ]
         elif isinstance(model, torch.nn.Module):
-            named = list(model.named_parameters())
+            named = [(_plain_name(n), p) for n, p in model.named_parameters()]
         else:
             params = [model] if isinstance(model, torch.Tensor) else list(model)
             if not all(isinstance(p, torch.Tensor) for p in params):

@@ -109,9 +109,14 @@ def _fail(message: str) -> int:
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
     from gradclip.sandbox.recurrent import cli as rcli
+    from gradclip.sandbox.transformer import cli as tcli
 
-    exp = sub.add_parser("experiment", help="paper reproductions: pascanu (RNN tasks), cliff (Fig. 6)")
-    rcli.add_subcommands(exp.add_subparsers(dest="experiment", required=True, parser_class=Parser))
+    exp = sub.add_parser(
+        "experiment", help="pascanu (RNN tasks), cliff (Fig. 6), transformer (loss spikes in a small GPT)"
+    )
+    kinds = exp.add_subparsers(dest="experiment", required=True, parser_class=Parser)
+    rcli.add_subcommands(kinds)
+    tcli.add_subcommand(kinds)
 
 
 def _add_explore(sub: argparse._SubParsersAction) -> None:

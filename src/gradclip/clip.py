@@ -16,7 +16,8 @@ from torch, each on purpose and never looser:
   tensors raise, because a plain tensor beside parameters is a buffer or a detached weight that rescaling
   would corrupt (torch skips them, gradclip would otherwise rescale them);
 * a gradient passed twice (the same parameter or tensor) is counted and scaled once: torch counts
-  it twice and scales it twice, so its post-clip norm is not ``max_norm``;
+  it twice and scales it twice, so its post-clip norm is not ``max_norm`` (eager only: under
+  ``torch.compile`` an identity check would recompile every step, so duplicates are not looked for);
 * ``clip_grad_value_`` warns on an exhausted generator as well (torch warns only for the norm):
   the same mistake gets the same warning;
 * DTensor gradients on any placement (``Shard``, ``_StridedShard`` of FSDP2 + TP, ``Replicate``,
@@ -55,8 +56,9 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
-from gradclip.distributed import as_total, local_tensor, plain_total
+from gradclip.distributed import as_total, is_dtensor_type, local_tensor, plain_total
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
+from gradclip.norms import total_norm as _total_norm
 from gradclip.result import ClipResult
 
 __all__ = [
@@ -79,7 +81,7 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
     if isinstance(value, Tensor):
         if value.ndim != 0 or not value.is_floating_point():
             raise TypeError(f"{name} as a tensor must be a 0-dim floating point tensor, got {value!r}")
-        if value.device.type == "cpu":
+        if value.device.type == "cpu" and not torch.compiler.is_compiling():
             check_threshold(float(value), name)
         return value
     return check_threshold(value, name)
@@ -87,6 +89,8 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
 
 def _local(grads: list[Tensor]) -> list[Tensor]:
     """The shards this rank holds, for in-place scaling (plain tensors pass through)."""
+    if not any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+        return grads  # one set of types, not a call per tensor: matters with 10,000 tensors
     return [local_tensor(g) for g in grads]
 
 
@@ -103,6 +107,8 @@ def _grads(parameters: Params) -> list[Tensor]:
 
 def _by_device(grads: list[Tensor]) -> dict[torch.device, list[Tensor]]:
     """Gradients grouped by device (foreach kernels take one device at a time)."""
+    if grads and grads[0].is_cpu and all(g.is_cpu for g in grads):
+        return {grads[0].device: grads}  # ``is_cpu`` is cheaper than building each ``g.device``
     groups: dict[torch.device, list[Tensor]] = {}
     for g in grads:
         groups.setdefault(g.device, []).append(g)
@@ -140,7 +146,9 @@ def scale_grads_(grads: list[Tensor], scale: Tensor, foreach: bool | None) -> No
     one read pass instead of read + write. Elsewhere the multiply always runs (no host read); a
     factor of exactly 1 leaves the gradients bitwise unchanged.
     """
-    if scale.device.type == "cpu" and float(scale) == 1.0:
+    # Under torch.compile the multiply always runs: reading the factor would be a data-dependent
+    # guard (a graph break, or an error with fullgraph=True).
+    if scale.device.type == "cpu" and not torch.compiler.is_compiling() and float(scale) == 1.0:
         return
     _scale_(grads, scale, foreach)
 
@@ -259,8 +267,10 @@ def clip_grad_norm_(
         per_tensor, total = norms_and_total(
             parameters.views, p, foreach=foreach, process_groups=process_groups
         )
-    else:
+    elif return_stats:
         per_tensor, total = norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)
+    else:  # the per-tensor norms are not returned: let the norm pass skip making them
+        per_tensor, total = [], _total_norm(grads, p, foreach=foreach, process_groups=process_groups)
     grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))

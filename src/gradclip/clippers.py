@@ -19,6 +19,7 @@ sort past norms on the host, which costs exactly one sync per step (reading the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -71,6 +72,27 @@ class Clipper(Protocol):
     ) -> tuple[Tensor | None, Tensor, Tensor]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
+
+
+_CPU_CONSTANTS: dict[tuple[object, torch.dtype], Tensor] = {}
+
+
+def cpu_constant(value: bool | float, dtype: torch.dtype) -> Tensor:
+    """A shared, read-only 0-dim CPU tensor (the flags and unit factors of a result).
+
+    Making a tensor costs microseconds, the whole budget of a small model's clip: the CPU step reuses
+    these instead. Results hold them: do not modify a result's tensors in place.
+    """
+    key = (value, dtype)
+    t = _CPU_CONSTANTS.get(key)
+    if t is None:
+        t = _CPU_CONSTANTS[key] = torch.tensor(value, dtype=dtype)
+    return t
+
+
+def eager_cpu(t: Tensor) -> bool:
+    """The eager CPU path: reading the value is free (no device, no graph to keep whole)."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def measure_grads(
@@ -147,11 +169,31 @@ class NormClipper:
         self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Rescale in place; return (factor, post-clip norm ``total * factor``, clipped)."""
+        if eager_cpu(m.total) and not isinstance(threshold, Tensor):
+            return self._apply_cpu_(m, float(threshold), grad_scale)
         scale = self.factor(m.total, threshold)
         if m.grads:
             applied = scale if grad_scale is None else scale / grad_scale.to(scale.device, scale.dtype)
             scale_grads_(m.grads, applied, self.foreach)
         return scale, m.total * scale, (m.total > threshold) & torch.isfinite(m.total)
+
+    def _apply_cpu_(self, m: Measured, c: float, grad_scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """The same maths with the CPU scalars read once: no tensor is made on an unclipped step.
+
+        The factor is computed once, ``min(1, c / (||g|| + eps))`` rounded to the norm's dtype, and that
+        one tensor is both multiplied into the gradients and reported (1 for a non-finite norm).
+        """
+        t = float(m.total)
+        finite = math.isfinite(t)
+        scale_f = min(c / (t + self.eps), 1.0) if finite else 1.0
+        dtype = m.total.dtype
+        if scale_f == 1.0 and grad_scale is None:
+            return cpu_constant(1.0, dtype), m.total, cpu_constant(finite and t > c, torch.bool)
+        scale = torch.tensor(scale_f, dtype=dtype)
+        if m.grads:
+            applied = scale if grad_scale is None else scale / grad_scale.to(scale.device, scale.dtype)
+            scale_grads_(m.grads, applied, self.foreach)
+        return scale, m.total * scale, cpu_constant(finite and t > c, torch.bool)
 
     def state_dict(self) -> dict[str, Any]:
         return {"clipper": "NormClipper", "policy": self.policy.state_dict()}

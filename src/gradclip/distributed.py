@@ -27,8 +27,8 @@ Nothing is read back to the host: collectives are enqueued like any other kernel
 
 from __future__ import annotations
 
-import functools
 import math
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -58,13 +58,14 @@ __all__ = [
 _SHARD, _REPLICATE, _PARTIAL = "S", "R", "P"
 
 
-@functools.cache
 def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed support
-        return None
-    return DTensor
+    """The DTensor class, or None while no code has imported it (then no tensor can be one).
+
+    Looked up in ``sys.modules`` instead of imported (importing it takes ~0.5 s) and not memoised:
+    dynamo warns about ``functools.cache`` (an error under ``python -W error``), and a memo filled
+    on the first call would make every compiled caller recompile once.
+    """
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
 
 
 def is_dtensor_type(cls: type) -> bool:

@@ -38,6 +38,7 @@ __all__ = [
     "param_grad_pairs",
     "tensor_norms",
     "total_from_norms",
+    "total_norm",
 ]
 
 
@@ -122,7 +123,9 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
         if g is not None:
             grads.append(g)
         n += 1
-    if len(grads) > 1 and len(set(map(id, grads))) != len(grads):
+    # Duplicates are found by identity; under torch.compile an id() would guard on each object and
+    # recompile every step, so a compiled step does not look for them (documented in clip.py).
+    if len(grads) > 1 and not torch.compiler.is_compiling() and len(set(map(id, grads))) != len(grads):
         grads = list({id(g): g for g in grads}.values())  # first occurrence kept, input order
     return grads
 
@@ -169,9 +172,15 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _group(grads: list[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
-    groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
-    for i, g in enumerate(grads):
-        groups[(g.device, g.dtype)].append(i)
+    # The common case first: all on the CPU in one dtype. ``g.device`` builds a new object per call
+    # (10,000 tensors: ~3 ms); ``is_cpu`` and ``dtype`` do not (~1 ms).
+    kinds = {(g.is_cpu, g.dtype) for g in grads}
+    if len(kinds) == 1 and grads[0].is_cpu:
+        groups = {(grads[0].device, grads[0].dtype): list(range(len(grads)))}
+    else:
+        groups = defaultdict(list)
+        for i, g in enumerate(grads):
+            groups[(g.device, g.dtype)].append(i)
     for _, dtype in groups:
         if not dtype.is_floating_point:
             raise TypeError(f"gradients must be real floating point tensors, got dtype {dtype}")
@@ -179,33 +188,53 @@ def _group(grads: list[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[i
 
 
 def _group_norms(
-    group: list[Tensor], p: float, device: torch.device, dtype: torch.dtype, foreach: bool | None
-):
+    group: list[Tensor],
+    p: float,
+    device: torch.device,
+    dtype: torch.dtype,
+    foreach: bool | None,
+    *,
+    per_tensor: bool = True,
+) -> tuple[list[Tensor], Tensor]:
+    """Per-tensor norms and the total of one (device, dtype) group.
+
+    With ``per_tensor=False`` the per-tensor list may come back empty where the total alone is
+    cheaper (CPU 2-norms of many small tensors).
+    """
     use_foreach = foreach if foreach is not None else device.type in ("cpu", "cuda")
     if use_foreach and device.type not in ("cpu", "cuda"):
         raise ValueError(f"foreach=True was passed, but {device.type} tensors have no foreach kernels")
     # Only narrower-than-fp32 grads need the dtype argument (it costs a little on CPU).
     acc = None if dtype in (torch.float32, torch.float64) else torch.float32
-    if math.isinf(p):
-        return _inf_norms(group, device, acc or dtype, use_foreach)
     if p == 2.0 and device.type == "cpu" and acc is None:
-        return _cpu_l2_norms(group, use_foreach)
-    if use_foreach:
-        return list(torch._foreach_norm(group, p, dtype=acc))
-    return [torch.linalg.vector_norm(g, p, dtype=acc) for g in group]
+        return _cpu_l2_norms(group, use_foreach, per_tensor)
+    if math.isinf(p):
+        norms = _inf_norms(group, device, acc or dtype, use_foreach)
+    elif use_foreach:
+        norms = list(torch._foreach_norm(group, p, dtype=acc))
+    else:
+        norms = [torch.linalg.vector_norm(g, p, dtype=acc) for g in group]
+    # ||(n)||_p = n: a flat buffer's total is its norm, no extra kernels.
+    return norms, norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms), p)
 
 
 _DOT_MIN_NUMEL = 1 << 14  # below this a BLAS call's overhead outweighs its speed
+_PACK_MIN_COUNT = 32  # fewer small tensors than this: the per-tensor kernels' overhead is small
 
 
-def _cpu_l2_norms(group: list[Tensor], foreach: bool) -> list[Tensor]:
-    """2-norms of float32/float64 CPU tensors: BLAS ``dot(g, g)`` for the large ones.
+def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple[list[Tensor], Tensor]:
+    """2-norms of float32/float64 CPU tensors and their total: BLAS dots for the large ones.
 
     Measured on ResNet-50's gradients (2 cores): the per-tensor dots read 25.5M floats in 2.4 ms,
     where ``vector_norm`` over one flat buffer of the same bytes takes 2.8 ms and ``_foreach_norm``
-    3.0 ms; the BLAS reduction is also the more accurate (wider SIMD accumulators). Small tensors
-    keep the foreach kernel, whose per-tensor overhead is lower.
+    3.0 ms; the BLAS reduction is also the more accurate (wider SIMD accumulators). Many small
+    tensors are packed (`_packed_norms`); a few keep the foreach kernel.
     """
+    if not per_tensor and len(group) >= _PACK_MIN_COUNT and group[0].numel() < _DOT_MIN_NUMEL:
+        try:  # all one small shape: one packed read, no Python loop (stack refuses other shapes)
+            return [], torch.linalg.vector_norm(torch.stack(group))
+        except RuntimeError:
+            pass
     big: list[Tensor] = []
     small: list[Tensor] = []
     is_big: list[bool] = []
@@ -213,18 +242,55 @@ def _cpu_l2_norms(group: list[Tensor], foreach: bool) -> list[Tensor]:
         b = g.numel() >= _DOT_MIN_NUMEL and g.is_contiguous()
         (big if b else small).append(g)
         is_big.append(b)
-    small_norms = (
-        (torch._foreach_norm(small) if foreach else [torch.linalg.vector_norm(g) for g in small])
-        if small
-        else []
-    )
+    parts = []  # 1-D tensors of per-tensor norms: big ones, then small ones
+    if big:
+        parts.append(torch.stack([torch.dot(v, v) for v in (g.view(-1) for g in big)]).sqrt())
+    small_norms: Sequence[Tensor] = ()
+    if len(small) >= _PACK_MIN_COUNT:
+        parts.append(_packed_norms(small))
+    elif small:
+        small_norms = torch._foreach_norm(small) if foreach else [torch.linalg.vector_norm(g) for g in small]
+        parts.append(torch.stack(small_norms))
+    total = parts[0] if len(parts) == 1 else torch.cat(parts)
+    total = total[0] if len(group) == 1 else torch.linalg.vector_norm(total)
+    if not per_tensor:
+        return [], total
+    big_norms = parts[0].unbind() if big else ()
+    if len(small) >= _PACK_MIN_COUNT:
+        small_norms = parts[-1].unbind()
     if not big:
-        return list(small_norms)
-    big_norms = torch.stack([torch.dot(v, v) for v in (g.view(-1) for g in big)]).sqrt().unbind()
+        return list(small_norms), total
     if not small:
-        return list(big_norms)
+        return list(big_norms), total
     it_big, it_small = iter(big_norms), iter(small_norms)
-    return [next(it_big) if b else next(it_small) for b in is_big]
+    return [next(it_big) if b else next(it_small) for b in is_big], total
+
+
+def _packed_norms(small: list[Tensor]) -> Tensor:
+    """2-norms of many small CPU tensors (a 1-D tensor, input order), by packing them into buffers.
+
+    Each per-tensor kernel costs ~1.5 us of dispatch on a CPU, far more than reading 256 floats;
+    ``torch.stack`` copies same-shape tensors into one buffer in a single call, whose row norms are
+    then one vectorised reduction. Measured (1 thread, 10,000 x 256 floats): 3.5 ms packed against
+    15.6 ms for ``_foreach_norm``; the break-even is near 16k elements per tensor, the size from
+    which `_cpu_l2_norms` uses BLAS dots instead. Mixed shapes are packed shape by shape.
+    """
+    try:  # the common case: all small tensors share one shape (one call, no Python loop)
+        return torch.linalg.vector_norm(_stack_rows(small), dim=1)
+    except RuntimeError:
+        pass
+    by_shape: dict[torch.Size, list[int]] = {}
+    for i, g in enumerate(small):
+        by_shape.setdefault(g.shape, []).append(i)
+    out = torch.empty(len(small), dtype=small[0].dtype)
+    for idx in by_shape.values():
+        out[torch.tensor(idx)] = torch.linalg.vector_norm(_stack_rows([small[i] for i in idx]), dim=1)
+    return out
+
+
+def _stack_rows(group: list[Tensor]) -> Tensor:
+    """Same-shape tensors copied into one ``(k, numel)`` buffer (RuntimeError if shapes differ)."""
+    return torch.stack(group).reshape(len(group), -1)
 
 
 def _inf_norms(group: list[Tensor], device: torch.device, dtype: torch.dtype, foreach: bool) -> list[Tensor]:
@@ -267,23 +333,44 @@ def norms_and_total(
         local = norm_inputs(grads)
         local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
         return reduce_norms(grads, local_norms, p, process_groups)
+    return _local_norms_and_total(grads, p, foreach, per_tensor=True)
+
+
+def _local_norms_and_total(
+    grads: list[Tensor], p: float, foreach: bool | None, *, per_tensor: bool
+) -> tuple[list[Tensor], Tensor]:
     if not grads:
         return [], torch.zeros((), dtype=torch.float32)
     groups = _group(grads)
     if len(groups) == 1:  # one device, one dtype: no reordering, no extra stacking
         ((device, dtype),) = groups
-        norms = _group_norms(grads, p, device, dtype, foreach)
-        if len(norms) == 1:  # ||(n)||_p = n: a flat buffer's total is its norm, no extra kernels
-            return norms, norms[0]
-        return norms, torch.linalg.vector_norm(torch.stack(norms), p)
+        return _group_norms(grads, p, device, dtype, foreach, per_tensor=per_tensor)
     out: list[Tensor] = [grads[0]] * len(grads)
     group_totals = []
     for (device, dtype), idx in groups.items():
-        norms = _group_norms([grads[i] for i in idx], p, device, dtype, foreach)
+        norms, total = _group_norms([grads[i] for i in idx], p, device, dtype, foreach)
         for i, n in zip(idx, norms, strict=True):
             out[i] = n
-        group_totals.append(torch.linalg.vector_norm(torch.stack(norms), p))
+        group_totals.append(total)
     return out, total_from_norms(group_totals, p)
+
+
+def total_norm(
+    grads: list[Tensor],
+    norm_type: float = 2.0,
+    *,
+    foreach: bool | None = None,
+    process_groups: Sequence = (),
+) -> Tensor:
+    """The total norm alone: ``norms_and_total(...)[1]``, skipping per-tensor outputs where cheaper.
+
+    On the CPU, 2-norms of many small tensors are then one packed read with no per-tensor tensors
+    created (10,000 x 256 floats: ~3 ms against ~15 ms for the per-tensor norms).
+    """
+    p = check_norm_type(norm_type)
+    if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+        return norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)[1]
+    return _local_norms_and_total(grads, p, foreach, per_tensor=False)[1]
 
 
 def tensor_norms(grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool | None = None) -> list[Tensor]:
@@ -328,7 +415,7 @@ def get_total_norm(
     """
     p = check_norm_type(norm_type)
     grads = collect_grads(tensors)
-    _, total = norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)
+    total = total_norm(grads, p, foreach=foreach, process_groups=process_groups)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
     return as_total(total, grads)

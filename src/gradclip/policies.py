@@ -8,9 +8,10 @@ wrapper ([`Fixed`][gradclip.policies.Fixed], [`Percentile`][gradclip.policies.Pe
 norm and round-trips through ``state_dict()``/``load_state_dict()``. The threshold for a step depends only on
 norms seen so far (and, for ``Percentile``, optionally the current one). Memory: ``ZScore`` keeps three
 numbers, ``Percentile`` a window of the last N norms (bounded) or, with ``window=None``, the paper's full
-history (it grows with the run). No framework is imported here. ``ZScore`` also accepts a 0-dim tensor as the
-norm: it then keeps its statistics as tensors on that device and computes with tensor methods only (no ``if``
-on a value, no read-back), so a CUDA training step stays free of host synchronisations.
+history (it grows with the run). No framework is imported here. ``ZScore`` and ``Percentile`` also accept a
+0-dim tensor as the norm: they then keep their state as tensors on that device and compute with tensor methods
+only (no ``if`` on a value, no read-back), so a compiled step keeps one graph and a CUDA step avoids host
+syncs.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class PercentileState(NamedTuple):
 
     # The name is the saved state's key; it shadows tuple.count, which nothing calls on a state.
     count: int  # type: ignore[assignment]
-    history: Sequence[float]
+    history: Any  # floats on the host (a tuple, or a sorted array for the full history) or a tensor
 
 
 def _percentile_sorted(values: Sequence[float], p: float) -> float:
@@ -240,7 +241,11 @@ def percentile(
     A non-finite norm is not recorded (it would make every later percentile meaningless); its
     threshold comes from the history alone (``inf`` when it is empty).
 
-    The norm is read as a Python float: on CUDA that is one host sync per step, the only one.
+    A Python float norm keeps the history as a tuple. A 0-dim tensor norm keeps it as a tensor ring
+    of ``window`` slots and computes with tensor methods only (`_percentile_tensor`), so a
+    compiled step neither breaks its graph nor recompiles as the norms change. The clippers still
+    feed a float (``sync_free`` is False): on CUDA that is one host sync per step, the only one,
+    until the tensor path has been checked for syncs on a GPU.
 
     References: P. Seetharaman, G. Wichern, B. Pardo, J. Le Roux, "AutoClip: Adaptive Gradient
     Clipping for Source Separation Networks", MLSP 2020, arXiv:2007.14469.
@@ -259,9 +264,14 @@ def percentile(
         grown.insert(bisect.bisect_right(grown, x), x)
         return grown
 
-    def update(norm: Norm, state: PercentileState) -> tuple[float, PercentileState]:
+    def update(norm: Norm, state: PercentileState) -> tuple[Norm, PercentileState]:
+        if window is not None and not isinstance(norm, Real) and hasattr(norm, "nanquantile"):
+            return _percentile_tensor(norm, state, p, window, warmup, include_current, factor)
         x = float(norm)
         history = state.history
+        if hasattr(history, "nanquantile"):  # a state built by the tensor path: back to host floats
+            state = PercentileState(int(state.count), tuple(v for v in history.tolist() if v == v))
+            history = state.history
         finite = math.isfinite(x)
         if finite:
             state = PercentileState(state.count + 1, record(history, x))
@@ -275,6 +285,39 @@ def percentile(
         return _percentile_sorted(pool if window is None else sorted(pool), p), state
 
     return PolicyFns(lambda: PercentileState(0, ()), update)
+
+
+def _percentile_tensor(
+    g: Any, state: PercentileState, p: float, window: int, warmup: int, include_current: bool, factor: float
+) -> tuple[Any, PercentileState]:
+    """[`percentile`][gradclip.policies.percentile]'s update on a 0-dim tensor, through tensor methods only
+    (no read-back).
+
+    The history is a fixed-size ring of ``window`` values, oldest first, NaN marking empty slots
+    (a non-finite norm is never recorded, so NaN cannot be a real entry); ``nanquantile`` then
+    takes the percentile with the same linear interpolation as the float path. Shapes and branches
+    never depend on the norms, so a compiled step keeps one graph whatever they do.
+    """
+    history, count = state.history, state.count
+    if not hasattr(history, "nanquantile"):  # host state (a fresh policy, a checkpoint): lift once
+        kept = [float(v) for v in history][-window:]
+        history = g.new_tensor([math.nan] * (window - len(kept)) + kept)
+    history = history.to(device=g.device, dtype=g.dtype)
+    count = count.to(g.device) if hasattr(count, "to") else g.new_full((), float(count))
+    pick = _TensorOps.where  # pick(cond, a, b): a where cond, else b
+    finite = g.isfinite()
+    last = history.new_ones(window).cumsum(0) == window  # the newest slot
+    pushed = pick(last, g, history.roll(-1, 0))
+    new_history = pick(finite, pushed, history)
+    new_count = pick(finite, count + 1, count)
+    pool = pick(finite, new_history, history) if include_current else history
+    q = pool.nanquantile(p / 100.0)  # NaN when the pool is empty
+    warm = pick(finite, new_count <= warmup, count < warmup)
+    # The warm-up threshold: factor x the median of the norms before this one (NaN, so inf, when none).
+    prior = history.nanquantile(0.5)
+    early = pick(prior > 0, prior * factor, math.inf) if math.isfinite(factor) else math.inf
+    threshold = pick(warm, early, pick(q.isnan(), math.inf, q))
+    return threshold, PercentileState(new_count, new_history)
 
 
 class ZScoreState(NamedTuple):
@@ -477,11 +520,14 @@ class Percentile(_Stateful):
 
     def state_dict(self) -> dict[str, Any]:
         out = super().state_dict()
-        out["state"]["history"] = tuple(out["state"]["history"])  # the full history's array, too
+        if isinstance(out["state"]["history"], array):  # the full history's array, as a tuple
+            out["state"]["history"] = tuple(out["state"]["history"])
         return out
 
     def _restore(self, fields: dict[str, Any]) -> PercentileState:
         count, history = fields["count"], fields["history"]
+        if hasattr(history, "nanquantile"):  # saved from the tensor path: keep it on its device
+            return PercentileState(count, history)
         window = self.config["window"]
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"state_dict state count must be an integer >= 0, got {count!r}")

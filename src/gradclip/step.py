@@ -38,7 +38,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
-from gradclip.clippers import Clipper, Measured, NormClipper, measure_grads
+from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, eager_cpu, measure_grads
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip, decide
@@ -83,7 +83,7 @@ def as_clipper(clipper: Any) -> Clipper | None:
 
 
 def _flag(value: bool, device: torch.device) -> Tensor:
-    return torch.tensor(value, device=device)
+    return cpu_constant(value, torch.bool) if device.type == "cpu" else torch.tensor(value, device=device)
 
 
 def _params_of(optimizer: Any) -> list[Tensor]:
@@ -166,7 +166,8 @@ class ClipStep:
         )
         total = m.total
         threshold, pending = (math.inf, None) if self.clipper is None else self.clipper.propose(total)
-        finite = torch.isfinite(total)
+        cpu = eager_cpu(total)
+        finite = cpu_constant(math.isfinite(float(total)), torch.bool) if cpu else torch.isfinite(total)
         if defer and self.spikes is None and total.device.type != "cpu":
             # Decided on the device: the kernel's found_inf input skips; policies ignore NaN/Inf.
             skipped = ~finite if self.skip_nonfinite else torch.zeros_like(finite)
@@ -178,12 +179,12 @@ class ClipStep:
             )
             if skipped_b:
                 return self._skip(m, threshold, finite, spike_b, drop=drop)
-            skipped, spike = _flag(False, total.device), _flag(False, total.device)
+            skipped = spike = _flag(False, total.device)
         if self.clipper is not None:
             self.clipper.commit(pending)
         scale: Tensor | None  # None for value clipping and AGC
         if self.clipper is None:
-            scale, post, clipped = torch.ones_like(total), total, torch.zeros_like(finite)
+            scale, post, clipped = torch.ones_like(total), total, _flag(False, total.device)
         elif defer:
             scale = self.clipper.factor(total, threshold)  # type: ignore[attr-defined]
             post, clipped = total * scale, (total > threshold) & finite

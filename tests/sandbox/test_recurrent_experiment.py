@@ -11,7 +11,9 @@ import pytest
 
 from gradclip.sandbox.recurrent import cli
 from gradclip.sandbox.recurrent.cliff import run_cliff
-from gradclip.sandbox.recurrent.experiment import format_table, run_pascanu, summarise
+from gradclip.sandbox.recurrent.experiment import compare, run_grid
+from gradclip.sandbox.recurrent.grid import Grid
+from gradclip.sandbox.recurrent.results import format_table
 from gradclip.sandbox.recurrent.train import RunConfig, average_norm_threshold, spike_outcomes, train_run
 from gradclip.sinks import read_run
 
@@ -68,14 +70,31 @@ def test_spike_outcomes_count_spikes_and_the_jumps_after_them() -> None:
     assert spike_outcomes([1.0] * 30 + [math.nan], [1.0] * 30 + [math.nan]) == (1, 1)
 
 
-def test_summary_rows_and_table_count_what_the_runs_did() -> None:
-    results = run_pascanu(TINY, seeds=2, threshold=0.05, workers=1)
-    rows = summarise(results)
-    assert [r.variant for r in rows] == ["SGD", "SGD-C (clipped)"] and all(r.runs == 2 for r in rows)
-    assert rows[1].median_threshold == 0.05 and math.isnan(rows[0].median_threshold)
-    assert rows[0].max_grad_norm == max(max(r.grad_norms) for r in results[:2])
-    table = format_table(rows)
-    assert "SGD-C (clipped)" in table and f"{rows[0].solved}/2" in table
+TINY_GRID = Grid(tasks=("addition",), lengths=(10,), lrs=(0.05,), seeds=3, steps=30, warmup=10, hidden=8,
+                 eval_every=10, eval_size=50)  # fmt: skip
+
+
+def test_grid_cell_pairs_every_seed_with_a_clipped_twin_at_the_warmup_rule() -> None:
+    results = run_grid(TINY_GRID, workers=1)
+    assert len(results) == 6
+    free, clipped = results[:3], results[3:]
+    assert all(r.config["threshold"] is None for r in free)
+    for f, c in zip(free, clipped, strict=True):
+        assert c.config["seed"] == f.config["seed"]
+        assert c.config["threshold"] == pytest.approx(2.0 * np.mean(f.grad_norms[:10]), rel=1e-5)
+        assert c.clipped_steps == sum(n > c.config["threshold"] for n in c.grad_norms)
+
+
+def test_compare_counts_successes_with_wilson_intervals_and_fisher_p() -> None:
+    results = run_grid(replace(TINY_GRID, seeds=2), workers=1)
+    # Mark the clipped runs solved by hand to check the bookkeeping, not the training.
+    forged = [r._replace(solved=True, steps_to_success=10) if r.config["threshold"] else r for r in results]
+    [row] = compare(forged)
+    assert (row.sgd.solved, row.clipped.solved) == (sum(r.solved for r in results[:2]), 2)
+    assert row.clipped.rate.estimate == 1.0 and row.clipped.rate.low == pytest.approx(0.3424, abs=1e-4)
+    assert 0 < row.p_value <= 1
+    table = format_table([row])
+    assert "2/2 [0.34, 1.00]" in table and "addition" in table
 
 
 @pytest.mark.parametrize(
@@ -85,7 +104,9 @@ def test_summary_rows_and_table_count_what_the_runs_did() -> None:
         (lambda: RunConfig(lr=0), "lr must be a finite number > 0, got 0"),
         (lambda: RunConfig(threshold=-1.0), "threshold must be a finite number > 0, got -1.0"),
         (lambda: RunConfig(init="xavier"), "unknown init 'xavier'; choose from"),
-        (lambda: run_pascanu(TINY, seeds=0), "seeds must be an integer >= 1, got 0"),
+        (lambda: Grid(seeds=0), "seeds must be an integer >= 1, got 0"),
+        (lambda: Grid(tasks=("adding",)), "unknown task 'adding'"),
+        (lambda: run_grid(TINY_GRID, workers=0), "workers must be an integer >= 1, got 0"),
         (lambda: average_norm_threshold(TINY, warmup=0), "warmup must be an integer >= 1, got 0"),
     ],
 )
@@ -96,17 +117,17 @@ def test_bad_arguments_are_named(call, message: str) -> None:
 
 def test_cli_rejects_a_bad_task_in_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
-        cli.main(["pascanu", "--task", "adding"])
+        cli.main(["pascanu", "--tasks", "adding"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "invalid choice: 'adding'" in err
 
 
 def test_quick_preset_fills_only_the_unset_options() -> None:
-    args = cli.build_parser().parse_args(["pascanu", "--quick", "--seeds", "3"])
-    settings = cli._settings(args)
-    assert settings["seeds"] == 3 and settings["length"] == 20 and settings["lr"] == 0.05
-    assert settings["hidden"] == cli.DEFAULTS["hidden"]
+    grid = cli._grid(cli.build_parser().parse_args(["pascanu", "--quick", "--seeds", "3"]))
+    assert grid.seeds == 3 and grid.lengths == (20,) and grid.lrs == (0.05,) and grid.hidden == 50
+    standard = cli._grid(cli.build_parser().parse_args(["pascanu", "--lengths", "60"]))
+    assert standard.lengths == (60,) and standard.tasks == ("temporal-order", "addition", "multiplication")
 
 
 def test_cliff_clipping_keeps_every_step_short_and_unclipped_descent_is_thrown_off(tmp_path) -> None:
@@ -120,18 +141,31 @@ def test_cliff_clipping_keeps_every_step_short_and_unclipped_descent_is_thrown_o
 
 @pytest.mark.slow
 def test_pascanu_experiment_end_to_end_in_worker_processes(tmp_path, capsys) -> None:
-    code = cli.main(["pascanu", "--task", "addition", "--length", "10", "--seeds", "2", "--steps", "40",
-                     "--hidden", "8", "--eval-every", "20", "--eval-size", "50", "--warmup", "10",
-                     "--workers", "2", "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    grid = "--tasks addition --lengths 10 12 --seeds 2 --steps 40 --hidden 8 --eval-every 20 --eval-size 50"
+    options = "--warmup 10 --lrs 0.05 --workers 2 --quiet --log-runs"
+    code = cli.main(["pascanu", *grid.split(), *options.split(), "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "SGD-C (clipped)" in out and "2 seeds" in out
+    assert "2 seeds" in out and "SGD-C solved" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [row["runs"] for row in summary["rows"]] == [2, 2]
+    assert [(c["sgd"]["length"], c["sgd"]["runs"], c["clipped"]["runs"]) for c in summary["comparisons"]] == [
+        (10, 2, 2), (12, 2, 2)]  # fmt: skip
+    assert summary["command"].startswith("gradclip experiment pascanu --tasks addition --lengths 10 12")
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == [f"addition-L10-{kind}-s{s}" for kind in ("clip", "noclip") for s in (0, 1)]
+    assert len(runs) == 8 and "addition-L12-lr0.05-clip-s1" in runs
     for name in runs:
         log = read_run(tmp_path / "runs" / name / "grads.jsonl")
         assert 0 < log.steps <= 40
-        assert (log.columns["threshold"] > 0).all() == name.startswith("addition-L10-clip")
+        assert (log.columns["threshold"] > 0).all() == ("-clip-" in name)
     assert (tmp_path / "pascanu.png").stat().st_size > 10_000
+    assert "| addition | 12 | 0.05 |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_preset_runs_and_writes_its_table(tmp_path, capsys) -> None:
+    assert cli.main(["pascanu", "--quick", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "temporal-order  20  0.05" in out and "/20 [" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    [row] = summary["comparisons"]
+    assert row["sgd"]["runs"] == row["clipped"]["runs"] == 20 and 0 <= row["p_value"] <= 1

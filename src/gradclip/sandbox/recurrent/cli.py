@@ -1,10 +1,11 @@
 """Command line of the recurrent experiments: ``pascanu`` (tasks x seeds x clipping) and ``cliff``.
 
 ``python -m gradclip.sandbox.recurrent pascanu --quick`` (or ``gradclip experiment pascanu ...``)
-trains every seed with and without clipping, prints the success-rate table and writes
-``OUT/summary.json``, ``OUT/pascanu.png`` and one ``OUT/runs/<run>/grads.jsonl`` per run.
+trains every cell of the grid (tasks x lengths, each seeds x lrs x {SGD, SGD-C} as one batch),
+prints the success-rate table and writes ``OUT/summary.json``, ``OUT/summary.md``,
+``OUT/pascanu.png`` (and, with ``--log-runs``, one ``OUT/runs/<run>/grads.jsonl`` per run).
 ``... cliff`` writes ``OUT/cliff.png``. ``add_subcommands`` lets ``gradclip experiment`` reuse the
-same options; options left unset take the ``--quick`` preset when it is given, else the defaults.
+same options; options left unset take the ``--quick`` preset when it is given, else the standard one.
 """
 
 from __future__ import annotations
@@ -13,112 +14,114 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gradclip._argparse import Parser, float_in, int_in, out_path, positive_float, positive_int, run_main
 from gradclip._io import check_out_dir
 
 __all__ = ["add_subcommands", "main", "run_cliff_command", "run_pascanu_command"]
 
-DEFAULTS = {"task": "temporal-order", "length": 50, "seeds": 20, "steps": 20000, "lr": 0.01, "hidden": 50,
-            "batch_size": 20, "eval_every": 500, "eval_size": 1000, "workers": 2}  # fmt: skip
+PRESET_KEYS = ("tasks", "lengths", "lrs", "seeds", "steps", "warmup", "factor", "hidden", "batch_size",
+               "init", "eval_every", "eval_size")  # fmt: skip
 
 
 def _add_pascanu(parser: argparse.ArgumentParser) -> None:
+    from gradclip.sandbox.recurrent.grid import STANDARD as d
     from gradclip.sandbox.recurrent.tasks import TASKS
 
-    d = DEFAULTS
-    task = parser.add_argument_group("task")
-    task.add_argument("--task", choices=sorted(TASKS), default=None, help=f"default {d['task']}")
-    task.add_argument(
-        "--length", type=positive_int, default=None, help=f"sequence length T (default {d['length']})"
+    grid = parser.add_argument_group("grid (unset: the standard preset, or --quick's)")
+    grid.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None,
+                      help=f"default {' '.join(d.tasks)}")  # fmt: skip
+    grid.add_argument("--lengths", nargs="+", type=positive_int, default=None,
+                      help=f"sequence lengths T (default {' '.join(map(str, d.lengths))})")  # fmt: skip
+    grid.add_argument("--lrs", nargs="+", type=positive_float, default=None,
+                      help=f"SGD learning rates (default {' '.join(f'{x:g}' for x in d.lrs)})")  # fmt: skip
+    grid.add_argument(
+        "--seeds", type=positive_int, default=None, help=f"seeds 0..N-1 per cell (default {d.seeds})"
     )
-    model = parser.add_argument_group("model and SGD")
-    model.add_argument(
-        "--hidden", type=positive_int, default=None, help=f"tanh units (default {d['hidden']})"
+    grid.add_argument(
+        "--steps", type=positive_int, default=None, help=f"most updates per run (default {d.steps})"
     )
-    model.add_argument("--init", choices=("smart", "gaussian"), default="smart",
+    model = parser.add_argument_group("model, SGD and clipping")
+    model.add_argument("--hidden", type=positive_int, default=None, help=f"tanh units (default {d.hidden})")
+    model.add_argument("--init", choices=("smart", "gaussian"), default=None,
                        help="smart: sparse W_hh at spectral radius 0.95; gaussian: N(0, 0.1²)")  # fmt: skip
-    model.add_argument(
-        "--lr", type=positive_float, default=None, help=f"SGD learning rate (default {d['lr']})"
-    )
-    model.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d['batch_size']}")
-    clip = parser.add_argument_group("clipping")
-    clip.add_argument(
-        "--threshold",
-        type=positive_float,
-        default=None,
-        help="clip at this norm; unset: factor x warm-up mean",
-    )
-    clip.add_argument(
-        "--warmup", type=positive_int, default=500, help="unclipped updates measured (default 500)"
-    )
-    clip.add_argument(
-        "--factor", type=positive_float, default=None, help="c = factor x mean norm (default 2)"
-    )
+    model.add_argument("--batch-size", type=positive_int, default=None, help=f"default {d.batch_size}")
+    model.add_argument("--warmup", type=positive_int, default=None,
+                       help=f"unclipped updates whose mean norm sets c (default {d.warmup})")  # fmt: skip
+    model.add_argument("--factor", type=positive_float, default=None,
+                       help=f"c = factor x the warm-up's mean norm (default {d.factor:g})")  # fmt: skip
     run = parser.add_argument_group("run")
-    run.add_argument("--seeds", type=int_in(1, 10_000), default=None, help=f"seeds 0..N-1 ({d['seeds']})")
-    run.add_argument(
-        "--steps", type=int_in(1, 10_000_000), default=None, help=f"most updates per run ({d['steps']})"
-    )
-    run.add_argument("--eval-every", type=positive_int, default=None, help=f"default {d['eval_every']}")
-    run.add_argument(
-        "--eval-size", type=int_in(1, 1_000_000), default=None, help=f"fresh sequences ({d['eval_size']})"
-    )
-    run.add_argument("--workers", type=int_in(1, 1024), default=None, help=f"processes ({d['workers']})")
-    run.add_argument(
-        "--quick", action="store_true", help="the preset that runs in under 5 minutes on 2 cores"
-    )
+    run.add_argument("--eval-every", type=positive_int, default=None, help=f"default {d.eval_every}")
+    run.add_argument("--eval-size", type=positive_int, default=None,
+                     help=f"fresh sequences per evaluation (default {d.eval_size})")  # fmt: skip
+    run.add_argument("--workers", type=positive_int, default=2, help="processes, one cell each (default 2)")
+    run.add_argument("--quick", action="store_true", help="one small cell: under a minute on 2 cores")
+    run.add_argument("--log-runs", action="store_true", help="also write OUT/runs/<run>/grads.jsonl per run")
     run.add_argument("--out", type=out_path, default=Path("runs/pascanu"), help="output directory")
     run.add_argument("--overwrite", action="store_true", help="replace a finished experiment in --out")
-    run.add_argument("--quiet", action="store_true", help="no line per finished run")
+    run.add_argument("--quiet", action="store_true", help="no line per finished cell")
 
 
-def _settings(args: argparse.Namespace) -> dict:
-    """Explicit options first, then the --quick preset, then `DEFAULTS`."""
-    from gradclip.sandbox.recurrent.experiment import QUICK
+def _grid(args: argparse.Namespace):
+    """Explicit options first, then the --quick preset or the standard one."""
+    from gradclip.sandbox.recurrent.grid import QUICK, STANDARD, Grid
 
-    layers = [DEFAULTS, QUICK] if args.quick else [DEFAULTS]
-    out = {}
-    for key in DEFAULTS:
+    preset = QUICK if args.quick else STANDARD
+    values: dict[str, Any] = {}
+    for key in PRESET_KEYS:
         value = getattr(args, key)
-        if value is None:
-            value = next(layer[key] for layer in reversed(layers) if key in layer)
-        out[key] = value
-    return out
+        values[key] = (
+            getattr(preset, key) if value is None else (tuple(value) if isinstance(value, list) else value)
+        )
+    return Grid(**values)
+
+
+def _command(args: argparse.Namespace, settings: dict) -> str:
+    """The command that reproduces this run, every grid value spelled out."""
+    import shlex
+
+    words = ["gradclip", "experiment", "pascanu"]
+    for key, value in settings.items():
+        words.append("--" + key.replace("_", "-"))
+        values = value if isinstance(value, tuple) else (value,)
+        words += [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    return shlex.join([*words, "--workers", str(args.workers), "--out", str(args.out)])
 
 
 def run_pascanu_command(args: argparse.Namespace) -> int:
-    """Run the experiment as ``args`` says, print the table, write the outputs. Returns an exit code."""
-    from gradclip.sandbox.recurrent.experiment import FACTOR, format_table, run_pascanu, write_outputs
-    from gradclip.sandbox.recurrent.train import RunConfig
+    """Run the grid as ``args`` says, print the table, write the outputs. Returns an exit code."""
+    from gradclip.sandbox.recurrent.experiment import compare, run_grid
+    from gradclip.sandbox.recurrent.results import NOTE, format_table, log_runs, write_outputs
 
     check_out_dir(args.out, finished=("summary.json",), overwrite=args.overwrite)
-    s = _settings(args)
-    factor = FACTOR if args.factor is None else args.factor
-    base = RunConfig(task=s["task"], length=s["length"], steps=s["steps"], hidden=s["hidden"], lr=s["lr"],
-                     batch_size=s["batch_size"], init=args.init, eval_every=s["eval_every"],
-                     eval_size=s["eval_size"])  # fmt: skip
-    rule = (
-        f"{args.threshold:g}" if args.threshold else f"{factor:g} x mean norm of {args.warmup} warm-up steps"
+    grid = _grid(args)
+    arms = len(grid.lrs) * 2 * grid.seeds
+    print(
+        f"pascanu: {len(grid.cells)} cells ({', '.join(grid.tasks)} x T in {list(grid.lengths)}), "
+        f"each {grid.seeds} seeds x lr in {list(grid.lrs)} x (SGD, SGD-C) = {arms} runs as one batch; "
+        f"at most {grid.steps} steps, {grid.hidden} tanh units, batch {grid.batch_size}, "
+        f"c = {grid.factor:g} x mean norm of {grid.warmup} warm-up steps, {args.workers} workers"
     )
-    print(f"pascanu: {s['task']}, T={s['length']}, {s['seeds']} seeds x (SGD, SGD-C), at most {s['steps']} "
-          f"steps, lr {s['lr']:g}, {s['hidden']} units, batch {s['batch_size']}, c = {rule}, "
-          f"{s['workers']} workers")  # fmt: skip
     started = time.perf_counter()
-    results = run_pascanu(base, seeds=s["seeds"], threshold=args.threshold, warmup=args.warmup,
-                          factor=factor, workers=s["workers"], out=args.out,
-                          progress=None if args.quiet else print)  # fmt: skip
-    settings = {**s, "init": args.init, "threshold": args.threshold, "warmup": args.warmup, "factor": factor}
-    rows = write_outputs(results, args.out, settings=settings, started=started)
-    print(format_table(rows))
-    print(
-        f"success = error < 1% on {s['eval_size']} fresh sequences; spikes: |g| > 10x the median of the "
-        "previous 20 steps; jumps: spikes after which the mean loss of the next 20 steps doubled"
-    )
-    print(
-        f"wrote {args.out / 'summary.json'}, {args.out / 'pascanu.png'} and {len(results)} runs under "
-        f"{args.out / 'runs'} ({time.perf_counter() - started:.0f} s)"
-    )
+    settings = {k: getattr(grid, k) for k in PRESET_KEYS}
+    command = _command(args, settings)
+
+    def write(runs: list) -> list[Path]:
+        return write_outputs(compare(runs), args.out, command=command, settings=settings,
+                             seconds=time.perf_counter() - started)  # fmt: skip
+
+    def after_cell(runs: list) -> None:  # the summaries are rewritten after every cell
+        write(runs)
+
+    results = run_grid(grid, workers=args.workers, progress=None if args.quiet else print, on_cell=after_cell)
+    comparisons = compare(results)
+    paths = write(results)
+    print(format_table(comparisons))
+    print(NOTE)
+    if args.log_runs:
+        paths.append(log_runs(results, args.out))
+    print(f"wrote {', '.join(map(str, paths))} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

@@ -1,260 +1,165 @@
-"""The ``pascanu`` experiment: every seed trained with and without clipping, in parallel processes.
+"""The ``pascanu`` experiment: success rates of SGD and SGD with clipping over tasks, lengths and lrs.
 
 Pascanu, Mikolov & Bengio (2013, arXiv:1211.5063, §4.1, Fig. 7) count how often plain SGD and SGD
-with norm clipping ("SGD-C") solve the temporal order problem: a run succeeds when its error on
-fresh sequences falls under 1%. Here each seed gives one pair of runs that share initial weights
-and data; the clipped run's threshold is given, or set per seed by the paper's rule (the mean
-gradient norm over a warm-up of unclipped updates, §3.2). Runs go to worker processes started with
-``spawn`` (each limited to one torch thread, so ``workers`` runs use ``workers`` cores) and each
-writes its steps through [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] to
-``OUT/runs/<name>/grads.jsonl``. `summarise` turns the results into one row per variant (success rate, median
-steps to success, largest gradient norm, spikes and the loss jumps after them) and `plot` draws the
-gradient norms and losses of every run to a PNG.
+with norm clipping ("SGD-C") solve the pathological tasks: a run succeeds when its error on fresh
+sequences falls under 1%. A `Grid` names the tasks, lengths T, learning rates and seeds;
+each (task, T) is one cell, trained as one batched population (`population`) holding every
+seed x lr x {SGD, SGD-C}. SGD-C's threshold is set per seed and lr by the paper's rule (§3.2):
+``factor`` x the mean gradient norm of the first ``warmup`` unclipped updates of the same seed.
+Cells go to worker processes (``spawn``, one torch thread each). `compare` turns the runs
+into one `Comparison` per (task, T, lr): both arms' success rates with 95% Wilson intervals
+and the two-sided Fisher exact p-value of the difference (`gradclip.sandbox.stats`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import statistics
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from typing import NamedTuple
 
-from gradclip._io import atomic_write, atomic_write_text
-from gradclip.sandbox.recurrent.train import (
-    RunConfig,
-    RunResult,
-    average_norm_threshold,
-    spike_outcomes,
-    train_run,
-)
+from gradclip.sandbox.recurrent.grid import Grid
+from gradclip.sandbox.recurrent.population import Member, train_population, warmup_norms
+from gradclip.sandbox.recurrent.train import RunConfig, RunResult, spike_outcomes
+from gradclip.sandbox.stats import Interval, fisher_exact, wilson_interval
 
-__all__ = [
-    "FACTOR",
-    "QUICK",
-    "Row",
-    "format_table",
-    "plot",
-    "run_name",
-    "run_pascanu",
-    "summarise",
-    "write_outputs",
-]
-
-# The --quick preset: 10 seeds x 2 variants in under 5 minutes on 2 cores. T = 20 keeps the task
-# within reach of a few thousand plain-SGD steps; lr 0.05 is where unclipped SGD gets thrown off by
-# its gradient spikes (at lr 0.01 the spikes rarely cost a run: see the issue 7 report).
-QUICK = {"task": "temporal-order", "length": 20, "seeds": 10, "steps": 4000, "lr": 0.05,
-         "eval_every": 200, "eval_size": 500}  # fmt: skip
-# c = FACTOR x the warm-up's mean norm. Pascanu et al. (§3.2) find 0.5x to 10x the average norm safe;
-# the warm-up (the first updates, before learning starts) has the smallest norms of the run, so at
-# 1x most later steps are clipped and clipping acts as a smaller learning rate. At 2x (the quick
-# preset) clipping still removed every loss jump after a spike; at 5x it no longer did.
-FACTOR = 2.0
+__all__ = ["Arm", "Comparison", "compare", "run_cell", "run_grid", "run_name"]
 
 
 def run_name(config: RunConfig) -> str:
     kind = "noclip" if config.threshold is None else "clip"
-    return f"{config.task}-L{config.length}-{kind}-s{config.seed}"
+    return f"{config.task}-L{config.length}-lr{config.lr:g}-{kind}-s{config.seed}"
 
 
-def _init_worker() -> None:
+def run_cell(grid: Grid, task: str, length: int) -> list[RunResult]:
+    """Train one (task, T) cell: seeds x lrs unclipped, then the same with c from the warm-up rule.
+
+    Returns the runs in the order (lr, clipped, seed), unclipped before clipped.
+    """
     import torch
 
-    torch.set_num_threads(1)  # one core per run: `workers` runs in parallel use `workers` cores
+    torch.set_num_threads(1)  # small batched products: one thread per cell, cells in parallel
+    base = grid.config(task, length)
+    free = [Member(seed, lr) for lr in grid.lrs for seed in range(grid.seeds)]
+    probes = warmup_norms(base, free, warmup=grid.warmup)
+    thresholds = [grid.factor * _finite_mean(norms) for norms in probes]
+    for i, c in enumerate(thresholds):
+        if math.isnan(c):  # this seed's warm-up blew up at once: take the median c of its lr's other seeds
+            same_lr = [t for j, t in enumerate(thresholds) if free[j].lr == free[i].lr and not math.isnan(t)]
+            if not same_lr:
+                raise ValueError(f"every warm-up at lr {free[i].lr:g} diverged at once; lower the lr")
+            thresholds[i] = statistics.median(same_lr)
+    clipped = [replace(m, threshold=c) for m, c in zip(free, thresholds, strict=True)]
+    members = [m for i in range(len(grid.lrs)) for arm in (free, clipped)
+               for m in arm[i * grid.seeds : (i + 1) * grid.seeds]]  # fmt: skip
+    return train_population(base, members)
 
 
-def _job(config: RunConfig, clip: bool, threshold: float | None, warmup: int, factor: float,
-         out: str | None) -> tuple[float | None, RunResult]:  # fmt: skip
-    """One run in a worker: measure the threshold first when clipping by the average-norm rule."""
-    if clip and threshold is None:
-        threshold = average_norm_threshold(config, warmup=warmup, factor=factor)
-    config = replace(config, threshold=threshold if clip else None)
-    log_dir = None if out is None else Path(out) / "runs" / run_name(config)
-    return threshold if clip else None, train_run(config, log_dir=log_dir)
+def _finite_mean(norms: list[float]) -> float:
+    """Mean of the finite norms (NaN when there are none)."""
+    finite = [n for n in norms if math.isfinite(n)]
+    return statistics.fmean(finite) if finite else math.nan
 
 
-def run_pascanu(
-    base: RunConfig,
-    *,
-    seeds: int,
-    threshold: float | None = None,
-    warmup: int = 500,
-    factor: float = FACTOR,
-    workers: int = 2,
-    out: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> list[RunResult]:
-    """Train seeds 0..seeds-1 of ``base`` unclipped and clipped; results in that order (unclipped first).
+def _cell_job(grid: Grid, task: str, length: int) -> list[RunResult]:
+    return run_cell(grid, task, length)
 
-    ``threshold`` None sets c per seed to ``factor`` × the mean norm of its first ``warmup``
-    unclipped updates (`average_norm_threshold`).
-    ``workers`` 1 runs everything in this process (no ``spawn``).
+
+def run_grid(grid: Grid, *, workers: int = 2, progress: Callable[[str], None] | None = None,
+             on_cell: Callable[[list[RunResult]], None] | None = None) -> list[RunResult]:  # fmt: skip
+    """Every cell of ``grid``, ``workers`` cells at a time (1: in this process); runs in cell order.
+
+    ``on_cell(runs)`` is called after each cell with the runs of every cell finished so far (in
+    cell order), so that a long grid leaves its partial results behind.
     """
-    for name, value in (("seeds", seeds), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 < threshold < math.inf):
-        raise ValueError(
-            f"threshold must be a finite number > 0 or None (average-norm rule), got {threshold!r}"
-        )
-    jobs = [(replace(base, seed=s, threshold=None), clip, threshold, warmup, factor,
-             None if out is None else str(out)) for clip in (False, True) for s in range(seeds)]  # fmt: skip
-    results: list[RunResult] = []
-    if workers == 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    cells = grid.cells
+    done: dict[int, list[RunResult]] = {}
+
+    def finish(i: int, runs: list[RunResult]) -> None:
+        done[i] = runs
+        if progress is not None:
+            progress(
+                f"{cells[i][0]}, T={cells[i][1]}: {len(runs)} runs, {sum(r.solved for r in runs)} solved"
+            )
+        if on_cell is not None:
+            on_cell([r for j in sorted(done) for r in done[j]])
+
+    if workers == 1 or len(cells) == 1:
         import torch
 
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny matrices: extra threads only add contention (10-40x slower)
         try:
-            for job in jobs:
-                results.append(_report(*_job(*job), progress))
+            for i, cell in enumerate(cells):
+                finish(i, run_cell(grid, *cell))
         finally:
             torch.set_num_threads(threads)
-        return results
-    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        for done in pool.map(_job, *zip(*jobs, strict=True)):
-            results.append(_report(*done, progress))
-    return results
+    else:
+        order = sorted(range(len(cells)), key=lambda i: cells[i][1])  # short cells first: early results
+        context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+        with ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=context) as pool:
+            futures = {pool.submit(_cell_job, grid, *cells[i]): i for i in order}
+            for future in as_completed(futures):
+                finish(futures[future], future.result())
+    return [r for i in sorted(done) for r in done[i]]
 
 
-def _report(threshold: float | None, result: RunResult, progress: Callable[[str], None] | None) -> RunResult:
-    if progress is not None:
-        cfg = result.config
-        outcome = (f"solved at step {result.steps_to_success}" if result.solved
-                   else "diverged" if result.diverged else f"error {result.final_error:.1%}")  # fmt: skip
-        clip = "unclipped" if threshold is None else f"clipped at {threshold:.3g}"
-        progress(f"seed {cfg['seed']:>3} {clip:>18}: {outcome}, max norm {result.max_grad_norm:.3g}")
-    return result
+class Arm(NamedTuple):
+    """One arm (SGD or SGD-C) of one (task, T, lr) over its seeds."""
 
-
-class Row(NamedTuple):
-    """One variant (unclipped or clipped) over all seeds."""
-
-    variant: str
+    task: str
+    length: int
+    lr: float
+    clipped: bool
     runs: int
     solved: int
+    rate: Interval  # success rate and its 95% Wilson interval
     median_steps: float  # over solved runs; NaN when none
-    max_grad_norm: float  # over every run
-    median_threshold: float  # NaN unclipped
-    spikes: int
-    jumps: int  # spikes followed by a loss jump (divergence after a spike)
+    median_error: float  # of the last evaluation, over every run
+    median_threshold: float  # NaN for SGD
     diverged: int  # runs ending in NaN/inf
-
-    @property
-    def success_rate(self) -> float:
-        return self.solved / self.runs if self.runs else math.nan
+    spikes: int  # |g| > 10 x the median of the previous 20 steps
+    jumps: int  # spikes after which the mean loss of the next 20 steps doubled
 
 
-def summarise(results: Sequence[RunResult]) -> list[Row]:
-    """Group runs by clipped/unclipped and count successes, spikes and jumps (see `Row`)."""
-    rows = []
-    for variant, clipped in (("SGD", False), ("SGD-C (clipped)", True)):
-        group = [r for r in results if (r.config["threshold"] is not None) == clipped]
-        if not group:
-            continue
-        steps = [r.steps_to_success for r in group if r.steps_to_success is not None]  # set iff solved
-        outcomes = [spike_outcomes(r.grad_norms, r.losses) for r in group]
-        norms = [r.max_grad_norm for r in group if math.isfinite(r.max_grad_norm)]
-        rows.append(Row(
-            variant=variant, runs=len(group), solved=len(steps),
-            median_steps=statistics.median(steps) if steps else math.nan,
-            max_grad_norm=max(norms, default=math.nan),
-            median_threshold=statistics.median(r.config["threshold"] for r in group) if clipped else math.nan,
-            spikes=sum(o.spikes for o in outcomes), jumps=sum(o.jumps for o in outcomes),
-            diverged=sum(r.diverged for r in group),
-        ))  # fmt: skip
-    return rows
+class Comparison(NamedTuple):
+    """SGD vs SGD-C at one (task, T, lr), with the two-sided Fisher exact p-value of the rates."""
+
+    sgd: Arm
+    clipped: Arm
+    p_value: float
 
 
-def format_table(rows: Sequence[Row]) -> str:
-    """A plain-text table of `summarise`'s rows."""
-    head = f"{'variant':<16} {'success':>13} {'median steps':>12} {'max |g|':>9} {'c':>7} " \
-           f"{'spikes':>6} {'jumps':>5} {'NaN':>4}"  # fmt: skip
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        rate = f"{r.solved}/{r.runs} ({r.success_rate:.0%})"
-        steps = "-" if math.isnan(r.median_steps) else f"{r.median_steps:.0f}"
-        c = "-" if math.isnan(r.median_threshold) else f"{r.median_threshold:.3g}"
-        lines.append(f"{r.variant:<16} {rate:>13} {steps:>12} {r.max_grad_norm:>9.3g} {c:>7} "
-                     f"{r.spikes:>6} {r.jumps:>5} {r.diverged:>4}")  # fmt: skip
-    return "\n".join(lines)
+def _arm(group: list[RunResult], clipped: bool) -> Arm:
+    cfg = group[0].config
+    steps = [r.steps_to_success for r in group if r.solved]
+    errors = [r.final_error for r in group if not math.isnan(r.final_error)]
+    outcomes = [spike_outcomes(r.grad_norms, r.losses) for r in group]
+    return Arm(
+        task=cfg["task"], length=cfg["length"], lr=cfg["lr"], clipped=clipped, runs=len(group),
+        solved=len(steps), rate=wilson_interval(len(steps), len(group)),
+        median_steps=float(statistics.median([s for s in steps if s is not None])) if steps else math.nan,
+        median_error=statistics.median(errors) if errors else math.nan,
+        median_threshold=statistics.median(r.config["threshold"] for r in group) if clipped else math.nan,
+        diverged=sum(r.diverged for r in group), spikes=sum(o.spikes for o in outcomes),
+        jumps=sum(o.jumps for o in outcomes),
+    )  # fmt: skip
 
 
-def plot(results: Sequence[RunResult], path: str | Path, *, title: str = "") -> Path:
-    """Gradient norm (log scale) and training loss per step of every run, unclipped vs clipped."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed, safe in worker-less CI
-    import matplotlib.pyplot as plt
-
-    fig, (ax_norm, ax_loss) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-    colours = {False: "tab:red", True: "tab:blue"}
+def compare(results: Sequence[RunResult]) -> list[Comparison]:
+    """One `Comparison` per (task, T, lr) present in ``results``, in order of appearance."""
+    groups: dict[tuple, dict[bool, list[RunResult]]] = {}
     for r in results:
-        clipped = r.config["threshold"] is not None
-        label = ("SGD-C (clipped)" if clipped else "SGD") if r.config["seed"] == 0 else None
-        ax_norm.plot(r.grad_norms, color=colours[clipped], alpha=0.4, lw=0.6, label=label)
-        ax_loss.plot(_smooth(r.losses), color=colours[clipped], alpha=0.5, lw=0.8)
-        if clipped:
-            ax_norm.axhline(r.config["threshold"], color=colours[True], ls=":", lw=0.6)
-    ax_norm.set_yscale("log")
-    ax_norm.set_ylabel("gradient norm (before clipping)")
-    ax_norm.legend(loc="upper left")
-    ax_loss.set_ylabel("training loss (50-step mean)")
-    ax_loss.set_xlabel("SGD step")
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
-    return path
-
-
-def _smooth(values: list[float], width: int = 50) -> list[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= width:
-            acc -= values[i - width]
-        out.append(acc / min(i + 1, width))
+        key = (r.config["task"], r.config["length"], r.config["lr"])
+        groups.setdefault(key, {False: [], True: []})[r.config["threshold"] is not None].append(r)
+    out = []
+    for arms in groups.values():
+        if not arms[False] or not arms[True]:
+            raise ValueError("every (task, length, lr) needs runs of both arms, SGD and SGD-C")
+        sgd, clip = _arm(arms[False], False), _arm(arms[True], True)
+        out.append(Comparison(sgd, clip, fisher_exact(sgd.solved, sgd.runs, clip.solved, clip.runs)))
     return out
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What ``summary.json`` holds: the settings, the table rows and the wall time."""
-
-    settings: dict
-    rows: list[dict]
-    wall_seconds: float
-
-    def write(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=1, default=_json_default))
-
-
-def _json_default(value: object) -> object:
-    return str(value)  # Paths and the like in the settings
-
-
-def _finite_or_none(value: object) -> object:
-    """NaN (no solved run, no threshold) as JSON null: strict JSON has no NaN."""
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def write_outputs(results: Sequence[RunResult], out: Path, *, settings: dict, started: float) -> list[Row]:
-    """``summary.json`` and ``pascanu.png`` in ``out``; returns the table rows."""
-    rows = summarise(results)
-    out.mkdir(parents=True, exist_ok=True)
-    rate = ", ".join(f"{r.variant}: {r.solved}/{r.runs}" for r in rows)
-    plot(results, out / "pascanu.png", title=f"{settings['task']}, T={settings['length']} — solved {rate}")
-    rows_json = [{k: _finite_or_none(v) for k, v in {**r._asdict(), "success_rate": r.success_rate}.items()}
-                 for r in rows]  # fmt: skip
-    Summary(settings, rows_json, time.perf_counter() - started).write(out / "summary.json")
-    return rows

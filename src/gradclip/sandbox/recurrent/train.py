@@ -31,11 +31,12 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch.nn import functional as F
 
-from gradclip.clip import clip_grads_with_norm_
 from gradclip.monitor import GradMonitor, GradMonitorWarning
-from gradclip.norms import norms_and_total
 from gradclip.sandbox.recurrent.model import INITS, PARAM_NAMES, TanhRNN
 from gradclip.sandbox.recurrent.tasks import Task, get_task
+from gradclip.step import ClipStep
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 __all__ = ["RunConfig", "RunResult", "average_norm_threshold", "spike_outcomes", "task_loss", "train_run"]
 
@@ -68,6 +69,7 @@ class RunConfig:
     eval_every: int = 100  # steps between evaluations; 0 never evaluates
     eval_size: int = 1000  # fresh sequences per evaluation
     target_error: float = 0.01  # success: error below this on fresh sequences
+    dtype: str = "float32"  # "float64" for reference runs (the population test compares in it)
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -80,6 +82,8 @@ class RunConfig:
             _positive(self.threshold, "threshold")
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {list(INITS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
 
 
 class RunResult(NamedTuple):
@@ -119,9 +123,11 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
     """Train one network as ``config`` says; log every step to ``log_dir/grads.jsonl`` when given."""
     task = get_task(config.task)
     model = TanhRNN(task.n_in, config.hidden, task.n_out, every_step=task.output == "every-class",
-                    init=config.init, seed=config.seed)  # fmt: skip
+                    init=config.init, seed=config.seed, dtype=DTYPES[config.dtype])  # fmt: skip
     params = list(model.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr)
+    # One clipped step for every loop: None measures without clipping; a NaN/Inf norm skips the update.
+    clip_step = ClipStep(config.threshold)
     train_rng, eval_rng = (np.random.default_rng([config.seed, k]) for k in (1, 2))
     norms: list[float] = []
     losses: list[float] = []
@@ -138,23 +144,20 @@ def train_run(config: RunConfig, *, log_dir: str | Path | None = None) -> RunRes
         for step in range(config.steps):
             batch = task.generate(config.batch_size, config.length, seed=train_rng)
             optimizer.zero_grad(set_to_none=False)
-            loss = task_loss(task, model(torch.from_numpy(batch.inputs)), torch.from_numpy(batch.targets))
+            dtype = DTYPES[config.dtype]
+            targets = torch.from_numpy(batch.targets)
+            targets = targets.to(dtype) if targets.is_floating_point() else targets
+            loss = task_loss(task, model(torch.from_numpy(batch.inputs).to(dtype)), targets)
             loss.backward()
-            per_tensor, total = norms_and_total([p.grad for p in params if p.grad is not None])
-            norm, loss_f = float(total), float(loss.detach())
-            threshold = config.threshold
-            clipped = threshold is not None and norm > threshold
-            if threshold is not None and clipped:
-                clip_grads_with_norm_(params, threshold, total)
-                clipped_steps += 1
-            monitor.record(norm, threshold=config.threshold, clipped=clipped, loss=loss_f, lr=config.lr,
-                           layer_norms=[float(n) for n in per_tensor])  # fmt: skip
+            result = clip_step.step(optimizer)  # clip (or only measure), then SGD, or skip if non-finite
+            norm, loss_f = float(result.total_norm), float(loss.detach())
+            clipped_steps += bool(result.clipped)
+            monitor.observe(result, loss=loss_f, lr=config.lr)
             norms.append(norm)
             losses.append(loss_f)
             if not (math.isfinite(norm) and math.isfinite(loss_f)):
-                diverged = True  # NaN weights never recover: stop here
+                diverged = True  # the step skipped this update; a NaN loss never recovers: stop here
                 break
-            optimizer.step()
             if config.eval_every and (step + 1) % config.eval_every == 0:
                 error = evaluate(model, task, length=config.length, size=config.eval_size, rng=eval_rng)
                 evals.append((step + 1, error))

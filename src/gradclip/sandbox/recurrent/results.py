@@ -1,0 +1,163 @@
+"""What the ``pascanu`` experiment writes: the table, a figure in the style of Fig. 7, the summaries.
+
+`format_table` prints one line per (task, T, lr): each arm's successes, rate and 95% Wilson
+interval, the median steps to success, and the Fisher exact p-value of the difference.
+`plot_rates` draws the success rates against T, one panel per task, SGD and SGD-C side by
+side with their intervals (Pascanu et al. 2013, Fig. 7). `write_outputs` writes
+``summary.json``, ``summary.md`` and ``pascanu.png`` atomically into the output directory, and
+`log_runs` replays every run through [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] so that
+``gradclip report`` and the explorer read them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradclip._io import atomic_write
+from gradclip.sandbox.recurrent.experiment import Arm, Comparison, run_name
+from gradclip.sandbox.recurrent.model import PARAM_NAMES
+from gradclip.sandbox.recurrent.train import RunConfig, RunResult
+
+__all__ = ["format_markdown", "format_table", "log_runs", "plot_rates", "write_outputs"]
+
+NOTE = ("success: error < 1% on fresh sequences within the step budget; [a, b]: 95% Wilson interval; "
+        "err: median error of the last evaluation; "
+        "p: two-sided Fisher exact test of SGD vs SGD-C; c: median clipping threshold")  # fmt: skip
+
+
+def _rate(arm: Arm) -> str:
+    return f"{arm.solved}/{arm.runs} [{arm.rate.low:.2f}, {arm.rate.high:.2f}]"
+
+
+def _num(value: float, spec: str = ".0f") -> str:
+    return "-" if math.isnan(value) else format(value, spec)
+
+
+def _cells(c: Comparison) -> list[str]:
+    s, k = c.sgd, c.clipped
+    return [s.task, str(s.length), f"{s.lr:g}", _rate(s), _rate(k), f"{c.p_value:.3g}",
+            _num(s.median_error, ".2f"), _num(k.median_error, ".2f"), _num(s.median_steps),
+            _num(k.median_steps), _num(k.median_threshold, ".3g"), f"{s.diverged}/{k.diverged}",
+            f"{s.jumps}/{k.jumps}"]  # fmt: skip
+
+
+HEAD = ["task", "T", "lr", "SGD solved", "SGD-C solved", "p", "SGD err", "SGD-C err", "SGD steps",
+        "SGD-C steps", "c", "NaN", "jumps"]  # fmt: skip
+
+
+def format_table(comparisons: Sequence[Comparison]) -> str:
+    """Plain-text table, one line per (task, T, lr)."""
+    rows = [HEAD] + [_cells(c) for c in comparisons]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def format_markdown(comparisons: Sequence[Comparison]) -> str:
+    """The same table in Markdown."""
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(_cells(c)) + " |" for c in comparisons]
+    return "\n".join(lines)
+
+
+def plot_rates(comparisons: Sequence[Comparison], *, title: str = "") -> bytes:
+    """PNG bytes: success rate vs T per task (panels), SGD and SGD-C per lr, 95% Wilson bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(c.sgd.task for c in comparisons))
+    lrs = sorted({c.sgd.lr for c in comparisons})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False, sharey=True)
+    styles = {False: ("tab:red", "o", "SGD"), True: ("tab:blue", "s", "SGD-C")}
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = [c for c in comparisons if c.sgd.task == task]
+        lengths = sorted({c.sgd.length for c in rows})
+        width = 0.8 / (2 * len(lrs))
+        for j, lr in enumerate(lrs):
+            for arm_index, clipped in enumerate((False, True)):
+                colour, marker, name = styles[clipped]
+                at_lr = {c.sgd.length: c for c in rows if c.sgd.lr == lr}
+                arms = [at_lr[n].clipped if clipped else at_lr[n].sgd for n in lengths if n in at_lr]
+                x = [lengths.index(a.length) + (2 * j + arm_index + 0.5) * width - 0.4 for a in arms]
+                y = [a.rate.estimate for a in arms]
+                err = [
+                    [a.rate.estimate - a.rate.low for a in arms],
+                    [a.rate.high - a.rate.estimate for a in arms],
+                ]
+                ax.errorbar(x, y, yerr=err, fmt=marker, color=colour, capsize=3, alpha=1.0 - 0.45 * j,
+                            label=f"{name}, lr {lr:g}")  # fmt: skip
+        ax.set_xticks(range(len(lengths)), [f"T={n}" for n in lengths])
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(task)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("rate of success (95% Wilson interval)")
+    axes[0][-1].legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _arm_json(arm: Arm) -> dict:
+    data = arm._asdict()
+    data["rate"] = arm.rate._asdict()
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+
+
+def summary_markdown(
+    comparisons: Sequence[Comparison], *, command: str, settings: dict, seconds: float
+) -> str:
+    """The short ``summary.md``: the command, the settings, the table and what it says."""
+    better = [c for c in comparisons if c.p_value < 0.05 and c.clipped.solved > c.sgd.solved]
+    worse = [c for c in comparisons if c.p_value < 0.05 and c.clipped.solved < c.sgd.solved]
+    lines = [f"# pascanu: SGD vs SGD-C ({seconds:.0f} s)", "", f"Command: `{command}`", "",
+             "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), "",
+             format_markdown(comparisons), "", NOTE + ".", "",
+             f"Clipping solved significantly more runs (p < 0.05) in {len(better)} of {len(comparisons)} "
+             f"settings, significantly fewer in {len(worse)}; in the other "
+             f"{len(comparisons) - len(better) - len(worse)} the difference is within chance.",
+             ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_outputs(comparisons: Sequence[Comparison], out: Path, *, command: str, settings: dict,
+                  seconds: float) -> list[Path]:  # fmt: skip
+    """``summary.json``, ``summary.md`` and ``pascanu.png`` in ``out`` (atomic writes); their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"command": command, "settings": settings, "wall_seconds": seconds,
+            "comparisons": [{"sgd": _arm_json(c.sgd), "clipped": _arm_json(c.clipped), "p_value": c.p_value}
+                            for c in comparisons]}  # fmt: skip
+    paths = [out / "summary.json", out / "summary.md", out / "pascanu.png"]
+    markdown = summary_markdown(comparisons, command=command, settings=settings, seconds=seconds)
+    figure = plot_rates(comparisons, title="SGD vs SGD-C (cf. Pascanu et al. 2013, Fig. 7)")
+    blobs = (json.dumps(data, indent=1, default=str).encode(), markdown.encode(), figure)
+    for path, blob in zip(paths, blobs, strict=True):
+        atomic_write(path, lambda f, blob=blob: f.write(blob))  # type: ignore[misc]  # mypy cannot type a default-bound lambda
+    return paths
+
+
+def log_runs(results: Sequence[RunResult], out: Path) -> Path:
+    """Every run's per-step norm, threshold, clipped flag and loss through GradMonitor, ``out/runs/<run>``."""
+    from gradclip.monitor import GradMonitor, GradMonitorWarning
+
+    root = out / "runs"
+    for r in results:
+        config = RunConfig(**r.config)
+        c = config.threshold
+        monitor = GradMonitor(log_dir=root / run_name(config), names=list(PARAM_NAMES), max_norm=c,
+                              name=run_name(config), overwrite=True)  # fmt: skip
+        with warnings.catch_warnings(), monitor:
+            warnings.simplefilter("ignore", GradMonitorWarning)  # spikes are what this experiment provokes
+            for norm, loss in zip(r.grad_norms, r.losses, strict=True):
+                monitor.record(norm, threshold=c, clipped=c is not None and norm > c, loss=loss, lr=config.lr)
+    return root

@@ -1,0 +1,3 @@
+from gradclip.sandbox.transformer.cli import main
+
+raise SystemExit(main())
