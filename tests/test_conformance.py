@@ -8,6 +8,8 @@ state unchanged, the step reported and logged as skipped), a x1e4 loss spike (cl
 the optimizer has norm <= c, for every policy, AGC and value clipping), spike skipping, GradScaler
 with bf16/fp16 autocast and fused/unfused SGD/Adam/AdamW (the same parameters as without a scaler),
 save and resume mid-run (bit-identical to an uninterrupted run), and the monitor's JSONL fields.
+At the end, the framework integrations (Lightning, Hugging Face, Keras) in their real frameworks run the
+NaN, Inf, spike and spike-skipping scenarios.
 """
 
 from __future__ import annotations
@@ -502,3 +504,215 @@ def test_vtrainer_runs_the_same_scenarios(bad, tmp_path):
         assert h["skipped"] == [1.0]
         assert np.array_equal(loss.snaps[BAD + 1], loss.snaps[BAD])  # nothing moved
     assert np.isfinite(model.params).all()
+
+
+# -- the framework integrations ------------------------------------------------------------------------
+# Lightning's and Hugging Face's GradClipCallback and Keras's GradClipOptimizer, each in its real framework
+# on a tiny model, run the same three scenarios: a NaN batch and an Inf batch (skipped: parameters and
+# optimizer state bitwise unchanged across that step, the run log says skipped) and a x1e4 spike (clipped:
+# the gradient that reached the optimizer has norm <= the threshold the log reports), with a fixed and a
+# z-score threshold. Each driver returns (parameter/state snapshots before every step and after the last,
+# the norm of what reached the optimizer at each step it stepped, the run log's step rows).
+
+FRAMEWORK_STEPS = 6
+FRAMEWORK_CLIPPERS = {
+    "Fixed": lambda: NormClipper(Fixed(1.0)),
+    "ZScore": lambda: NormClipper(ZScore(warmup=2)),
+}
+SCENARIOS = {"nan": math.nan, "inf": math.inf, "spike": 1e4}
+
+
+def _grad_norm(params) -> float | None:
+    grads = [p.grad for p in params if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else None
+
+
+class _Net(torch.nn.Module):
+    """make_net's MLP; its ``BAD``-th training forward multiplies the loss by ``factor``."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.net, self.factor, self.calls = make_net(), factor, 0
+
+    def forward(self, x, y):
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        if self.training:
+            loss = loss * (self.factor if self.calls == BAD else 1.0)
+            self.calls += 1
+        return {"loss": loss}
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """The batches of `batch` (8 rows each), one row per item, in order."""
+
+    def __init__(self) -> None:
+        pairs = [batch(i) for i in range(FRAMEWORK_STEPS)]
+        self.x, self.y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+def drive_lightning(clipper, factor: float, tmp_path, spikes=None):
+    pl = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import CSVLogger
+
+    from gradclip.integrations.lightning import GradClipCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = _Net(factor)
+
+        def training_step(self, b, batch_idx):
+            return self.model(b["x"], b["y"])["loss"]
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(_Pairs(), batch_size=8)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+    snaps, reached = [], []
+
+    class Probe(pl.Callback):  # after GradClipCallback in the list: sees what the optimizer gets
+        def on_train_batch_start(self, trainer, module, b, batch_idx):
+            opt = trainer.optimizers[0]
+            snaps.append(([p.detach().clone() for p in module.parameters()], copy.deepcopy(opt.state_dict())))
+
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            reached.append(_grad_norm(module.parameters()))
+
+        def on_train_end(self, trainer, module):
+            self.on_train_batch_start(trainer, module, None, -1)
+
+    module = Module()
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=FRAMEWORK_STEPS, logger=CSVLogger(tmp_path, name="run"),
+        log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, default_root_dir=tmp_path,
+        callbacks=[GradClipCallback(clipper, skip_spikes=spikes, log_dir=tmp_path / "log"), Probe()],
+    )  # fmt: skip
+    trainer.fit(module)
+    return snaps, reached, _jsonl(tmp_path / "log")
+
+
+def drive_hf(clipper, factor: float, tmp_path, spikes=None):
+    transformers = pytest.importorskip("transformers")
+    from gradclip.integrations.huggingface import GradClipCallback
+
+    snaps, reached = [], []
+
+    class Probe(transformers.TrainerCallback):  # GradClipCallback puts itself first: this runs after it
+        def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            snaps.append(
+                ([p.detach().clone() for p in model.parameters()], copy.deepcopy(optimizer.state_dict()))
+            )
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            reached.append(_grad_norm(model.parameters()))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.on_step_begin(args, state, control, **kwargs)
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=FRAMEWORK_STEPS, per_device_train_batch_size=8,
+        learning_rate=1e-2, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
+        report_to="none", use_cpu=True, disable_tqdm=True, seed=0, max_grad_norm=0.0,
+    )  # fmt: skip
+    callbacks = [GradClipCallback(clipper, skip_spikes=spikes, log_dir=tmp_path / "log"), Probe()]
+    transformers.Trainer(model=_Net(factor), args=args, train_dataset=_Pairs(), callbacks=callbacks).train()
+    return snaps, reached, _jsonl(tmp_path / "log")
+
+
+def drive_keras(clipper, factor: float, tmp_path, spikes=None):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # the integration needs the torch backend
+    keras = pytest.importorskip("keras")
+    from gradclip.integrations.keras import GradClipCallback, GradClipOptimizer
+
+    reached = []
+
+    class Adam(keras.optimizers.Adam):  # records the gradients GradClipOptimizer hands on
+        def apply(self, grads, trainable_variables=None):
+            reached.append(
+                float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+            )
+            return super().apply(grads, trainable_variables)
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(3)]
+    )
+    opt = GradClipOptimizer(Adam(1e-2), clipper, skip_spikes=spikes)
+    m.compile(optimizer=opt, loss="mse")
+    data = _Pairs()
+    x, y = data.x.numpy().copy(), data.y.numpy().copy()
+    y[8 * BAD : 8 * (BAD + 1)] *= factor  # mse of y * factor: a factor^2 loss, gradients ~factor larger
+    snaps = []
+
+    def snap(*_args, **_kwargs) -> None:
+        weights = [torch.tensor(np.array(w)) for w in m.get_weights()]
+        snaps.append((weights, [torch.tensor(np.array(v.numpy())) for v in opt.variables]))
+
+    probe = keras.callbacks.LambdaCallback(on_train_batch_begin=snap, on_train_end=snap)
+    m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+          callbacks=[GradClipCallback(log_dir=tmp_path / "log", sinks=("jsonl",)), probe])  # fmt: skip
+    return snaps, reached, _jsonl(tmp_path / "log")
+
+
+FRAMEWORKS = {"lightning": drive_lightning, "huggingface": drive_hf, "keras": drive_keras}
+
+
+def _framework_marks(test):  # the marks every framework run needs
+    for mark in _FRAMEWORK_MARKS:
+        test = mark(test)
+    return test
+
+
+_FRAMEWORK_MARKS = [
+    pytest.mark.slow,  # each run builds a real Trainer / Keras model
+    pytest.mark.filterwarnings("ignore:The '.*dataloader' does not have many workers:UserWarning"),
+    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
+
+
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+@pytest.mark.parametrize("clipper", list(FRAMEWORK_CLIPPERS))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@_framework_marks
+def test_frameworks_run_the_same_scenarios(framework, clipper, scenario, tmp_path):
+    snaps, reached, log = FRAMEWORKS[framework](FRAMEWORK_CLIPPERS[clipper](), SCENARIOS[scenario], tmp_path)
+    assert len(snaps) == FRAMEWORK_STEPS + 1 and len(log) == FRAMEWORK_STEPS
+    assert [r["step"] for r in log] == list(range(FRAMEWORK_STEPS))
+    if scenario != "spike":
+        assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
+        assert log[BAD]["finite"] is False and log[BAD]["clipped"] is False
+        assert_same(snaps[BAD + 1], snaps[BAD])  # weights and optimizer state, bitwise
+        assert not all(torch.equal(a, b) for a, b in zip(snaps[-1][0], snaps[BAD + 1][0], strict=True))
+        assert all(torch.isfinite(p).all() for p in snaps[-1][0])
+        if framework == "keras":
+            assert len(reached) == FRAMEWORK_STEPS - 1  # the inner optimizer never saw the bad step
+        else:
+            assert reached[BAD] is None  # the gradients were dropped before optimizer.step()
+        return
+    row = log[BAD]
+    assert not any(r["skipped"] for r in log) and row["clipped"] and row["finite"]
+    assert row["total_norm"] > 100 * row["threshold"]
+    assert reached[BAD] <= row["threshold"] * (1 + 1e-4)
+    assert reached[BAD] == pytest.approx(row["post_clip_norm"], rel=1e-4)
+
+
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+@_framework_marks
+def test_frameworks_skip_spikes_when_asked(framework, tmp_path):
+    spikes = SpikeSkip(3.0, window=10, warmup=3)
+    snaps, _, log = FRAMEWORKS[framework](NormClipper(Fixed(1e9)), 1e4, tmp_path, spikes=spikes)
+    assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
+    assert log[BAD]["finite"] is True and log[BAD]["total_norm"] > 100 * log[BAD - 1]["total_norm"]
+    assert_same(snaps[BAD + 1], snaps[BAD])

@@ -24,6 +24,6 @@ def test_torch_is_still_the_pinned_version():
     assert version("torch").split("+")[0] == PINNED_TORCH
 
 
-@pytest.mark.parametrize("package", ["lightning", "transformers", "accelerate"])
+@pytest.mark.parametrize("package", ["lightning", "transformers", "accelerate", "keras"])
 def test_integration_frameworks_are_installed(package):
     assert version(package)

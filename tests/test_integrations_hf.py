@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,8 +22,14 @@ transformers = pytest.importorskip("transformers")
 
 from gradclip.integrations import METRICS  # noqa: E402 (after the importorskip)
 from gradclip.integrations.huggingface import GradClipCallback  # noqa: E402
+from gradclip.sinks import read_run  # noqa: E402
 
-pytestmark = pytest.mark.slow  # every test builds a Trainer (or a Python that imports torch)
+pytestmark = [
+    pytest.mark.slow,  # every test builds a Trainer (or a Python that imports torch)
+    # The monitor warns about the NaN steps and spikes these tests inject on purpose; the tests read
+    # those warnings back from the run log (and pytest.warns still sees them where a test asks).
+    pytest.mark.filterwarnings("ignore::gradclip.diagnosis.GradMonitorWarning"),
+]
 
 STEPS = 6
 
@@ -173,3 +182,79 @@ def test_missing_transformers_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def poison_at(model: torch.nn.Module, steps: dict[int, float]) -> None:
+    """Multiply the gradient of the embedding by ``steps[k]`` at the k-th backward (k from 0)."""
+    seen = []
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        seen.append(None)
+        return grad * steps.get(len(seen) - 1, 1.0)
+
+    model.transformer.wte.weight.register_hook(hook)
+
+
+def test_a_run_with_a_spike_and_a_nan_reaches_tensorboard_and_leaves_a_run_log(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gradclip import NormClipper, ZScore
+    from gradclip.monitor import MonitorConfig
+
+    model = gpt2()
+    spike, nan = 8, 10
+    poison_at(model, {spike: 1e4, nan: math.nan})
+    config = MonitorConfig(min_history=5, warmup=4)
+    cb = GradClipCallback(NormClipper(ZScore(warmup=4)), monitor_config=config)
+    # Added the ordinary way, after the reporters the Trainer registers itself; the TensorBoard
+    # reporter writes under <output_dir>/runs.
+    trainer = make_trainer(tmp_path, model, [cb], max_steps=12, report_to="tensorboard")
+    trainer.train()
+
+    run_dir = tmp_path / "gradclip"
+    log = read_run(run_dir)
+    # Layers in the optimizer's order (the Trainer groups decayed and not-decayed parameters).
+    assert log.steps == 12 and sorted(log.layers) == sorted(n for n, _ in model.named_parameters())
+    assert log.layer_norms.shape == (12, len(log.layers))
+    assert log.columns["skipped"].tolist() == [float(i == nan) for i in range(12)]
+    assert log.columns["clipped"][spike] == 1
+    assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [spike, nan]
+    out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run_dir)], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"skipped steps\s*│\s*1 ", out.stdout) and (run_dir / "report" / "report.html").is_file()
+
+    events = [p.parent for p in (tmp_path / "runs").rglob("events.out.tfevents.*")]
+    acc = EventAccumulator(str(events[0]), size_guidance={"scalars": 0})
+    acc.Reload()
+    norms = acc.Scalars("train/gradclip/pre_clip_norm")  # the Trainer's reporter prefixes train/
+    assert [e.step for e in norms] == list(range(1, 13))
+    assert norms[spike].value == pytest.approx(log.columns["total_norm"][spike], rel=1e-5)
+    assert "train/gradclip/skipped_steps" in acc.Tags()["scalars"]
+
+
+def test_resume_from_checkpoint_continues_the_statistics_and_the_run_log(tmp_path):
+    from gradclip import NormClipper, ZScore
+
+    def run(out, resume=None):
+        model = gpt2()
+        cb = GradClipCallback(NormClipper(ZScore(warmup=3)))
+        trainer = make_trainer(out, model, [cb], max_steps=12, save_strategy="steps", save_steps=4)
+        trainer.train(resume_from_checkpoint=resume)
+        return cb
+
+    straight = run(tmp_path / "a")
+    run(tmp_path / "b")  # runs on past checkpoint-8: those four steps are the tail a crash leaves
+    saved = torch.load(tmp_path / "b" / "checkpoint-8" / "gradclip.pt", weights_only=True)
+    assert saved["step"]["steps"] == 8 and saved["monitor"]["state"]["counters"]["step"] == 8
+    resumed = run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-8"))
+
+    a, b = straight.step.state_dict(), resumed.step.state_dict()
+    assert b["steps"] == a["steps"] == 12
+    assert b["clipper"]["policy"]["state"] == pytest.approx(a["clipper"]["policy"]["state"], rel=1e-5)
+    log, ref = read_run(tmp_path / "b" / "gradclip"), read_run(tmp_path / "a" / "gradclip")
+    assert log.columns["step"].tolist() == list(range(12))  # one run, no step twice
+    np.testing.assert_allclose(log.columns["total_norm"], ref.columns["total_norm"], rtol=1e-5)
+    lines = (tmp_path / "b" / "gradclip" / "grads.jsonl").read_text().splitlines()
+    resumes = [json.loads(line) for line in lines if '"resume"' in line]
+    assert resumes == [{"type": "resume", "step": 8, "dropped": 5}]  # 4 steps and the first summary

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,8 +20,10 @@ from lightning.pytorch.loggers import CSVLogger  # noqa: E402 (after the importo
 from lightning.pytorch.plugins.precision import MixedPrecision  # noqa: E402
 
 from gradclip.clippers import NormClipper  # noqa: E402
+from gradclip.diagnosis import MonitorConfig, SpikeWarning  # noqa: E402
 from gradclip.integrations.lightning import GradClipCallback  # noqa: E402
 from gradclip.policies import ZScore  # noqa: E402
+from gradclip.sinks import read_run  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,  # every test starts a Trainer (or a Python that imports torch)
@@ -29,6 +33,9 @@ pytestmark = [
     # FutureWarning: Lightning 2.6's utilities/_pytree.py calls isinstance(treespec, LeafSpec), which
     # torch 2.13 deprecates; it is inside Lightning, harmless here and not ours to fix.
     pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"),
+    # The monitor warns about the spikes and NaN steps these tests inject on purpose; the tests read
+    # those warnings back from the run log (and pytest.warns still sees them where a test asks).
+    pytest.mark.filterwarnings("ignore::gradclip.diagnosis.GradMonitorWarning"),
 ]
 
 STEPS_PER_EPOCH = 20
@@ -133,7 +140,8 @@ def test_checkpoint_resume_restores_the_clipper_state(tmp_path):
     ckpt = tmp_path / "b.ckpt"
     t1.save_checkpoint(ckpt)
     saved = torch.load(ckpt, weights_only=True)["callbacks"]["GradClipCallback"]
-    assert saved["clipper"] == first.step.state_dict()["clipper"] and saved["steps"] == STEPS_PER_EPOCH
+    assert saved["step"]["clipper"] == first.step.state_dict()["clipper"]
+    assert saved["step"]["steps"] == STEPS_PER_EPOCH and saved["monitor"]["state"]["counters"]["step"] == 20
 
     resumed = make_callback()
     t2 = trainer(tmp_path / "c", [resumed], max_epochs=2)
@@ -144,6 +152,47 @@ def test_checkpoint_resume_restores_the_clipper_state(tmp_path):
     assert b["clipper"]["policy"]["state"] == pytest.approx(a["clipper"]["policy"]["state"], rel=1e-6)
     rows = read_metrics(t2)
     assert rows[25 - STEPS_PER_EPOCH]["gradclip/clip_rate"] > 0  # the spike was clipped after resume
+    # One run log: the resumed fit appended to the first fit's, and it matches the straight run's.
+    log, ref = (
+        read_run(Path(t1.log_dir) / "gradclip"),
+        read_run(Path(tmp_path / "a" / "run" / "version_0" / "gradclip")),
+    )
+    assert (
+        log.columns["step"].tolist() == list(range(2 * STEPS_PER_EPOCH))
+        and not (tmp_path / "c" / "run" / "version_0" / "gradclip").exists()
+    )
+    np.testing.assert_allclose(log.columns["total_norm"], ref.columns["total_norm"], rtol=1e-5)
+    assert [w["step"] for w in log.warnings] == [w["step"] for w in ref.warnings]
+
+
+def test_fit_with_a_nan_batch_and_a_spike_leaves_a_run_dir_a_report_and_tensorboard_tags(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spike, nan = 25, 32  # after the monitor's 20-step baseline
+    cb = GradClipCallback(NormClipper(ZScore()), monitor_config=MonitorConfig(warmup=10))
+    t = trainer(tmp_path, [cb], max_epochs=2, logger=TensorBoardLogger(tmp_path, name="tb"))
+    module = Regressor({spike: 1e4, nan: math.nan})
+    with pytest.warns(SpikeWarning, match=f"step {spike}: gradient norm"):
+        t.fit(module)
+    run_dir = Path(t.log_dir) / "gradclip"
+    log = read_run(run_dir)
+    assert log.steps == 2 * STEPS_PER_EPOCH and log.layers == [n for n, _ in module.named_parameters()]
+    assert log.columns["skipped"][nan] == 1 and log.columns["skipped"].sum() == 1
+    assert log.columns["clipped"][spike] == 1 and log.layer_norms.shape == (40, 4)
+    assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [spike, nan]
+    assert log.summary["skipped"] == 1 and log.summary["advice"] is not None
+
+    out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run_dir)], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"skipped steps\s*│\s*1 ", out.stdout) and (run_dir / "report" / "report.html").is_file()
+
+    acc = EventAccumulator(t.log_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"gradclip/pre_clip_norm", "gradclip/threshold", "gradclip/skipped_steps"} <= tags
+    assert len(acc.Scalars("gradclip/pre_clip_norm")) == 2 * STEPS_PER_EPOCH
 
 
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])

@@ -62,10 +62,12 @@ def test_percentile_excluding_current_uses_past_norms_only():
     assert feed(policy, [3.0, 1.0, 5.0, 2.0]) == [INF, 3.0, 3.0, 5.0]
 
 
-def test_percentile_warmup_records_but_does_not_clip():
+def test_percentile_warmup_records_and_holds_a_conservative_threshold():
     policy = Percentile(0, window=10, warmup=2)
-    # min of the history once warm; NaN during warm-up is neither recorded nor counted
-    assert feed(policy, [4.0, NAN, 2.0, 3.0, 1.0]) == [INF, INF, INF, 2.0, 1.0]
+    # warm-up: 10x the median of the norms before (inf with none); NaN is neither recorded nor
+    # counted; then the min of the history
+    assert feed(policy, [4.0, NAN, 2.0, 3.0, 1.0]) == [INF, 40.0, 40.0, 2.0, 1.0]
+    assert feed(Percentile(0, window=10, warmup=2, warmup_factor=None), [4.0, 2.0, 3.0]) == [INF, INF, 2.0]
 
 
 def test_percentile_spike_is_clipped_to_the_usual_level():
@@ -99,12 +101,35 @@ def test_percentile_rejects_bad_arguments(kwargs, name):
         Percentile(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [ZScore, Percentile, lambda: Percentile(10, warmup=20), lambda: ZScore(z_thresh=3.0, warmup=50)],
+    ids=["zscore", "percentile", "percentile-warmup", "zscore-long-warmup"],
+)
+@pytest.mark.parametrize("dtype", ["float", "tensor"])
+def test_a_spike_in_the_warmup_never_passes_unclipped(make, dtype):
+    """The defaults are safe: a x1e4 spike at step 3 is clipped to a small multiple of the norms so far."""
+    policy = make()
+    rng = np.random.default_rng(3)
+    norms = [float(x) for x in 1.0 + 0.1 * rng.standard_normal(80)]
+    norms[3] *= 1e4
+    torch = pytest.importorskip("torch") if dtype == "tensor" else None
+    as_input = (lambda x: torch.tensor(x, dtype=torch.float64)) if torch else float
+    thresholds = [float(policy(as_input(x))) for x in norms]
+    usual = max(norms[:3])
+    assert thresholds[3] <= 10 * usual < norms[3] / 100
+    # the clipped spike does not poison what follows (without the warm-up rule ZScore's threshold
+    # is still above 2000 at the end: the spike went into its statistics at full size)
+    assert max(thresholds[4:]) < norms[3] / 100 and thresholds[-1] < 4 * usual
+
+
 # --- ZScore (ZClip) -------------------------------------------------------------------------------
 
 
 def test_zscore_hand_computed():
     policy = ZScore(warmup=3)
-    assert feed(policy, [1.0, 2.0, 3.0]) == [INF, INF, INF]  # warm-up: mean 2, var 2/3
+    # warm-up: 10x the mean so far (inf with none); then mean 2, var 2/3
+    assert feed(policy, [1.0, 2.0, 3.0]) == [INF, 10.0, 15.0]
     spread = math.sqrt(2 / 3) + 1e-6 * 2  # sigma + eps * mu (eps relative to the mean)
     # z = 0.5 / spread < 2.5: the calm threshold mu + 2.5 spread
     assert policy(2.5) == pytest.approx(2 + 2.5 * spread, rel=1e-12)
@@ -146,7 +171,7 @@ def test_zscore_nonfinite_norm_is_not_fed_to_the_statistics(bad):
     clean, dirty = ZScore(warmup=3), ZScore(warmup=3)
     expected = feed(clean, norms)
     got = feed(dirty, norms[:2])
-    assert dirty(bad) == INF  # still warming up: not counted as a warm-up norm either
+    assert dirty(bad) == pytest.approx(11.0)  # warming up (10x the mean): not counted either
     got += feed(dirty, norms[2:4])
     assert math.isfinite(dirty(bad))  # after warm-up: the calm threshold, never NaN
     got += feed(dirty, norms[4:])
@@ -243,3 +268,15 @@ def test_reset_forgets_history():
     feed(policy, [1.0, 2.0, 3.0])
     policy.reset()
     assert policy(1.0) == INF
+
+
+@pytest.mark.parametrize("factor", [10.0, None], ids=["safe-warmup", "no-warmup-cap"])
+def test_percentile_tensor_state_keeps_the_safe_warmup_of_the_float_path(factor):
+    torch = pytest.importorskip("torch")
+    norms = [1.0, 2.0, 3.0, math.nan, 4e4, 2.0, 3.0, 1.5, 2.5, 1.0]
+    host = Percentile(50, window=8, warmup=5, warmup_factor=factor)
+    device = Percentile(50, window=8, warmup=5, warmup_factor=factor)
+    on_host = [host(x) for x in norms]
+    on_tensor = [float(device(torch.tensor(x))) for x in norms]
+    assert on_tensor == pytest.approx(on_host, rel=1e-6)
+    assert (on_host[4] == 20.0) if factor else math.isinf(on_host[4])  # the x1e4 spike in the warm-up

@@ -136,10 +136,13 @@ def test_tensorboard_event_files_hold_the_scalars_and_histograms(tmp_path):
     write_run(tmp_path, sinks=("tensorboard",))
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0})
     acc.Reload()
-    norms = acc.Scalars("grad/total_norm")
+    norms = acc.Scalars("gradclip/pre_clip_norm")
     assert [e.step for e in norms] == list(range(6))
     assert [e.value for e in norms][:2] == [1.0, 2.0] and math.isinf(norms[2].value)
-    assert [e.value for e in acc.Scalars("grad_layers/b")][-1] == pytest.approx(2.4)
-    assert [e.value for e in acc.Scalars("loss")][1] == pytest.approx(0.5)
-    histogram = acc.Histograms("grad/log10_layer_norms")
+    assert [e.value for e in acc.Scalars("gradclip/layer_norm/b")][-1] == pytest.approx(2.4)
+    assert [e.value for e in acc.Scalars("gradclip/loss")][1] == pytest.approx(0.5)
+    # One tag scheme: every tag gradclip writes is under gradclip/, never a bare loss or lr.
+    tags = acc.Tags()
+    assert all(t.startswith("gradclip/") for kind in ("scalars", "histograms") for t in tags[kind])
+    histogram = acc.Histograms("gradclip/log10_layer_norms")
     assert histogram[0].step == 0 and histogram[0].histogram_value.num == 2

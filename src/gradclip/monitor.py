@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gradclip._monitor_state import load_state, state_of
 from gradclip._monitor_torch import host_floats
 from gradclip.advice import Advice, threshold_advice
 from gradclip.diagnosis import (
@@ -105,6 +106,11 @@ class GradMonitor:
         seed: seed of the reservoir sampler (the advice is reproducible).
         overwrite: replace a run already logged in ``log_dir`` (by default that raises
             ``FileExistsError``: a run's log is never replaced silently).
+        resume: continue the run logged in ``log_dir``: call
+            [`load_state_dict`][gradclip.monitor.GradMonitor.load_state_dict] with the state saved beside the
+            training checkpoint before the first step; the log then keeps its records up to that step, drops
+            the ones written after it (the tail of a killed run), marks the resumption and goes on in the same
+            file.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class GradMonitor:
         config: MonitorConfig | None = None,
         seed: int = 0,
         overwrite: bool = False,
+        resume: bool = False,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
         if not isinstance(self.config, MonitorConfig):
@@ -130,11 +137,19 @@ class GradMonitor:
         if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or os.fspath(log_dir) == ""):
             raise TypeError(f"log_dir must be a directory path or None, got {log_dir!r:.60}")
         self.log_dir = None if log_dir is None else Path(log_dir)
-        if self.log_dir is not None and (self.log_dir / JSONL_NAME).exists() and not overwrite:
+        if overwrite and resume:
+            raise ValueError(
+                "overwrite=True and resume=True contradict each other: replace the log or continue it"
+            )
+        self.resume = bool(resume)
+        self._resume_step: int | None = None  # set by load_state_dict: where the log continues
+        exists = self.log_dir is not None and (self.log_dir / JSONL_NAME).exists()
+        if exists and not (overwrite or resume):
+            assert self.log_dir is not None  # exists says so
             # A run's log is its record: never replace one silently.
             raise FileExistsError(
                 f"{self.log_dir / JSONL_NAME} already holds a monitored run; choose another log_dir "
-                "or pass overwrite=True to replace it"
+                "or pass resume=True to continue it (overwrite=True replaces it)"
             )
         self.name = name or (self.log_dir.name if self.log_dir else "run")
         self._torch = None
@@ -160,6 +175,7 @@ class GradMonitor:
         self._latched: dict[str, Any] = {"rate": 0, "idle": False, "spike": False, "zero": False}
         self._warn_counts = dict.fromkeys(WARNING_KINDS.values(), 0)
         self._start = time.perf_counter()
+        self._elapsed_before = 0.0  # seconds run before a resume
 
     def _make_sinks(self, sinks: Sequence[str | Sink]) -> list[Sink]:
         if isinstance(sinks, str) or not isinstance(sinks, Sequence):
@@ -214,6 +230,8 @@ class GradMonitor:
             layer_norms = self._torch.align(values[7:])
             lr = self._torch.lr() if lr is None else lr
             self._torch.clipped_now()
+        elif self.names is not None and len(values[7:]) != len(self.names):
+            layer_norms = None  # some gradients were missing: cannot tell whose norm is whose
         if threshold_f is not None and math.isinf(threshold_f):
             threshold_f = None  # clipping off
         self.record(
@@ -258,7 +276,7 @@ class GradMonitor:
             "skipped": bool(skipped),
             "loss": None if loss is None else float(loss), "lr": None if lr is None else float(lr),
             "layer_norms": None if layer_norms is None else list(layer_norms),
-            "time": round(time.perf_counter() - self._start, 6),
+            "time": round(self.elapsed(), 6),
         }  # fmt: skip
         for sink in self._sinks:
             sink.write_step(rec)
@@ -268,6 +286,11 @@ class GradMonitor:
     # -- statistics and warnings -------------------------------------------------------------------
 
     def _open(self, layer_norms: Sequence[float] | None) -> None:
+        if self.resume and self._resume_step is None:
+            raise RuntimeError(
+                "GradMonitor(resume=True) needs load_state_dict(saved_state) before the first step: without "
+                "the saved state the log cannot tell where the run continues"
+            )
         if self.names is None and layer_norms is not None:
             self.names = [f"layer{i}" for i in range(len(layer_norms))]
         header = {
@@ -276,7 +299,12 @@ class GradMonitor:
             "config": asdict(self.config),
         }  # fmt: skip
         for sink in self._sinks:
-            sink.open(header)
+            if self._resume_step is None:
+                sink.open(header)
+            elif callable(resume_sink := getattr(sink, "resume", None)):
+                resume_sink(header, self._resume_step)
+            else:
+                raise TypeError(f"sink {type(sink).__name__} cannot continue a run: it has no resume()")
         self._opened = True
 
     def _update(self, total: float, threshold, clipped, finite, skipped, layer_norms) -> None:
@@ -400,6 +428,38 @@ class GradMonitor:
                 f"({advice.text() if advice else 'more steps needed for advice'}).",
             )
         self._latched["idle"] = idle
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Seconds the run has been monitored, time before a resume included."""
+        return self._elapsed_before + time.perf_counter() - self._start
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the monitor's future records, warnings and advice depend on, as plain data.
+
+        JSON- and ``torch.load(weights_only=True)``-safe;
+        [`load_state_dict`][gradclip.monitor.GradMonitor.load_state_dict] restores it exactly.
+        """
+        return state_of(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue from a [`state_dict`][gradclip.monitor.GradMonitor.state_dict]; before the first step
+        only, all checked before any change.
+
+        With ``log_dir`` the monitor must have been built with ``resume=True``: the log then
+        continues at the saved step (see ``resume``).
+        """
+        if self._opened:
+            raise RuntimeError("load_state_dict() must come before the first step is recorded")
+        if self.log_dir is not None and not self.resume:
+            raise ValueError(
+                f"load_state_dict() with log_dir={str(self.log_dir)!r} continues that run's log: build the "
+                "monitor with resume=True"
+            )
+        load_state(self, state_dict)
+        self._start = time.perf_counter()
+        self._resume_step = self.step
 
     # -- results -------------------------------------------------------------------------------------
 

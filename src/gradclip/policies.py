@@ -93,6 +93,21 @@ def _cap(value: object, name: str) -> float:
     return v
 
 
+def _warmup_factor(value: object) -> float:
+    if value is None:
+        return math.inf
+    v = _real(value, "warmup_factor")
+    if math.isnan(v) or v <= 0:
+        raise ValueError(f"warmup_factor must be None or a real number > 0, got {value!r}")
+    return v
+
+
+# Pascanu et al. 2013 (§3.2): half to ten times the average norm is a safe threshold. Until an
+# adaptive policy has its statistics, its threshold is the upper end of that range, taken over the
+# norms seen so far, so a spike in the first steps is clipped instead of passing at full size.
+WARMUP_FACTOR = 10.0
+
+
 # --- the few operations ZScore needs, for Python floats and for tensors ----------------------------
 
 
@@ -200,7 +215,12 @@ def _percentile_sorted(values: Sequence[float], p: float) -> float:
 
 
 def percentile(
-    p: float = 10.0, *, window: int | None = 1000, warmup: int = 0, include_current: bool = True
+    p: float = 10.0,
+    *,
+    window: int | None = 1000,
+    warmup: int = 0,
+    include_current: bool = True,
+    warmup_factor: float | None = WARMUP_FACTOR,
 ) -> PolicyFns:
     """AutoClip: threshold = p-th percentile of the recent total norms (Seetharaman et al. 2020).
 
@@ -216,7 +236,10 @@ def percentile(
     on a shared 2-core CPU; a bounded window costs a sort of ``window`` norms). The
     default keeps the last ``window=1000`` norms instead (memory and the per-step sort stay bounded;
     a short window follows drifting norms, a long one approaches the full history). During
-    ``warmup`` finite norms are recorded but the threshold is ``inf`` (the paper has no warm-up: 0).
+    ``warmup`` finite norms are recorded and the threshold is ``warmup_factor`` times the median of
+    the norms recorded before this one (``inf`` on the very first step, or with
+    ``warmup_factor=None``): the upper end of Pascanu et al.'s safe range, so no spike passes
+    unclipped while the percentile has too few norms to mean anything (the paper has no warm-up: 0).
     A non-finite norm is not recorded (it would make every later percentile meaningless); its
     threshold comes from the history alone (``inf`` when it is empty).
 
@@ -232,6 +255,7 @@ def percentile(
     p = _in_range(p, "p", 0.0, 100.0, "in [0, 100]")
     window = None if window is None else _int(window, "window", 1)
     warmup = _int(warmup, "warmup", 0)
+    factor = _warmup_factor(warmup_factor)
 
     def record(history: Sequence[float], x: float) -> Sequence[float]:
         if window is not None:
@@ -244,7 +268,7 @@ def percentile(
 
     def update(norm: Norm, state: PercentileState) -> tuple[Norm, PercentileState]:
         if window is not None and not isinstance(norm, Real) and hasattr(norm, "nanquantile"):
-            return _percentile_tensor(norm, state, p, window, warmup, include_current)
+            return _percentile_tensor(norm, state, p, window, warmup, include_current, factor)
         x = float(norm)
         history = state.history
         if hasattr(history, "nanquantile"):  # a state built by the tensor path: back to host floats
@@ -255,7 +279,10 @@ def percentile(
             state = PercentileState(state.count + 1, record(history, x))
         pool = state.history if include_current and finite else history
         warm = state.count <= warmup if finite else state.count < warmup
-        if warm or not pool:
+        if warm:
+            median = _percentile_sorted(sorted(history), 50.0) if history else 0.0
+            return (factor * median if median > 0 else math.inf), state
+        if not pool:
             return math.inf, state
         return _percentile_sorted(pool if window is None else sorted(pool), p), state
 
@@ -263,7 +290,7 @@ def percentile(
 
 
 def _percentile_tensor(
-    g: Any, state: PercentileState, p: float, window: int, warmup: int, include_current: bool
+    g: Any, state: PercentileState, p: float, window: int, warmup: int, include_current: bool, factor: float
 ) -> tuple[Any, PercentileState]:
     """[`percentile`][gradclip.policies.percentile]'s update on a 0-dim tensor, through tensor methods only
     (no read-back).
@@ -288,7 +315,10 @@ def _percentile_tensor(
     pool = pick(finite, new_history, history) if include_current else history
     q = pool.nanquantile(p / 100.0)  # NaN when the pool is empty
     warm = pick(finite, new_count <= warmup, count < warmup)
-    threshold = pick(warm | q.isnan(), math.inf, q)
+    # The warm-up threshold: factor x the median of the norms before this one (NaN, so inf, when none).
+    prior = history.nanquantile(0.5)
+    early = pick(prior > 0, prior * factor, math.inf) if math.isfinite(factor) else math.inf
+    threshold = pick(warm, early, pick(q.isnan(), math.inf, q))
     return threshold, PercentileState(new_count, new_history)
 
 
@@ -310,6 +340,7 @@ def zscore(
     warmup: int = 25,
     max_norm: float | None = None,
     eps: float = 1e-6,
+    warmup_factor: float | None = WARMUP_FACTOR,
 ) -> PolicyFns:
     """ZClip: clip norms that are z-score outliers of an EMA of past norms (Kumar et al. 2025).
 
@@ -323,7 +354,9 @@ def zscore(
 
     The statistics are then fed the clipped norm ``min(g, c)``: during the first ``warmup`` finite
     norms they are the plain mean and (population) variance (Welford's update) and the threshold is
-    ``max_norm`` (``inf`` if None); afterwards ``mu <- alpha mu + (1-alpha) x`` and
+    ``warmup_factor`` times the mean so far (the upper end of Pascanu et al.'s safe range, so an early
+    spike is clipped; ``inf`` on the first step or with ``warmup_factor=None``), capped at
+    ``max_norm``; afterwards ``mu <- alpha mu + (1-alpha) x`` and
     ``var <- alpha var + (1-alpha) (x - mu_new)^2``. A non-finite norm leaves the statistics as they
     are (unlike the reference code, one NaN does not poison every later threshold); its threshold
     is the one of a non-spike, ``mu + z_thresh * s``.
@@ -345,6 +378,7 @@ def zscore(
         raise ValueError(f"z_thresh must be a real number in (0, 1e150], got {z_thresh!r}")
     warmup = _int(warmup, "warmup", 1)  # the statistics need at least one norm
     cap = _cap(max_norm, "max_norm")
+    factor = _warmup_factor(warmup_factor)
     eps = _real(eps, "eps")
     if not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a finite real number > 0, got {eps!r}")
@@ -359,7 +393,8 @@ def zscore(
         z = (g - mean) / spread
         calm = mean + z_thresh * spread
         c = ops.where(finite, mean + z_thresh**2 * spread / ops.clamp_min(z, z_thresh), calm)
-        c = ops.minimum(ops.where(warm, cap, c), cap)
+        early = cap if math.isinf(factor) else ops.where(mean > 0, factor * mean, cap)
+        c = ops.minimum(ops.where(warm, early, c), cap)
         x = ops.minimum(g, c)  # the statistics see the clipped norm
         n = count + 1
         mean_w = mean + (x - mean) / n  # Welford: exact mean/variance of the warm-up norms
@@ -471,10 +506,18 @@ class Percentile(_Stateful):
     kind, sync_free, _state_type = "percentile", False, PercentileState
 
     def __init__(
-        self, p: float = 10.0, *, window: int | None = 1000, warmup: int = 0, include_current: bool = True
+        self,
+        p: float = 10.0,
+        *,
+        window: int | None = 1000,
+        warmup: int = 0,
+        include_current: bool = True,
+        warmup_factor: float | None = WARMUP_FACTOR,
     ) -> None:
-        config = {"p": p, "window": window, "warmup": warmup, "include_current": bool(include_current)}
-        fns = percentile(p, window=window, warmup=warmup, include_current=bool(include_current))
+        config: dict[str, Any] = {"p": p, "window": window, "warmup": warmup}
+        config.update(include_current=bool(include_current), warmup_factor=warmup_factor)
+        fns = percentile(p, window=window, warmup=warmup, include_current=bool(include_current),
+                         warmup_factor=warmup_factor)  # fmt: skip
         super().__init__(fns, config)
 
     def state_dict(self) -> dict[str, Any]:
@@ -514,9 +557,17 @@ class ZScore(_Stateful):
         warmup: int = 25,
         max_norm: float | None = None,
         eps: float = 1e-6,
+        warmup_factor: float | None = WARMUP_FACTOR,
     ) -> None:
-        config = {"alpha": alpha, "z_thresh": z_thresh, "warmup": warmup, "max_norm": max_norm, "eps": eps}
-        fns = zscore(alpha=alpha, z_thresh=z_thresh, warmup=warmup, max_norm=max_norm, eps=eps)
+        config: dict[str, Any] = {
+            "alpha": alpha,
+            "z_thresh": z_thresh,
+            "warmup": warmup,
+            "max_norm": max_norm,
+        }
+        config.update(eps=eps, warmup_factor=warmup_factor)
+        fns = zscore(alpha=alpha, z_thresh=z_thresh, warmup=warmup, max_norm=max_norm, eps=eps,
+                     warmup_factor=warmup_factor)  # fmt: skip
         super().__init__(fns, config)
 
     def _restore(self, fields: dict[str, Any]) -> ZScoreState:

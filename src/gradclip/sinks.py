@@ -10,7 +10,13 @@ A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"
   (bools), ``loss``, ``lr`` (null when not given), ``layer_norms`` (list or null), ``time`` (seconds
   since the monitor started);
 * ``warning``: ``step``, ``kind`` (``clip_rate``, ``spike``, ``vanishing``, ``misuse``), ``message``;
+* ``resume``: ``step`` (where a resumed run continues), ``dropped`` (records the killed run had
+  written past its checkpoint, removed from the file);
 * ``summary`` (last line, written by ``close()``): the monitor's summary and threshold advice.
+
+Every scalar has one name outside the file, ``gradclip/<name>`` (`TAGS`): the TensorBoard
+sink, the framework integrations and the Keras logs all use it, so gradclip never writes a bare
+``loss`` or ``lr`` tag that would collide with the user's own.
 
 JSON has no NaN or infinity, so non-finite floats are written as the strings ``"nan"``, ``"inf"``
 and ``"-inf"`` ([`read_run`][gradclip.sinks.read_run] turns them back into floats). Each record is written
@@ -30,15 +36,18 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
+
+from gradclip._io import atomic_write
 
 __all__ = [
     "COLUMNS",
     "JSONL_NAME",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "TAGS",
     "CsvSink",
     "JsonlSink",
     "RunLog",
@@ -55,6 +64,20 @@ CSV_NAME = "grads.csv"
 # The scalar fields of a step record, in file order (CSV columns, RunLog arrays).
 COLUMNS = ("step", "total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr")
 
+# The one tag scheme: the name of each step field outside the JSONL (TensorBoard, framework loggers).
+TAGS = {
+    "total_norm": "gradclip/pre_clip_norm",
+    "post_clip_norm": "gradclip/post_clip_norm",
+    "threshold": "gradclip/threshold",
+    "clipped": "gradclip/clipped",
+    "skipped": "gradclip/skipped",
+    "loss": "gradclip/loss",
+    "lr": "gradclip/lr",
+}
+LAYER_TAG = "gradclip/layer_norm/"  # + the layer's name
+HISTOGRAM_TAG = "gradclip/log10_layer_norms"
+WARNING_TAG = "gradclip/warnings/"  # + the warning's kind
+
 _NONFINITE_TOKEN = re.compile(r"-?Infinity|NaN")
 _TOKEN_TEXT = {"NaN": '"nan"', "Infinity": '"inf"', "-Infinity": '"-inf"'}
 _TEXT_FLOAT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -67,6 +90,10 @@ class Sink(Protocol):
     def write_step(self, record: Mapping[str, Any]) -> None: ...
     def write_event(self, event: Mapping[str, Any]) -> None: ...
     def close(self, summary: Mapping[str, Any] | None) -> None: ...
+
+
+def _write_bytes(f: IO[bytes], text: str) -> None:
+    f.write(text.encode("utf-8"))
 
 
 def _finite_json(value: Any) -> Any:
@@ -105,6 +132,21 @@ class JsonlSink:
         self._file = self.path.open("w", encoding="utf-8")
         self._write(json.dumps(_finite_json(header)) + "\n")
 
+    def resume(self, header: Mapping[str, Any], step: int) -> None:
+        """Continue the log at ``step``: keep what came before, drop the rest, mark the resumption.
+
+        The kept part is rewritten atomically (a crash during the resume leaves the old file), so
+        the log reads as one run whose records past the checkpoint were never written twice.
+        """
+        dropped = 0
+        if not self.path.is_file():
+            self.open(header)
+        else:
+            kept, dropped = _records_before(self.path, step)
+            atomic_write(self.path, lambda f: _write_bytes(f, "".join(kept)))
+            self._file = self.path.open("a", encoding="utf-8")
+        self.write_event({"type": "resume", "step": step, "dropped": dropped})
+
     def _write(self, line: str) -> None:
         if self._file is None:
             raise RuntimeError(f"{self.path}: the sink is not open (open() first, and not after close())")
@@ -126,6 +168,22 @@ class JsonlSink:
         self._file = None
 
 
+def _records_before(path: Path, step: int) -> tuple[list[str], int]:
+    """The lines of a JSONL log written before ``step`` (header included) and how many came after."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = lines[:-1]  # "" after the last newline, or an interrupted write: dropped either way
+    if not lines or json.loads(lines[0]).get("schema") != SCHEMA:
+        raise ValueError(f"{path}: the first line is not a {SCHEMA} header; cannot continue this run")
+    kept, dropped = [lines[0] + "\n"], 0
+    for line in lines[1:]:
+        record = json.loads(line)
+        if record.get("type") != "summary" and record.get("step", step) < step:
+            kept.append(line + "\n")
+        else:
+            dropped += 1
+    return kept, dropped
+
+
 class CsvSink:
     """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer."""
 
@@ -140,6 +198,20 @@ class CsvSink:
         self._writer = csv.writer(self._file)
         self._writer.writerow([*COLUMNS, *(f"norm/{name}" for name in header["layers"])])
         self._file.flush()
+
+    def resume(self, header: Mapping[str, Any], step: int) -> None:
+        """Keep the rows before ``step`` (rewritten atomically), then append."""
+        if not self.path.is_file():
+            self.open(header)
+            return
+        with self.path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < step]
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(kept)
+        atomic_write(self.path, lambda f: _write_bytes(f, buffer.getvalue()))
+        self._file = self.path.open("a", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._file)
 
     def write_step(self, record: Mapping[str, Any]) -> None:
         if self._file is None:
@@ -158,10 +230,12 @@ class CsvSink:
 
 
 class TensorBoardSink:
-    """Scalars (``grad/*``, ``loss``, ``lr``, ``grad_layers/<name>``) and a histogram of layer norms.
+    """Scalars under `TAGS` and ``gradclip/layer_norm/<name>``, a histogram of layer norms.
 
     Uses ``torch.utils.tensorboard.SummaryWriter`` (torch and tensorboard are imported on open).
     One scalar per layer per step; the histogram of log10 layer norms every ``histogram_every`` steps.
+    On resume the writer starts with ``purge_step``: TensorBoard then discards the events a killed
+    run wrote past the checkpoint, as the JSONL sink drops its records.
     """
 
     def __init__(self, log_dir: str | Path, *, histogram_every: int = 100) -> None:
@@ -172,7 +246,7 @@ class TensorBoardSink:
         self._writer: Any = None
         self._layers: list[str] = []
 
-    def open(self, header: Mapping[str, Any]) -> None:
+    def open(self, header: Mapping[str, Any], *, purge_step: int | None = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ModuleNotFoundError as err:
@@ -180,29 +254,30 @@ class TensorBoardSink:
                 "the TensorBoard sink needs torch and tensorboard; install them with "
                 "`pip install 'gradclip[torch,monitor]'` or leave 'tensorboard' out of sinks"
             ) from err
-        self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        self._writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
         self._layers = list(header["layers"])
+
+    def resume(self, header: Mapping[str, Any], step: int) -> None:
+        self.open(header, purge_step=step)
 
     def write_step(self, record: Mapping[str, Any]) -> None:
         w, step = self._writer, record["step"]
-        for key in ("total_norm", "post_clip_norm", "threshold", "clipped"):
-            if record[key] is not None:
-                w.add_scalar(f"grad/{key}", float(record[key]), step)
-        for key in ("loss", "lr"):
-            if record[key] is not None:
-                w.add_scalar(key, record[key], step)
+        for key, tag in TAGS.items():
+            if record.get(key) is not None:
+                w.add_scalar(tag, float(record[key]), step)
         norms = record["layer_norms"]
         if norms:
             for name, value in zip(self._layers, norms, strict=True):
-                w.add_scalar(f"grad_layers/{name}", value, step)
+                w.add_scalar(LAYER_TAG + name, value, step)
             if step % self.histogram_every == 0:
                 with np.errstate(divide="ignore"):  # a zero norm is -inf, dropped below
                     logs = np.log10(np.asarray(norms, dtype=np.float64))
                 if np.isfinite(logs).any():
-                    w.add_histogram("grad/log10_layer_norms", logs[np.isfinite(logs)], step)
+                    w.add_histogram(HISTOGRAM_TAG, logs[np.isfinite(logs)], step)
 
     def write_event(self, event: Mapping[str, Any]) -> None:
-        self._writer.add_text(f"warnings/{event['kind']}", event["message"], event["step"])
+        if event.get("type") == "warning":
+            self._writer.add_text(WARNING_TAG + event["kind"], event["message"], event["step"])
 
     def close(self, summary: Mapping[str, Any] | None) -> None:
         if self._writer is not None:

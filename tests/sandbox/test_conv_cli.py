@@ -113,6 +113,43 @@ def test_resume_after_sigkill_mid_epoch_ends_with_the_weights_of_an_uninterrupte
     assert a["history"]["grad_norm"] == b["history"]["grad_norm"]
 
 
+def _monitor_steps(run_dir) -> list[dict]:
+    lines = [json.loads(line) for line in (run_dir / "monitor" / "grads.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in lines if r["type"] in ("step", "warning")]
+
+
+@pytest.mark.slow
+def test_a_run_killed_and_resumed_leaves_the_monitor_log_of_an_uninterrupted_run(tmp_path):
+    args = [*TINY, "--epochs", "3", "--batch-size", "8", "--grad-clip", "2", "--seed", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run([*CMD, *args, "--out", str(tmp_path / "a")], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr
+    ckpt, log = tmp_path / "b" / "checkpoint.pt", tmp_path / "b" / "monitor" / "grads.jsonl"
+    proc = subprocess.Popen([*CMD, *args, "--out", str(tmp_path / "b")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    first = load_checkpoint(ckpt)["step"]
+    while log.read_text().count('"type":"step"') < first + 20 and proc.poll() is None:
+        time.sleep(0.005)  # the killed run has logged steps past its checkpoint
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    saved = load_checkpoint(ckpt)["step"]
+    assert load_checkpoint(ckpt)["epoch"] < 3 and log.read_text().count('"type":"step"') > saved
+    resumed = subprocess.run([*CMD, *args, "--out", str(tmp_path / "b"), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert _monitor_steps(tmp_path / "b") == _monitor_steps(tmp_path / "a")
+    marks = [json.loads(line) for line in log.read_text().splitlines() if '"resume"' in line]
+    assert len(marks) == 1 and marks[0]["step"] == saved and marks[0]["dropped"] > 0
+    report = subprocess.run([sys.executable, "-m", "gradclip", "report", str(tmp_path / "b" / "monitor")],
+                            env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert not list(tmp_path.glob("b/monitor-from-epoch-*"))  # one run directory, one log
+
+
 def test_train_conv_grad_clip_reaches_the_multiply(tmp_path):
     """``gradclip train conv ... --grad-clip 1``: the thresholds applied (logged per step) are the flag's."""
     from gradclip.cli import main as gradclip_main

@@ -1,4 +1,4 @@
-"""gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer.
+"""gradclip inside other people's training loops: a plain loop, Lightning, the Hugging Face Trainer, Keras.
 
 * [`clipping`][gradclip.integrations.loop.clipping] (``gradclip.integrations.loop``):
   ``with clipping(optimizer, 1.0) as clip:`` around an existing loop; needs torch only.
@@ -6,8 +6,10 @@
   ``gradclip[lightning]``).
 * ``gradclip.integrations.huggingface.GradClipCallback``: a ``transformers`` ``TrainerCallback`` (extra
   ``gradclip[hf]``).
+* ``gradclip.integrations.keras.GradClipOptimizer`` and ``GradClipCallback``: Keras 3 on the torch
+  backend (extra ``gradclip[keras]``).
 
-All three compose [`gradclip.step.ClipStep`][gradclip.step.ClipStep]: clip once per optimizer step, skip
+All of them compose [`gradclip.step.ClipStep`][gradclip.step.ClipStep]: clip once per optimizer step, skip
 NaN/Inf steps (and spikes, when asked), keep the fields they log (`gradclip.step.METRICS`). Nothing
 is imported here until used: importing this package loads neither torch nor any framework.
 """

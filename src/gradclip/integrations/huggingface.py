@@ -8,26 +8,55 @@ scaled, so the callback unscales them itself when the optimizer's ``GradScaler``
 clipper always sees true gradients. The Trainer must not clip as well, so
 ``TrainingArguments.max_grad_norm`` must be 0 (its default is 1.0); any other value is refused when
 the Trainer is built or training begins. A NaN/Inf step is skipped by setting the gradients to None
-(see `gradclip.integrations._step`); the LR scheduler still advances. The fields
-``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`` and ``skipped_steps`` of
-the latest step are added to the Trainer's training logs (those holding ``loss``) and to
-``state.log_history``. Report integrations (``report_to``) run before user callbacks and do not see
-them, unless the callback is put first: ``trainer.callback_handler.callbacks.insert(0, callback)``.
+(the one [`ClipStep`][gradclip.step.ClipStep] rule); the LR scheduler still advances.
+
+What it logs: the fields ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``,
+``clip_rate`` and ``skipped_steps`` of the latest step join the Trainer's training logs (those
+holding ``loss``), so ``state.log_history`` and every ``report_to`` reporter (TensorBoard, W&B,
+...) get them. Reporters are registered before user callbacks and the Trainer hands all of them
+the same ``logs`` dict in turn, so the callback moves itself to the front of the Trainer's callback
+list the first time the Trainer calls it (``on_init_end``, or ``on_train_begin`` for a callback
+added later): added the ordinary way, ``Trainer(callbacks=[cb])``, it is still the first to see
+``logs``. A [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] writes the run log
+(``grads.jsonl``: every step, per-layer norms, warnings, advice; ``gradclip report`` reads it) into
+``<output_dir>/gradclip``.
+
+Checkpoints: at every save the clipper, its policy and the monitor go into ``gradclip.pt`` in the
+checkpoint folder (``torch.save`` of plain data, loadable with ``weights_only=True``). On
+``train(resume_from_checkpoint=...)`` the callback reads it back from
+``<output_dir>/checkpoint-<global_step>`` at ``on_train_begin``: ``ZScore``'s statistics continue,
+and the run log continues at the checkpoint's step in the same directory (the steps a killed run
+logged after it are dropped). The Trainer's own mechanism for stateful callbacks
+(``ExportableState``) is not used: it rebuilds a callback from JSON arguments, which cannot hold a
+clipper.
 
 Not supported, with an error: ``max_grad_norm > 0``, DeepSpeed and FSDP (they clip inside their
-engines, on sharded gradients). The clipper's state is not saved in Trainer checkpoints (left out:
-the Trainer rebuilds stateful callbacks from JSON, which cannot hold a clipper).
+engines, on sharded gradients).
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
+
+from gradclip._io import atomic_write
 from gradclip.clippers import Clipper
-from gradclip.step import ClipStep
+from gradclip.diagnosis import MonitorConfig
+from gradclip.integrations._monitored import MonitoredStep
+from gradclip.skip import SpikeSkip
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import CallbackHandler
 except ModuleNotFoundError as err:
     if not (err.name or "").startswith(("transformers", "accelerate")):
         raise
@@ -42,17 +71,24 @@ if not hasattr(TrainerCallback, "on_pre_optimizer_step"):  # older Trainers woul
         "event (transformers 5.x); upgrade with `pip install -U 'gradclip[hf]'`"
     )
 
-__all__ = ["GradClipCallback"]
+__all__ = ["STATE_NAME", "GradClipCallback"]
+
+STATE_NAME = "gradclip.pt"  # in each checkpoint folder
 
 
 class GradClipCallback(TrainerCallback):
-    """Clip with ``clipper`` before every optimizer step of a ``transformers.Trainer`` and log it.
+    """Clip with ``clipper`` before every optimizer step of a ``transformers.Trainer``, log and checkpoint it.
 
     Args:
         clipper: ``NormClipper(max_norm)``, ``NormClipper(Percentile())``, ``NormClipper(ZScore())``,
             ``ValueClipper(c)``, ``AGC(f)``, or a float ``max_norm``.
         skip_nonfinite: skip the optimizer step when the pre-clip norm is NaN/Inf.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spike steps, or None.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
+        log_dir: the monitor's run directory (default ``<output_dir>/gradclip``); False: no monitor.
+        sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
+        monitor_config: the monitor's warning levels
+            ([`gradclip.monitor.MonitorConfig`][gradclip.monitor.MonitorConfig]).
 
     Examples:
         ```python
@@ -62,26 +98,76 @@ class GradClipCallback(TrainerCallback):
     """
 
     def __init__(
-        self, clipper: Clipper | float = 1.0, *, skip_nonfinite: bool = True, rate_window: int = 100
+        self,
+        clipper: Clipper | float = 1.0,
+        *,
+        skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
+        rate_window: int = 100,
+        log_dir: str | Path | bool | None = None,
+        sinks: tuple[str, ...] = ("jsonl",),
+        monitor_config: MonitorConfig | None = None,
     ) -> None:
-        self.step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.clip = MonitoredStep(
+            clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window,
+            log_dir=log_dir, sinks=sinks, config=monitor_config,
+        )  # fmt: skip
+        self.step = self.clip.step
+
+    @property
+    def monitor(self) -> Any:
+        """The run's ``GradMonitor`` while training (None before, after, or with ``log_dir=False``)."""
+        return self.clip.monitor
+
+    def _put_first(self) -> None:
+        """Go first in the calling Trainer's callbacks, so that reporters get ``logs`` with our fields."""
+        frame: FrameType | None = sys._getframe(1)
+        for _ in range(4):  # our event method <- CallbackHandler.call_event
+            frame = frame.f_back if frame is not None else None
+            handler = frame.f_locals.get("self") if frame is not None else None
+            if isinstance(handler, CallbackHandler) and self in handler.callbacks:
+                if handler.callbacks[0] is not self:
+                    # call_event is iterating this list: removing us and inserting at 0 keeps every
+                    # later callback at its index, so none is skipped or called twice.
+                    handler.callbacks.remove(self)
+                    handler.callbacks.insert(0, self)
+                return
 
     def on_init_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         _check_args(args)
+        self._put_first()
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         _check_args(args)  # again: args may have changed, or the callback was added after __init__
+        self._put_first()
+        if state.global_step > 0:
+            self._restore(_output_dir(args) / f"checkpoint-{state.global_step}" / STATE_NAME)
+        if state.is_world_process_zero:
+            model, optimizer = kwargs["model"], kwargs["optimizer"]
+            names = {id(p): n for n, p in model.named_parameters()}
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            self.clip.start(_output_dir(args) / "gradclip", [names.get(id(p), "?") for p in params])
+
+    def _restore(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"resuming at this step, but {path} does not exist: the checkpoint was saved without "
+                "GradClipCallback (or resume_from_checkpoint points outside output_dir), so the clip "
+                "state and the run log cannot continue"
+            )
+        self.clip.load_state_dict(torch.load(path, weights_only=True))
 
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         optimizer = kwargs["optimizer"]
         _unscale(optimizer)
-        self.step(p for group in optimizer.param_groups for p in group["params"])
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.clip.clip(params, lr=float(optimizer.param_groups[0]["lr"]))
 
     def on_log(
         self,
@@ -99,8 +185,28 @@ class GradClipCallback(TrainerCallback):
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(fields)
 
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        folder = _output_dir(args) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            atomic_write(folder / STATE_NAME, lambda f: torch.save(self.clip.state_dict(), f))
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.clip.close()
+
     def __repr__(self) -> str:
         return f"GradClipCallback({self.step.clipper!r}, skip_nonfinite={self.step.skip_nonfinite})"
+
+
+def _output_dir(args: TrainingArguments) -> Path:
+    if args.output_dir is None:  # transformers fills in a default; someone set it back to None
+        raise ValueError(
+            "TrainingArguments.output_dir is None: GradClipCallback keeps its run log and clip state there"
+        )
+    return Path(args.output_dir)
 
 
 def _unscale(optimizer: Any) -> None:

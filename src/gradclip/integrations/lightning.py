@@ -4,10 +4,15 @@ The clip runs in ``on_before_optimizer_step``: Lightning calls it after the clos
 every accumulated micro-batch included) and, under ``precision="16-mixed"``, after
 ``MixedPrecision.optimizer_step`` has called ``scaler.unscale_(optimizer)``, so the clipper sees true
 gradients; its own ``gradient_clip_val`` clipping comes later in the same place (``_after_closure``).
-A NaN/Inf step is skipped by setting the gradients to None (see `gradclip.integrations._step`);
+The clip is one [`ClipStep`][gradclip.step.ClipStep]: a NaN/Inf step (or, with ``skip_spikes``, a spike)
+is skipped by setting the gradients to None;
 the LR scheduler and ``global_step`` still advance, as for a step ``GradScaler`` skips. Per step it
 logs ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`` and
-``skipped_steps`` through ``pl_module.log``, and its clipper state goes into the checkpoint.
+``skipped_steps`` through ``pl_module.log`` (so every Lightning logger, TensorBoard included, gets
+them), and a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] writes the run log
+(``grads.jsonl``, per-layer norms, warnings, advice) into ``<trainer.log_dir>/gradclip`` for
+``gradclip report``. The clipper, its policy and the monitor go into Lightning checkpoints:
+``fit(ckpt_path=...)`` continues the adaptive threshold and appends to the same run log.
 
 Not supported, each with an error at ``fit``: manual optimisation (call a clipper in
 ``training_step`` instead), ``gradient_clip_val`` or an overridden ``configure_gradient_clipping``
@@ -18,10 +23,13 @@ the norm would be local), and fused optimizers that unscale inside ``step()`` un
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from gradclip.clippers import Clipper
-from gradclip.step import ClipStep
+from gradclip.diagnosis import MonitorConfig
+from gradclip.integrations._monitored import MonitoredStep
+from gradclip.skip import SpikeSkip
 
 try:
     from lightning.pytorch import LightningModule, Trainer
@@ -47,8 +55,14 @@ class GradClipCallback(Callback):
         clipper: ``NormClipper(max_norm)``, ``NormClipper(Percentile())``, ``NormClipper(ZScore())``,
             ``ValueClipper(c)``, ``AGC(f)``, or a float ``max_norm``.
         skip_nonfinite: skip the optimizer step when the pre-clip norm is NaN/Inf.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spike steps, or None.
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
         prog_bar: also show the pre-clip norm and the clip rate in the progress bar.
+        log_dir: the monitor's run directory (default ``<trainer.log_dir>/gradclip``, or
+            ``<default_root_dir>/gradclip`` without a logger); False: no monitor.
+        sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
+        monitor_config: the monitor's warning levels
+            ([`gradclip.monitor.MonitorConfig`][gradclip.monitor.MonitorConfig]).
 
     Examples:
         ```python
@@ -61,15 +75,42 @@ class GradClipCallback(Callback):
         clipper: Clipper | float = 1.0,
         *,
         skip_nonfinite: bool = True,
+        skip_spikes: SpikeSkip | None = None,
         rate_window: int = 100,
         prog_bar: bool = False,
+        log_dir: str | Path | bool | None = None,
+        sinks: tuple[str, ...] = ("jsonl",),
+        monitor_config: MonitorConfig | None = None,
     ) -> None:
-        self.step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, rate_window=rate_window)
+        self.clip = MonitoredStep(
+            clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window,
+            log_dir=log_dir, sinks=sinks, config=monitor_config,
+        )  # fmt: skip
+        self.step = self.clip.step
         self.prog_bar = bool(prog_bar)
+
+    @property
+    def monitor(self) -> Any:
+        """The run's ``GradMonitor`` while training (None before, after, or with ``log_dir=False``)."""
+        return self.clip.monitor
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             _check_setup(trainer, pl_module)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After Lightning restored the checkpoint (load_state_dict), so a resume continues the log.
+        if trainer.is_global_zero:
+            root = trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir
+            names = {id(p): n for n, p in pl_module.named_parameters()}
+            params = [p for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]]
+            self.clip.start(Path(root) / "gradclip", [names.get(id(p), "?") for p in params])
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.clip.close()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.clip.close()  # the log so far stays readable; a resume continues it
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
@@ -79,16 +120,17 @@ class GradClipCallback(Callback):
                 f"GradClipCallback cannot clip for {type(optimizer).__name__} under a GradScaler: it "
                 "unscales inside step() (a fused optimizer?), after the clip; build it with fused=False"
             )
-        self.step(trainer.precision_plugin.main_params(optimizer))
+        self.clip.clip(trainer.precision_plugin.main_params(optimizer), lr=optimizer.param_groups[0]["lr"])
         for name, value in self.step.metrics().items():
             show = self.prog_bar and name in ("gradclip/pre_clip_norm", "gradclip/clip_rate")
             pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=show)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.step.state_dict()
+        """Clipper, policy and monitor state (with the run log's directory), saved in checkpoints."""
+        return self.clip.state_dict()
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        self.step.load_state_dict(state_dict)
+        self.clip.load_state_dict(state_dict)
 
     def __repr__(self) -> str:
         return f"GradClipCallback({self.step.clipper!r}, skip_nonfinite={self.step.skip_nonfinite})"
@@ -100,7 +142,7 @@ def _check_setup(trainer: Trainer, pl_module: LightningModule) -> None:
         raise ValueError(
             "GradClipCallback needs automatic optimisation, got a LightningModule with "
             "automatic_optimization=False; with manual optimisation call a clipper yourself between "
-            "self.manual_backward(loss) and opt.step() (e.g. gradclip.NormClipper(1.0)(self.parameters()))"
+            "self.manual_backward(loss) and opt.step() (e.g. gradclip.ClipStep(1.0).clip_(self.parameters()))"
         )
     if trainer.gradient_clip_val not in (None, 0):
         raise ValueError(

@@ -140,19 +140,18 @@ def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> Any:
     return opt
 
 
-def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, start_epoch: int) -> Any:
+def _monitor(args: argparse.Namespace, model: torch.nn.Module, opt: Any, saved: dict[str, Any] | None) -> Any:
+    """The run's monitor, logging to ``OUT/monitor``; on ``--resume`` it continues the saved run's log."""
     if args.no_monitor:
         return None
     from gradclip.monitor import GradMonitor
 
-    log_dir = None
-    if args.out is not None:  # a resumed run logs beside the first part, never over it
-        base = "monitor" if start_epoch == 0 else f"monitor-from-epoch-{start_epoch}"
-        log_dir, attempt = args.out / base, 1
-        while log_dir.exists():  # the same epoch resumed again (after another crash): a new directory
-            attempt += 1
-            log_dir = args.out / f"{base}-{attempt}"
-    return GradMonitor(model, optimizer=opt, log_dir=log_dir)  # thresholds come with every step's result
+    log_dir = None if args.out is None else args.out / "monitor"
+    resume = args.resume and saved is not None and saved.get("monitor") is not None
+    if args.resume and not resume and log_dir is not None and log_dir.exists():
+        raise UsageError(f"--resume: the checkpoint holds no monitor state to continue {str(log_dir)!r} with")
+    # thresholds come with every step's result
+    return GradMonitor(model, optimizer=opt, log_dir=log_dir, resume=resume)
 
 
 def run(args: argparse.Namespace, *, parser: argparse.ArgumentParser | None = None) -> int:
@@ -208,9 +207,12 @@ def _run(args: argparse.Namespace) -> int:
         log_dir=args.out / "tensorboard" if writes else None,
     )  # fmt: skip
     config = _config(args)
+    state = None
     if args.resume:
         assert ckpt is not None  # _check refuses --resume without --out
         state = load_checkpoint(ckpt, map_location=device)
+    trainer.monitor = _monitor(args, unwrap(model), opt, state)
+    if state is not None:
         saved = state.get("extra", {}).get("config", {})
         diff = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
         if diff:
@@ -225,7 +227,6 @@ def _run(args: argparse.Namespace) -> int:
     if writes:
         args.out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(args.out, (CHECKPOINT, HISTORY))  # left by a write that was killed
-    trainer.monitor = _monitor(args, unwrap(model), opt, trainer.epoch)
     try:
         trainer.fit(split, args.epochs, args.batch_size, checkpoint=ckpt if writes else None,
                     extra={"config": config})  # fmt: skip

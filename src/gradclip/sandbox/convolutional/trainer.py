@@ -331,6 +331,7 @@ class ConvTrainer:
             "history": self.history,
             "data_order": self.generator.get_state(),
             "rng": rng_state(),
+            "monitor": None if self.monitor is None else self.monitor.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -361,6 +362,8 @@ class ConvTrainer:
         self.history = {k: [float(v) for v in state["history"][k]] for k in EPOCH_KEYS + STEP_KEYS}
         self.generator.set_state(state["data_order"])
         set_rng_state(state["rng"])
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])  # the run log continues at this step
 
     def save(self, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> None:
         """Write the full training state (plus ``extra``, e.g. the run's configuration) atomically."""
