@@ -22,7 +22,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 from torch import Tensor
 from torch.nn import functional as F
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import torch
+
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 from torch import Tensor
 
 __all__ = ["VOCAB", "batches", "corpus", "split", "validation_batches"]

@@ -11,7 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 from torch import Tensor, nn
 from torch.nn import functional as F
 

@@ -18,7 +18,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
+from gradclip._extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as err:  # torch is an extra: say which one
+    missing_extra(err, __name__)
 
 from gradclip.clippers import AGC, NormClipper
 from gradclip.monitor import GradMonitor, GradMonitorWarning
