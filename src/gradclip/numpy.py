@@ -27,7 +27,7 @@ from gradclip._validate import (
     nonfinite_message,
 )
 from gradclip.result import ClipResult
-from gradclip.skip import SpikeSkip, decide
+from gradclip.skip import SpikeSkip, check_recent, decide, load_all_or_nothing
 
 __all__ = [
     "ClipResult",
@@ -336,24 +336,15 @@ class ClipStep:
             and all(isinstance(c, int) and c >= 0 for c in counts)
         ):
             raise ValueError(f"state_dict 'counts' must be 3 integers >= 0, got {counts!r}")
-        if (
-            not isinstance(recent, list)
-            or len(recent) > (self._recent.maxlen or 0)
-            or any(v not in (0.0, 1.0) for v in recent)
-        ):
-            raise ValueError(f"state_dict 'recent' must be at most {self._recent.maxlen} 0/1 flags")
+        flags = check_recent(recent, self._recent.maxlen or 0)
         for name, own in (("policy", self.policy), ("spikes", self.spikes)):
             if (own is None) != (state_dict.get(name) is None):
                 raise ValueError(f"state_dict {name} does not match this step's ({own!r})")
-        before = self.spikes.state_dict() if self.spikes is not None else None
-        if self.spikes is not None:
-            self.spikes.load_state_dict(state_dict["spikes"])
-        try:
+
+        def load_policy() -> None:
             if self.policy is not None:
                 self.policy.load_state_dict(state_dict["policy"])
-        except Exception:
-            if self.spikes is not None and before is not None:
-                self.spikes.load_state_dict(before)
-            raise
+
+        load_all_or_nothing(self.spikes, state_dict["spikes"], load_policy)
         self.steps, self.skipped_steps, self.spike_skips = counts
-        self._recent = deque((float(v) for v in recent), maxlen=self._recent.maxlen)
+        self._recent = deque(flags, maxlen=self._recent.maxlen)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["SpikeSkip", "decide"]
+__all__ = ["SpikeSkip", "check_recent", "decide", "load_all_or_nothing"]
 
 
 def _count(value: object, name: str, minimum: int) -> int:
@@ -103,6 +103,28 @@ class SpikeSkip:
 
     def __repr__(self) -> str:
         return f"SpikeSkip(k={self.k}, window={self.window}, warmup={self.warmup})"
+
+
+def check_recent(recent: object, maxlen: int) -> list[float]:
+    """A saved clip-rate window: a list of at most ``maxlen`` 0/1 flags (ValueError otherwise)."""
+    if not isinstance(recent, list) or len(recent) > maxlen or any(v not in (0.0, 1.0) for v in recent):
+        raise ValueError(
+            f"state_dict 'recent' must be a list of at most {maxlen} 0/1 flags, got {recent!r:.60}"
+        )
+    return [float(v) for v in recent]
+
+
+def load_all_or_nothing(spikes: SpikeSkip | None, saved: Any, load_rest: Callable[[], None]) -> None:
+    """Load the spike rule's ``saved`` state, then ``load_rest()``; if that fails, undo the first."""
+    before = None if spikes is None else spikes.state_dict()
+    if spikes is not None:
+        spikes.load_state_dict(saved)
+    try:
+        load_rest()
+    except Exception:
+        if spikes is not None and before is not None:
+            spikes.load_state_dict(before)
+        raise
 
 
 def decide(finite: bool, norm: float, *, skip_nonfinite: bool, spikes: SpikeSkip | None) -> tuple[bool, bool]:

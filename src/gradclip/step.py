@@ -41,7 +41,7 @@ from torch import Tensor
 from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, eager_cpu, measure_grads
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
-from gradclip.skip import SpikeSkip, decide
+from gradclip.skip import SpikeSkip, check_recent, decide, load_all_or_nothing
 
 __all__ = ["METRICS", "ClipStep", "as_clipper"]
 
@@ -395,13 +395,7 @@ class ClipStep:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"state_dict {key!r} must be an integer >= 0, got {v!r}")
             counts[key] = v
-        recent = state_dict.get("recent")
-        if (
-            not isinstance(recent, list)
-            or not all(v in (0.0, 1.0) for v in recent)
-            or len(recent) > (self._recent.maxlen or 0)
-        ):
-            raise ValueError(f"state_dict 'recent' must be a list of at most {self._recent.maxlen} 0/1 flags")
+        recent = check_recent(state_dict.get("recent"), self._recent.maxlen or 0)
         for name, own, saved in (("clipper", self.clipper, state_dict.get("clipper")),
                                  ("spikes", self.spikes, state_dict.get("spikes"))):  # fmt: skip
             if (own is None) != (saved is None):
@@ -410,16 +404,12 @@ class ClipStep:
                     f"state_dict {name} is {'absent' if saved is None else 'present'}; "
                     f"this ClipStep has {have}"
                 )
-        before = self.spikes.state_dict() if self.spikes is not None else None
-        if self.spikes is not None:
-            self.spikes.load_state_dict(state_dict["spikes"])
-        try:
+
+        def load_clipper() -> None:
             if self.clipper is not None:
                 self.clipper.load_state_dict(state_dict["clipper"])
-        except Exception:
-            if self.spikes is not None and before is not None:
-                self.spikes.load_state_dict(before)
-            raise
+
+        load_all_or_nothing(self.spikes, state_dict["spikes"], load_clipper)
         self.steps, self._skipped, self._spike_skips = (
             counts["steps"],
             counts["skipped_steps"],
