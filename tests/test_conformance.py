@@ -716,3 +716,38 @@ def test_frameworks_skip_spikes_when_asked(framework, tmp_path):
     assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
     assert log[BAD]["finite"] is True and log[BAD]["total_norm"] > 100 * log[BAD - 1]["total_norm"]
     assert_same(snaps[BAD + 1], snaps[BAD])
+
+
+# -- the recurrent experiment's training loop -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, 1e4], ids=["nan", "spike"])
+def test_recurrent_train_run_follows_the_same_step(bad, tmp_path, monkeypatch):
+    """``train_run`` (Pascanu's loop): the threshold applied is the config's, a NaN batch is skipped."""
+    from gradclip.sandbox.recurrent import train as rtrain
+
+    task = rtrain.get_task("addition")
+    calls = {"n": 0}
+
+    class BadTask:  # the real task, with the third batch's inputs multiplied by `bad`
+        def __getattr__(self, name):
+            return getattr(task, name)
+
+        def generate(self, *args, **kwargs):
+            batch = task.generate(*args, **kwargs)
+            calls["n"] += 1
+            return batch._replace(inputs=batch.inputs * np.float32(bad)) if calls["n"] == BAD else batch
+
+    monkeypatch.setattr(rtrain, "get_task", lambda name: BadTask())
+    config = rtrain.RunConfig(task="addition", length=10, steps=6, threshold=0.5, eval_every=0)
+    result = rtrain.train_run(config, log_dir=tmp_path)
+    log = _jsonl(tmp_path)
+    assert {r["threshold"] for r in log} == {0.5}
+    assert all(r["post_clip_norm"] <= 0.5 * (1 + 1e-5) for r in log if r["finite"])
+    bad_step = log[BAD - 1]
+    if math.isnan(bad):
+        assert bad_step["skipped"] and not bad_step["finite"] and result.diverged  # stopped, weights intact
+        assert len(log) == BAD
+    else:
+        assert bad_step["clipped"] and bad_step["total_norm"] > 0.5 and len(log) == 6
+        assert bad_step["post_clip_norm"] == pytest.approx(0.5, rel=1e-5)

@@ -141,4 +141,13 @@ def test_lazy_names_have_their_real_types_for_type_checkers():
     }
     lazy = {**gradclip._TORCH_API, **gradclip._LAZY_API}
     assert typed == lazy
-    assert set(gradclip.__all__) == {*lazy, "ClipResult", "Fixed", "Percentile", "Policy", "SpikeSkip", "ZScore", "__version__"}
+    assert set(gradclip.__all__) == {
+        *lazy,
+        "ClipResult",
+        "Fixed",
+        "Percentile",
+        "Policy",
+        "SpikeSkip",
+        "ZScore",
+        "__version__",
+    }
