@@ -382,7 +382,10 @@ def test_explanations_follow_the_surface(page):
     page.wait_for_function("document.querySelector('.explain[data-surface=bowl]').hidden === false")
     text = page.locator(".explain[data-surface]:visible").text_content()
     assert "bowl" in text and "recurrent" not in text
-    assert _runs(page)["norm"]["u"][0] == cliff.LANDSCAPES["bowl"].start[0]
+    start = cliff.LANDSCAPES["bowl"].start[0]
+    # the runs are recomputed for the new surface after its text is shown: wait for them, not a time
+    page.wait_for_function(f"window.cliffRuns && window.cliffRuns.norm.u[0] === {start!r}")
+    assert _runs(page)["norm"]["u"][0] == start
 
 
 def test_vector_view_matches_the_maths_when_typed(page):

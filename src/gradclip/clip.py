@@ -127,16 +127,19 @@ def _scale_(grads: list[Tensor], scale: float | Tensor, foreach: bool | None) ->
 
 
 def clip_factor(max_norm: float | Tensor, total: Tensor, eps: float, nonfinite: str = "keep") -> Tensor:
-    """The factor ``min(max_norm / (total + eps), 1)`` as a 0-dim tensor beside ``total``.
+    """The factor ``max_norm / (total + eps)`` when ``total > max_norm``, else exactly 1, as a 0-dim tensor.
 
-    Computed on the device (a clamp instead of an ``if``: no host read). With ``nonfinite='keep'`` a
-    NaN/Inf total gives 1 (gradients left alone); with ``'propagate'`` it gives NaN or 0 as in torch.
-    This is the one place the factor is computed: what is applied is what is reported.
+    Computed on the device (``where`` instead of an ``if``: no host read). Within the threshold the
+    gradients pass untouched (torch multiplies them by ``c / (c + eps)`` at ``total = c``; here a
+    norm of at most ``c`` is never rescaled). With ``nonfinite='keep'`` a NaN/Inf total gives 1
+    (gradients left alone); with ``'propagate'`` it gives NaN or 0 as in torch. This is the one place
+    the factor is computed: what is applied is what is reported.
     """
     scale = torch.clamp(max_norm / (total + eps), max=1.0)
+    one = torch.ones_like(scale)
     if nonfinite == "keep":
-        scale = torch.where(torch.isfinite(total), scale, torch.ones_like(scale))
-    return scale
+        return torch.where((total > max_norm) & torch.isfinite(total), scale, one)
+    return torch.where(total <= max_norm, one, scale)
 
 
 def scale_grads_(grads: list[Tensor], scale: Tensor, foreach: bool | None) -> None:

@@ -185,7 +185,7 @@ class NormClipper:
         """
         t = float(m.total)
         finite = math.isfinite(t)
-        scale_f = min(c / (t + self.eps), 1.0) if finite else 1.0
+        scale_f = min(c / (t + self.eps), 1.0) if finite and t > c else 1.0
         dtype = m.total.dtype
         if scale_f == 1.0 and grad_scale is None:
             return cpu_constant(1.0, dtype), m.total, cpu_constant(finite and t > c, torch.bool)

@@ -114,10 +114,10 @@ def get_total_norm(grads: Arrays, norm_type: float | str = 2.0, error_if_nonfini
 
 
 def _factor(max_norm: float, total: float, eps: float, nonfinite: str) -> float:
-    """``min(c / (total + eps), 1)`` in float64; 1 for a non-finite total under ``'keep'``."""
+    """``c / (total + eps)`` (float64) when ``total > c``, else 1; 1 for a non-finite total under 'keep'."""
     if not math.isfinite(total):
         return 1.0 if nonfinite == "keep" else (math.nan if math.isnan(total) else 0.0)
-    return min(max_norm / (total + eps), 1.0)
+    return min(max_norm / (total + eps), 1.0) if total > max_norm else 1.0
 
 
 def _scale_(arrays: list[np.ndarray], scale: float) -> None:

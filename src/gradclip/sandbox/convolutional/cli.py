@@ -76,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       help="multiply the loss of global step STEP by FACTOR (a bad batch)")  # fmt: skip
     opt = parser.add_argument_group("optimizer")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd has Nesterov momentum 0.9")
-    opt.add_argument("--lr", type=float_in(0, 1e3, low_open=True), default=None,
-                     help="in (0, 1000]; default: sgd 0.05, adam(w) 1e-3")  # fmt: skip
+    opt.add_argument("--lr", type=float_in(1e-300, 1e3), default=None,
+                     help="in [1e-300, 1000]; default: sgd 0.05, adam(w) 1e-3")  # fmt: skip
     opt.add_argument("--lookahead", action="store_true", help="wrap in Lookahead(k=5, alpha=0.5)")
     run_ = parser.add_argument_group("run")
     run_.add_argument("--epochs", type=int_in(1, 100_000), default=5)

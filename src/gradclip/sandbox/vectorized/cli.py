@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     clipflags.add_arguments(parser, CLIP_MODES)
     opt = parser.add_argument_group("optimizer")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    opt.add_argument("--lr", type=float_in(0, 1e3, low_open=True), default=1e-3, help="in (0, 1000]")
+    opt.add_argument("--lr", type=float_in(1e-300, 1e3), default=1e-3, help="in [1e-300, 1000]")
     opt.add_argument("--weight-decay", type=float_in(0.0, 1e3), default=0.0)
     opt.add_argument(
         "--lookahead", type=int_in(0, 10_000), default=0, metavar="K", help="wrap in Lookahead(k=K); 0: off"
