@@ -24,11 +24,13 @@ from torch, each on purpose and never looser:
   ``Partial``) and on several meshes give one global norm, the same on every rank; torch refuses
   gradients on different meshes (a TP'd model whose unsharded layers sit on the data-parallel
   mesh);
+* a norm of at most ``c`` is never rescaled: torch multiplies by ``c / (||g|| + eps)`` whenever that is
+  below 1, so at ``||g|| = c`` it shrinks a gradient that is within the threshold;
 * on CPU the scaling pass is skipped when ``||g|| <= c``: reading a CPU scalar costs no sync, and
   most steps are not clipped, so the common step costs one read pass instead of read + write;
-* on CUDA nothing is read back to the host unless ``error_if_nonfinite=True``: the scale is
-  ``min(c / (||g|| + eps), 1)`` computed on the device, and multiplying by exactly 1 leaves
-  gradients bitwise unchanged;
+* on CUDA nothing is read back to the host unless ``error_if_nonfinite=True``: the factor
+  ([`clip_factor`][gradclip.clip.clip_factor]) is computed on the device, and multiplying by
+  exactly 1 leaves gradients bitwise unchanged;
 * ``nonfinite='keep'`` leaves gradients untouched when the norm is NaN/Inf (torch scales them by
   NaN or 0), and ``return_stats=True`` returns a `ClipStats` whose ``finite`` flag is a
   0-dim bool tensor, so a caller can skip the optimizer step without a host sync (its
