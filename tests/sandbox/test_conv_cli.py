@@ -47,7 +47,7 @@ def test_unknown_model_lists_the_choices(capsys):
         ([*TINY, "--inject-spike", "10"], "expected STEP:FACTOR"),
         ([*TINY, "--inject-spike", "a:2"], "expected STEP:FACTOR"),
         ([*TINY, "--epochs", "0"], "expected a whole number in [1, 100000], got '0'"),
-        ([*TINY, "--lr", "-1"], "expected a finite number in (0, 1000]"),
+        ([*TINY, "--lr", "-1"], "expected a finite number in [1e-300, 1000]"),
         ([*TINY, "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
         ([*TINY, "--clip-mode", "agc"], "--clip-mode agc needs --grad-clip > 0"),
         ([*TINY, "--grad-clip", "nan"], "argument --grad-clip: expected a finite number"),
