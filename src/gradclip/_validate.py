@@ -40,6 +40,21 @@ def check_threshold(value: object, name: str) -> float:
     return v
 
 
+def check_off_or_threshold(value: object, name: str, allowed: str = "a real number or None") -> float | None:
+    """The seed sandboxes' rule, written once: None or a number ``<= 0`` turns clipping off (None).
+
+    NaN raises ``ValueError`` and a non-number ``TypeError``, both naming ``name`` and ``allowed``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must be {allowed}, got nan")
+    return v if v > 0 else None
+
+
 def check_eps(eps: object) -> float:
     """Return ``eps`` as a finite float >= 0."""
     if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(float(eps)) or eps < 0:

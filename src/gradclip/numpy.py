@@ -23,11 +23,12 @@ from gradclip._validate import (
     check_eps,
     check_nonfinite,
     check_norm_type,
+    check_off_or_threshold,
     check_threshold,
     nonfinite_message,
 )
 from gradclip.result import ClipResult
-from gradclip.skip import SpikeSkip, check_recent, decide, load_all_or_nothing
+from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
 
 __all__ = [
     "ClipResult",
@@ -250,17 +251,10 @@ class ClipStep:
                     "clipper must be a float threshold, a policy (Fixed, Percentile, ZScore) or None, "
                     f"got {clipper!r}"
                 )
-            if math.isnan(clipper):
-                raise ValueError("clipper as a threshold must be a real number (<= 0 or None: off), got nan")
-            self.max_norm = float(clipper) if clipper > 0 else None
+            self.max_norm = check_off_or_threshold(clipper, "clipper", "a real number (<= 0 or None: off)")
         if self.policy is not None and mode == "value":
             raise ValueError("mode='value' takes a fixed clip value, not a threshold policy")
-        if not isinstance(skip_nonfinite, bool):
-            raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
-        if skip_spikes is not None and not isinstance(skip_spikes, SpikeSkip):
-            raise TypeError(f"skip_spikes must be a gradclip.SpikeSkip or None, got {skip_spikes!r}")
-        if isinstance(rate_window, bool) or not isinstance(rate_window, int) or rate_window < 1:
-            raise ValueError(f"rate_window must be an integer >= 1, got {rate_window!r}")
+        check_step_options(skip_nonfinite, skip_spikes, rate_window)
         self.mode, self.eps = mode, check_eps(eps)
         self.skip_nonfinite, self.spikes = skip_nonfinite, skip_spikes
         self.steps = self.skipped_steps = self.spike_skips = 0

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["SpikeSkip", "check_recent", "decide", "load_all_or_nothing"]
+__all__ = ["SpikeSkip", "check_recent", "check_step_options", "decide", "load_all_or_nothing"]
 
 
 def _count(value: object, name: str, minimum: int) -> int:
@@ -103,6 +103,16 @@ class SpikeSkip:
 
     def __repr__(self) -> str:
         return f"SpikeSkip(k={self.k}, window={self.window}, warmup={self.warmup})"
+
+
+def check_step_options(skip_nonfinite: object, skip_spikes: object, rate_window: object) -> None:
+    """The options every step object takes (torch and NumPy), checked the same way."""
+    if not isinstance(skip_nonfinite, bool):
+        raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
+    if skip_spikes is not None and not isinstance(skip_spikes, SpikeSkip):
+        raise TypeError(f"skip_spikes must be a gradclip.SpikeSkip or None, got {skip_spikes!r}")
+    if isinstance(rate_window, bool) or not isinstance(rate_window, int) or rate_window < 1:
+        raise ValueError(f"rate_window must be an integer >= 1, got {rate_window!r}")
 
 
 def check_recent(recent: object, maxlen: int) -> list[float]:

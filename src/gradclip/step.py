@@ -38,10 +38,11 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
+from gradclip._validate import check_off_or_threshold
 from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, eager_cpu, measure_grads
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
-from gradclip.skip import SpikeSkip, check_recent, decide, load_all_or_nothing
+from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
 
 __all__ = ["METRICS", "ClipStep", "as_clipper"]
 
@@ -61,7 +62,7 @@ _FUSED_TYPES = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 def as_clipper(clipper: Any) -> Clipper | None:
     """A clipper from what a user passes: a clipper, a threshold policy, a float ``max_norm``, or off.
 
-    ``None`` and numbers ``<= 0`` turn clipping off (the seed sandboxes' rule, written once here);
+    ``None`` and numbers ``<= 0`` turn clipping off (the seed sandboxes' rule, ``check_off_or_threshold``);
     a number ``> 0`` is ``NormClipper(Fixed(c))``; a policy is ``NormClipper(policy)``.
     """
     if clipper is None:
@@ -75,11 +76,8 @@ def as_clipper(clipper: Any) -> Clipper | None:
             "clipper must be a gradclip clipper (NormClipper, ValueClipper, AGC), a threshold policy "
             f"(Fixed, Percentile, ZScore), a float max_norm, or None for no clipping; got {clipper!r}"
         )
-    if math.isnan(clipper):
-        raise ValueError("clipper as a max_norm must be a real number (<= 0 or None: off), got nan")
-    if clipper <= 0:
-        return None
-    return NormClipper(Fixed(float(clipper)))
+    c = check_off_or_threshold(clipper, "clipper as a max_norm", "a real number (<= 0 or None: off)")
+    return None if c is None else NormClipper(Fixed(c))
 
 
 def _flag(value: bool, device: torch.device) -> Tensor:
@@ -138,12 +136,7 @@ class ClipStep:
         rate_window: int = 100,
     ) -> None:
         self.clipper = as_clipper(clipper)
-        if not isinstance(skip_nonfinite, bool):
-            raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
-        if skip_spikes is not None and not isinstance(skip_spikes, SpikeSkip):
-            raise TypeError(f"skip_spikes must be a gradclip.SpikeSkip or None, got {skip_spikes!r}")
-        if isinstance(rate_window, bool) or not isinstance(rate_window, int) or rate_window < 1:
-            raise ValueError(f"rate_window must be an integer >= 1, got {rate_window!r}")
+        check_step_options(skip_nonfinite, skip_spikes, rate_window)
         self.skip_nonfinite, self.spikes = skip_nonfinite, skip_spikes
         self.steps = 0
         self._skipped: int | Tensor = 0

@@ -33,6 +33,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradclip._validate import check_off_or_threshold
 from gradclip.result import ClipResult
 from gradclip.sandbox.convolutional.checkpoint import (
     check_trainer_state,
@@ -53,17 +54,6 @@ STEP_KEYS = ("step_loss", "grad_norm", "threshold", "clipped", "step_skipped")  
 class Metrics(NamedTuple):
     loss: float  # mean cross-entropy
     accuracy: float  # in [0, 1]
-
-
-def _grad_clip_norm(value: object) -> float | None:
-    """``grad_clip_norm`` as given: a real number (``<= 0``: off) or None; NaN and non-numbers refused."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"grad_clip_norm must be a real number or None, got {value!r}")
-    if math.isnan(value):
-        raise ValueError("grad_clip_norm must be a real number or None, got nan")
-    return float(value) if value > 0 else None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -132,7 +122,7 @@ class ConvTrainer:
             raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
         if clip_mode not in CLIP_MODES:
             raise ValueError(f"unknown clip_mode {clip_mode!r}; choose from {sorted(CLIP_MODES)}")
-        self.grad_clip_norm = _grad_clip_norm(grad_clip_norm)
+        self.grad_clip_norm = check_off_or_threshold(grad_clip_norm, "grad_clip_norm")
         if clipper is not None and self.grad_clip_norm is not None:
             raise ValueError("give grad_clip_norm (with clip_mode) or a ready clipper, not both")
         if isinstance(clipper, ClipStep):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from gradclip import numpy as gnp
+from gradclip._validate import check_off_or_threshold
 from gradclip.sandbox.vectorized.checkpoint import check_trainer_state, load_state, save_state
 from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
 from gradclip.sandbox.vectorized.model import Sequential
@@ -41,17 +42,6 @@ _QUIET_FP: dict[str, Any] = {"over": "ignore", "invalid": "ignore", "divide": "i
 class Metrics(NamedTuple):
     loss: float
     accuracy: float  # NaN for regression losses
-
-
-def _grad_clip_norm(value: object) -> float | None:
-    """``grad_clip_norm`` as the step takes it: a real number (``<= 0`` off) or None; NaN refused."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"grad_clip_norm must be a real number or None, got {value!r}")
-    if math.isnan(value):
-        raise ValueError("grad_clip_norm must be a real number or None, got nan")
-    return float(value)
 
 
 class VTrainer:
@@ -101,7 +91,9 @@ class VTrainer:
                 )
             self.clip_step = gnp.ClipStep(clipper)
         else:
-            self.clip_step = gnp.ClipStep(_grad_clip_norm(grad_clip_norm), mode=clip_mode)
+            self.clip_step = gnp.ClipStep(
+                check_off_or_threshold(grad_clip_norm, "grad_clip_norm"), mode=clip_mode
+            )
         self.grad_clip_norm = self.clip_step.max_norm
         if monitor is not None and not callable(getattr(monitor, "observe", None)):
             raise TypeError(
