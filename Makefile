@@ -24,7 +24,7 @@ $(VENV)/.dev-installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/gradclip demo
+	$(BIN)/gradclip demo --overwrite  # the demo replaces its own runs/demo each time it is run
 
 # The explorer's browser tests drive Debian's chromium (no browser download: it comes from apt).
 $(CHROMIUM):
