@@ -141,7 +141,7 @@ def _add_cliff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start", type=float_in(-1e4, 1e4), nargs=2, metavar=("W", "B"), default=None, help="default 5 -3.5"
     )
-    parser.add_argument("--lr", type=positive_float, default=None, help="default 0.1")
+    parser.add_argument("--lr", type=float_in(1e-300, FLOAT32_MAX), default=None, help="default 0.1")
     parser.add_argument("--threshold", type=positive_float, default=None, help="norm-clipping c (default 1)")
     parser.add_argument("--steps", type=int_in(1, 100_000), default=None, help="default 200")
     parser.add_argument("--out", type=out_path, default=Path("runs/cliff"), help="output directory")
