@@ -162,7 +162,10 @@ def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list
                 f"{i} holds {_describe(t)} without a .grad; pass model.parameters() instead of gradients"
             )
         if g is not None:
-            pairs.setdefault(id(g), (t, g))
+            # Compiled, an id() would guard on each gradient and recompile every step: no repeat check
+            # there (as in collect_grads).
+            key = len(pairs) if torch.compiler.is_compiling() else id(g)
+            pairs.setdefault(key, (t, g))
     return list(pairs.values())
 
 
