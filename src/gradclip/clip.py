@@ -58,7 +58,7 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
-from gradclip.distributed import as_total, is_dtensor_type, local_tensor, plain_total
+from gradclip.distributed import any_dtensor, as_total, local_tensor, plain_total
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
 from gradclip.norms import total_norm as _total_norm
 from gradclip.result import ClipResult
@@ -91,7 +91,7 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
 
 def _local(grads: list[Tensor]) -> list[Tensor]:
     """The shards this rank holds, for in-place scaling (plain tensors pass through)."""
-    if not any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+    if not any_dtensor(grads):
         return grads  # one set of types, not a call per tensor: matters with 10,000 tensors
     return [local_tensor(g) for g in grads]
 

@@ -59,13 +59,14 @@ class Measured(NamedTuple):
     grads: list[Tensor]
     tensor_norms: list[Tensor]
     total: Tensor
+    host: float | None = None  # the total read as a float once, on the eager CPU path (free there)
 
 
 class Clipper(Protocol):
     """A clipping rule driven by [`gradclip.step.ClipStep`][gradclip.step.ClipStep]."""
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured: ...
-    def propose(self, total: Tensor) -> tuple[float | Tensor, Any]: ...
+    def propose(self, total: Tensor | float) -> tuple[float | Tensor, Any]: ...
     def commit(self, pending: Any) -> None: ...
     def commit_where(self, keep: Tensor, pending: Any) -> None: ...
     def apply_(
@@ -93,7 +94,7 @@ def cpu_constant(value: bool | float, dtype: torch.dtype) -> Tensor:
 
 def eager_cpu(t: Tensor) -> bool:
     """The eager CPU path: reading the value is free (no device, no graph to keep whole)."""
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+    return t.is_cpu and not torch.compiler.is_compiling()
 
 
 def measure_grads(
@@ -106,7 +107,7 @@ def measure_grads(
     if grad_scale is not None:  # the gradients still carry the loss scale: measure true norms
         inv = torch.reciprocal(grad_scale.to(total.device, total.dtype))
         norms, total = [n * inv.to(n.device, n.dtype) for n in norms], total * inv
-    return Measured(params, grads, norms, total)
+    return Measured(params, grads, norms, total, float(total) if eager_cpu(total) else None)
 
 
 def _false(device: torch.device) -> Tensor:
@@ -153,12 +154,16 @@ class NormClipper:
         """The norm pass: per-tensor norms and the total, divided by ``grad_scale`` when given."""
         return measure_grads(parameters, self.norm_type, grad_scale, self.foreach, self.process_groups)
 
-    def propose(self, total: Tensor) -> tuple[float | Tensor, Any]:
+    def propose(self, total: Tensor | float) -> tuple[float | Tensor, Any]:
         """This step's threshold from the policy, and the policy state to keep if the step goes on.
+
+        ``total`` is the pre-clip norm, a 0-dim tensor or the float already read from one.
 
         Under ``torch.compile`` the norm always goes to the policy as a float64 tensor (no host read; the
         precision of the eager path's host floats), and the threshold comes back in the norm's dtype.
         """
+        if not isinstance(total, Tensor):
+            return self.policy.propose(total)
         if torch.compiler.is_compiling():
             config = getattr(self.policy, "config", {})
             if getattr(self.policy, "kind", None) == "percentile" and config.get("window") is None:
@@ -217,14 +222,16 @@ class NormClipper:
         The factor is computed once, ``min(1, c / (||g|| + eps))`` rounded to the norm's dtype, and that
         one tensor is both multiplied into the gradients and reported (1 for a non-finite norm).
         """
-        t = float(m.total)
+        t = float(m.total) if m.host is None else m.host
         finite = math.isfinite(t)
         scale_f = min(c / (t + self.eps), 1.0) if finite and t > c else 1.0
         dtype = m.total.dtype
         if scale_f == 1.0 and grad_scale is None:
             return cpu_constant(1.0, dtype), m.total, cpu_constant(finite and t > c, torch.bool)
-        scale = torch.tensor(scale_f, dtype=dtype)
-        if m.grads:
+        scale = torch.scalar_tensor(scale_f, dtype=dtype)
+        if grad_scale is None and self.foreach is not False and all(g.is_cpu for g in m.grads):
+            torch._foreach_mul_(m.grads, scale)  # the common CPU case, without grouping by device
+        elif m.grads:
             applied = scale if grad_scale is None else scale / grad_scale.to(scale.device, scale.dtype)
             scale_grads_(m.grads, applied, self.foreach)
         return scale, m.total * scale, cpu_constant(finite and t > c, torch.bool)
@@ -286,7 +293,7 @@ class ValueClipper(_Stateless):
         """The inf-norm pass (the quantity value clipping bounds)."""
         return measure_grads(parameters, float("inf"), grad_scale, self.foreach, ())
 
-    def propose(self, total: Tensor) -> tuple[float, None]:
+    def propose(self, total: Tensor | float) -> tuple[float, None]:
         return self.clip_value, None
 
     def apply_(
@@ -365,7 +372,7 @@ class AGC(_Stateless):
         pairs = param_grad_pairs(parameters, who="AGC")
         return measure_grads([p for p, _ in pairs], 2.0, grad_scale, None, ())
 
-    def propose(self, total: Tensor) -> tuple[float, None]:
+    def propose(self, total: Tensor | float) -> tuple[float, None]:
         return self.clip_factor, None
 
     def apply_(

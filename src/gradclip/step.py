@@ -50,7 +50,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 from torch import Tensor
 
 from gradclip._validate import check_off_or_threshold
-from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, eager_cpu, measure_grads
+from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, measure_grads
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
@@ -177,16 +177,19 @@ class ClipStep:
         )
         if torch.compiler.is_compiling():
             return self._run_branch_free(m, grad_scale, defer=defer, drop=drop)
-        total = m.total
-        threshold, pending = (math.inf, None) if self.clipper is None else self.clipper.propose(total)
-        cpu = eager_cpu(total)
-        finite = cpu_constant(math.isfinite(float(total)), torch.bool) if cpu else torch.isfinite(total)
+        total, host = m.total, m.host  # host: the total as a float, read once (eager CPU), else None
+        threshold: float | Tensor
+        if self.clipper is None:
+            threshold, pending = math.inf, None
+        else:
+            threshold, pending = self.clipper.propose(total if host is None else host)
+        finite = torch.isfinite(total) if host is None else cpu_constant(math.isfinite(host), torch.bool)
         if defer and self.spikes is None and total.device.type != "cpu":
             # Decided on the device: the kernel's found_inf input skips; policies ignore NaN/Inf.
             skipped = ~finite if self.skip_nonfinite else torch.zeros_like(finite)
             spike = torch.zeros_like(finite)
         else:
-            t = float(total)  # free on the CPU; one sync on CUDA
+            t = float(total) if host is None else host  # one sync on CUDA
             skipped_b, spike_b = decide(
                 math.isfinite(t), t, skip_nonfinite=self.skip_nonfinite, spikes=self.spikes
             )
