@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 import gradclip
+from gradclip.clippers import NormClipper
+from gradclip.policies import Fixed, Percentile, ZScore
 
 
 class CountingBackend:
@@ -63,26 +65,55 @@ def transformer_block(device: str) -> tuple[nn.Module, Callable[[torch.Generator
 
 
 MODELS = {"mlp": mlp, "transformer block": transformer_block}
-CLIPS = {"torch": torch.nn.utils.clip_grad_norm_, "gradclip": gradclip.clip_grad_norm_}
+
+
+def _functional(clip: Callable) -> Callable:
+    """A clip-then-step body from a functional clip ``clip(params, max_norm)``."""
+
+    def make(opt: torch.optim.Optimizer, params: list, max_norm: float) -> Callable[[], torch.Tensor]:
+        def body() -> torch.Tensor:
+            total = clip(params, max_norm)
+            opt.step()
+            return total
+
+        return body
+
+    return make
+
+
+def _clip_step(policy: Callable[[float], object]) -> Callable:
+    """A body that is one ``ClipStep.step(opt)`` (clip, skip decision, step) with ``policy(max_norm)``."""
+
+    def make(opt: torch.optim.Optimizer, params: list, max_norm: float) -> Callable[[], torch.Tensor]:
+        step = gradclip.ClipStep(NormClipper(policy(max_norm)))
+
+        def body() -> torch.Tensor:
+            return step.step(opt).total_norm
+
+        return body
+
+    return make
+
+
+CLIPS = {
+    "torch": _functional(torch.nn.utils.clip_grad_norm_),
+    "gradclip": _functional(gradclip.clip_grad_norm_),
+    "ClipStep(Fixed)": _clip_step(Fixed),
+    "ClipStep(ZScore)": _clip_step(lambda c: ZScore(warmup=5)),
+    "ClipStep(Percentile)": _clip_step(lambda c: Percentile(50, window=100)),
+}
 
 
 class Variant:
     """One model copy, its AdamW, the compiled forward and the compiled clip-and-step."""
 
-    def __init__(self, model: nn.Module, clip: Callable, max_norm: float, backend: str) -> None:
+    def __init__(self, model: nn.Module, make_body: Callable, max_norm: float, backend: str) -> None:
         self.model = copy.deepcopy(model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.forward_backend, self.step_backend = CountingBackend(backend), CountingBackend(backend)
         self.forward = torch.compile(self.model, backend=self.forward_backend)
-        params = list(self.model.parameters())
-
-        @torch.compile(backend=self.step_backend)
-        def clip_and_step() -> torch.Tensor:
-            total = clip(params, max_norm)
-            self.opt.step()
-            return total
-
-        self.clip_and_step = clip_and_step
+        body = make_body(self.opt, list(self.model.parameters()), max_norm)
+        self.clip_and_step = torch.compile(body, backend=self.step_backend)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.opt.zero_grad(set_to_none=True)
@@ -165,14 +196,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, gradclip {gradclip.__version__}, {dev}, backend {args.backend}")
     print(f"median of {args.steps} steps after {args.warmup} warm-up steps; variants take turns")
     print("graphs: compiled during warm-up, model + (clip and optimizer step); recompiles: after warm-up")
-    head = ("model", 17), ("clip", 8), ("ms/step", 8), ("x torch", 7), ("graphs", 6), ("recompiles", 10)
+    head = ("model", 17), ("clip", 20), ("ms/step", 8), ("x torch", 7), ("graphs", 6), ("recompiles", 10)
     print("| " + " | ".join(f"{h:<{w}}" if i < 2 else f"{h:>{w}}" for i, (h, w) in enumerate(head)) + " |")
-    print(f"|{'-' * 19}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 8}|{'-' * 12}|")
+    print(f"|{'-' * 19}|{'-' * 22}|{'-' * 10}|{'-' * 9}|{'-' * 8}|{'-' * 12}|")
     for name in args.models:
         rows = bench_model(name, args.device, args.backend, args.steps, args.warmup)
         for r in rows:
             print(
-                f"| {r['model']:<17} | {r['impl']:<8} | {r['ms']:>8.3f} | {r['x_torch']:>7.3f} | "
+                f"| {r['model']:<17} | {r['impl']:<20} | {r['ms']:>8.3f} | {r['x_torch']:>7.3f} | "
                 f"{r['graphs']:>6} | {r['recompiles']:>10} |"
             )
         print(f"  ({name}: {rows[0]['clipped']} steps clipped)")

@@ -276,3 +276,199 @@ def test_zscore_on_tensors_compiles_without_recompiles_whatever_the_norms_do():
         if i == 1:
             warm = backend.graphs  # the first call lifts the fresh (float) state to tensors
     assert backend.graphs == warm <= 2
+
+
+# --- the step object under torch.compile ---------------------------------------------------------
+
+from gradclip.clippers import AGC, NormClipper, ValueClipper  # noqa: E402
+from gradclip.policies import Fixed  # noqa: E402
+from gradclip.skip import SpikeSkip  # noqa: E402
+
+STEP_CASES = {
+    "fixed": lambda: gradclip.ClipStep(NormClipper(Fixed(1.0))),
+    "zscore": lambda: gradclip.ClipStep(NormClipper(ZScore(warmup=5))),
+    "percentile": lambda: gradclip.ClipStep(NormClipper(Percentile(25, window=16, warmup=3))),
+    "agc": lambda: gradclip.ClipStep(AGC(0.05)),
+    "value": lambda: gradclip.ClipStep(ValueClipper(0.1)),
+    "off": lambda: gradclip.ClipStep(None),
+    "spikes": lambda: gradclip.ClipStep(
+        NormClipper(ZScore(warmup=5)), skip_spikes=SpikeSkip(4.0, window=8, warmup=4)
+    ),
+}
+
+
+def _grad_scale(i: int) -> float:
+    """Norms that wander over six decades, with NaN/Inf steps and spikes at fixed places."""
+    if i % 31 == 7:
+        return float("nan")
+    if i % 43 == 11:
+        return float("inf")
+    if i % 17 == 13:
+        return 1e4  # a spike
+    return [0.02, 0.3, 1.0, 3.0, 0.5][i % 5]
+
+
+def _set_grads(params: list[nn.Parameter], i: int) -> None:
+    gen = torch.Generator().manual_seed(100 + i)
+    for p in params:
+        p.grad = _grad_scale(i) * torch.randn(p.shape, generator=gen)
+
+
+def _layers() -> list[nn.Parameter]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    return list(model.parameters())
+
+
+RESULT_FIELDS = (
+    "total_norm",
+    "threshold",
+    "scale",
+    "post_clip_norm",
+    "clipped",
+    "finite",
+    "skipped",
+    "spike",
+)
+
+
+def _same_result(ours, ref) -> None:
+    for field in RESULT_FIELDS:
+        a, b = getattr(ours, field), getattr(ref, field)
+        if b is None or a is None:
+            assert a is None and b is None, field
+            continue
+        a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0, equal_nan=True, msg=field)
+
+
+@pytest.mark.parametrize("case", list(STEP_CASES))
+def test_clip_step_compiles_whole_matches_eager_and_keeps_its_graph_count(case):
+    eager, compiled = STEP_CASES[case](), STEP_CASES[case]()
+    eager_params, params = _layers(), _layers()
+    backend = CountingBackend()
+    compiled_clip = _compiled(lambda: compiled.clip_(params), backend)
+    skips = 0
+    for i in range(200):
+        _set_grads(eager_params, i)
+        _set_grads(params, i)
+        ref, ours = eager.clip_(eager_params), compiled_clip()
+        _same_result(ours, ref)
+        if bool(ref.skipped):  # eager drops the gradients; compiled, they are zeroed (no branch)
+            skips += 1
+            assert all(p.grad is None for p in eager_params)
+            assert all(bool((p.grad == 0).all()) for p in params)
+        else:
+            for a, b in zip(params, eager_params, strict=True):
+                torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7)
+        if i == 9:
+            warm = backend.graphs
+    assert skips > 0 if case != "value" else True
+    # Two compiles: the first call lifts the host state and counters to tensors; dynamo may hand the
+    # second frame over twice (it restarts its analysis to turn Python scalars into tensors).
+    assert backend.graphs == warm <= 3
+    assert compiled.steps == eager.steps == 200
+    assert compiled.skipped_steps == eager.skipped_steps and compiled.spike_skips == eager.spike_skips
+    assert float(compiled.clip_rate) == pytest.approx(float(eager.clip_rate))
+    # The compiled step's state saves as the eager one's, and loads back into an eager step.
+    saved, ref_saved = compiled.state_dict(), eager.state_dict()
+    assert saved["recent"] == ref_saved["recent"] and saved["steps"] == ref_saved["steps"]
+    if case == "spikes":
+        ours_spikes, ref_spikes = saved["spikes"], ref_saved["spikes"]
+        assert ours_spikes["state"]["consecutive"] == ref_spikes["state"]["consecutive"]
+        assert ours_spikes["state"]["history"] == pytest.approx(ref_spikes["state"]["history"], rel=1e-12)
+    restored = STEP_CASES[case]()
+    restored.load_state_dict(saved)
+    _set_grads(params, 200)
+    _set_grads(eager_params, 200)
+    _same_result(restored.clip_(params), eager.clip_(eager_params))
+
+
+def test_a_skipped_compiled_step_leaves_the_policy_state_as_eager_does():
+    policy_eager, policy_compiled = ZScore(warmup=3), ZScore(warmup=3)
+    eager, compiled = gradclip.ClipStep(policy_eager), gradclip.ClipStep(policy_compiled)
+    params, eager_params = _layers(), _layers()
+    compiled_clip = _compiled(lambda: compiled.clip_(params), CountingBackend())
+    for i in (0, 1, 2, 3, 7, 4, 43 + 11):  # steps 7 and 54 are NaN and Inf: skipped
+        _set_grads(params, i)
+        _set_grads(eager_params, i)
+        compiled_clip()
+        eager.clip_(eager_params)
+        for a, b in zip(policy_compiled.state, policy_eager.state, strict=True):
+            assert float(a) == pytest.approx(float(b), rel=1e-6)
+
+
+def test_percentile_with_the_full_history_is_refused_under_compile_with_a_clear_error():
+    step = gradclip.ClipStep(NormClipper(Percentile(10, window=None)))
+    params = _layers()
+    _set_grads(params, 0)
+    with pytest.raises(Exception, match="window=None"):
+        _compiled(lambda: step.clip_(params), CountingBackend())()
+
+
+def _optimizer(kind: str, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-2)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=1e-2)
+    return torch.optim.AdamW(params, lr=1e-2, fused=kind == "adamw-fused")
+
+
+def _run_steps(kind: str, make_step: Callable[[torch.optim.Optimizer], Callable[[], object]], backend):
+    params = _layers()
+    opt = _optimizer(kind, params)
+    run = make_step(opt)
+    if backend is not None:
+        run = torch.compile(run, backend=backend)
+    snapshots, warm = [], None
+    for i in range(40):
+        _set_grads(params, i)
+        run()
+        snapshots.append([p.detach().clone() for p in params])
+        if i == 12 and backend is not None:
+            warm = backend.graphs
+    if backend is not None:
+        assert backend.graphs == warm  # skipped steps (NaN at 38) and clipped ones compile nothing new
+    state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
+    return snapshots, state
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(TORCH_OPTIM_WARNING)
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw", "adamw-fused"])
+@pytest.mark.parametrize("entry", ["ClipStep.step", "ClipOptimizer.step"])
+def test_compiled_clip_and_step_equals_eager_and_adds_no_graph_to_torchs(kind, entry):
+    def ours(opt):
+        if entry == "ClipStep.step":
+            step = gradclip.ClipStep(NormClipper(ZScore(warmup=5)))
+            return lambda: step.step(opt)
+        wrapped = gradclip.ClipOptimizer(opt, NormClipper(ZScore(warmup=5)))
+        return wrapped.step
+
+    def torchs(opt):
+        params = [p for g in opt.param_groups for p in g["params"]]
+
+        def run():
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+
+        return run
+
+    eager_snaps, eager_state = _run_steps(kind, ours, None)
+    backend, reference = CountingBackend(), CountingBackend()
+    snaps, state = _run_steps(kind, ours, backend)
+    for step_params, ref_params in zip(snaps, eager_snaps, strict=True):
+        for a, b in zip(step_params, ref_params, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for ours_state, ref_state in zip(state, eager_state, strict=True):
+        for key in ref_state:
+            torch.testing.assert_close(ours_state[key], ref_state[key], rtol=1e-5, atol=1e-6)
+    # Skipped steps (NaN at step 7, Inf at 11) leave the parameters bitwise as they were.
+    for i in (7, 11):
+        for a, b in zip(snaps[i], snaps[i - 1], strict=True):
+            assert torch.equal(a, b)
+    _run_steps(kind, torchs, reference)
+    # torch's Optimizer.step breaks the graph on purpose, for torch's clip too. Beyond torch's count: one
+    # compile when the first step lifts the counters and the policy state to tensors, and one more
+    # hand-over when dynamo restarts its analysis of that frame (Python scalars to tensors).
+    assert backend.graphs <= reference.graphs + 2, (backend.graphs, reference.graphs)

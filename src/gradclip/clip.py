@@ -39,6 +39,7 @@ from torch, each on purpose and never looser:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Literal, overload
 
@@ -58,7 +59,7 @@ from gradclip._validate import (
     check_threshold,
     nonfinite_message,
 )
-from gradclip.distributed import as_total, is_dtensor_type, local_tensor, plain_total
+from gradclip.distributed import any_dtensor, as_total, local_tensor, plain_total
 from gradclip.norms import FlatGrads, collect_grads, get_total_norm, norms_and_total
 from gradclip.norms import total_norm as _total_norm
 from gradclip.result import ClipResult
@@ -91,7 +92,7 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
 
 def _local(grads: list[Tensor]) -> list[Tensor]:
     """The shards this rank holds, for in-place scaling (plain tensors pass through)."""
-    if not any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+    if not any_dtensor(grads):
         return grads  # one set of types, not a call per tensor: matters with 10,000 tensors
     return [local_tensor(g) for g in grads]
 
@@ -279,6 +280,18 @@ def clip_grad_norm_(
     grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
+    if (
+        not return_stats
+        and not isinstance(max_norm, Tensor)
+        and total.is_cpu
+        and not torch.compiler.is_compiling()
+    ):
+        # The eager CPU: reading the norm is free, so an unclipped step makes no tensor at all, and
+        # a clipped one the factor of clip_factor's own maths (the same bits), without its where().
+        t = float(total)
+        if grads and not t <= max_norm and (nonfinite == "propagate" or math.isfinite(t)):
+            _scale_(grads, torch.clamp(max_norm / (total + eps), max=1.0), foreach)
+        return as_total(total, grads_in)
     scale = clip_factor(max_norm, total, eps, nonfinite)
     if grads:
         scale_grads_(grads, scale, foreach)

@@ -59,16 +59,18 @@ class Measured(NamedTuple):
     grads: list[Tensor]
     tensor_norms: list[Tensor]
     total: Tensor
+    host: float | None = None  # the total read as a float once, on the eager CPU path (free there)
 
 
 class Clipper(Protocol):
     """A clipping rule driven by [`gradclip.step.ClipStep`][gradclip.step.ClipStep]."""
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured: ...
-    def propose(self, total: Tensor) -> tuple[float | Tensor, Any]: ...
+    def propose(self, total: Tensor | float) -> tuple[float | Tensor, Any]: ...
     def commit(self, pending: Any) -> None: ...
+    def commit_where(self, keep: Tensor, pending: Any) -> None: ...
     def apply_(
-        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None, keep: Tensor | None = None
     ) -> tuple[Tensor | None, Tensor, Tensor]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
@@ -92,7 +94,7 @@ def cpu_constant(value: bool | float, dtype: torch.dtype) -> Tensor:
 
 def eager_cpu(t: Tensor) -> bool:
     """The eager CPU path: reading the value is free (no device, no graph to keep whole)."""
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+    return t.is_cpu and not torch.compiler.is_compiling()
 
 
 def measure_grads(
@@ -105,7 +107,7 @@ def measure_grads(
     if grad_scale is not None:  # the gradients still carry the loss scale: measure true norms
         inv = torch.reciprocal(grad_scale.to(total.device, total.dtype))
         norms, total = [n * inv.to(n.device, n.dtype) for n in norms], total * inv
-    return Measured(params, grads, norms, total)
+    return Measured(params, grads, norms, total, float(total) if eager_cpu(total) else None)
 
 
 def _false(device: torch.device) -> Tensor:
@@ -152,13 +154,43 @@ class NormClipper:
         """The norm pass: per-tensor norms and the total, divided by ``grad_scale`` when given."""
         return measure_grads(parameters, self.norm_type, grad_scale, self.foreach, self.process_groups)
 
-    def propose(self, total: Tensor) -> tuple[float | Tensor, Any]:
-        """This step's threshold from the policy, and the policy state to keep if the step goes on."""
+    def propose(self, total: Tensor | float) -> tuple[float | Tensor, Any]:
+        """This step's threshold from the policy, and the policy state to keep if the step goes on.
+
+        ``total`` is the pre-clip norm, a 0-dim tensor or the float already read from one.
+
+        Under ``torch.compile`` the norm always goes to the policy as a float64 tensor (no host read; the
+        precision of the eager path's host floats), and the threshold comes back in the norm's dtype.
+        """
+        if not isinstance(total, Tensor):
+            return self.policy.propose(total)
+        if torch.compiler.is_compiling():
+            config = getattr(self.policy, "config", {})
+            if getattr(self.policy, "kind", None) == "percentile" and config.get("window") is None:
+                raise ValueError(
+                    "Percentile(window=None) keeps its growing history on the host and cannot run under "
+                    "torch.compile; give it a bounded window (e.g. window=1000)"
+                )
+            # The statistics in float64, as the host floats of the eager path (0-dim: no cost).
+            wide = total if total.device.type == "mps" else total.double()
+            threshold, pending = self.policy.propose(wide)
+            return (threshold.to(total.dtype) if isinstance(threshold, Tensor) else threshold), pending
         on_host = total.device.type == "cpu" or not getattr(self.policy, "sync_free", False)
         return self.policy.propose(float(total) if on_host else total)
 
     def commit(self, pending: Any) -> None:
         self.policy.commit(pending)
+
+    def commit_where(self, keep: Tensor, pending: Any) -> None:
+        """Keep the policy's new state where the tensor flag ``keep`` holds, else the old one (no branch).
+
+        A policy without ``commit_where`` keeps the new state whatever ``keep`` says.
+        """
+        commit_where = getattr(self.policy, "commit_where", None)
+        if commit_where is None:
+            self.policy.commit(pending)
+        else:
+            commit_where(keep, pending)
 
     def factor(self, total: Tensor, threshold: float | Tensor) -> Tensor:
         """``min(1, c / (||g|| + eps))``, 1 for a non-finite norm (see
@@ -166,16 +198,23 @@ class NormClipper:
         return clip_factor(threshold, total, self.eps, "keep")
 
     def apply_(
-        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None, keep: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Rescale in place; return (factor, post-clip norm ``total * factor``, clipped)."""
-        if eager_cpu(m.total) and not isinstance(threshold, Tensor):
+        """Rescale in place; return (factor, post-clip norm ``total * factor``, clipped).
+
+        ``keep``: a 0-dim bool tensor, False for a step being skipped (factor 1: nothing rescaled), for
+        a caller that decides the skip without a branch (a compiled step).
+        """
+        if keep is None and eager_cpu(m.total) and not isinstance(threshold, Tensor):
             return self._apply_cpu_(m, float(threshold), grad_scale)
         scale = self.factor(m.total, threshold)
+        clipped = (m.total > threshold) & torch.isfinite(m.total)
+        if keep is not None:
+            scale, clipped = torch.where(keep, scale, torch.ones_like(scale)), clipped & keep
         if m.grads:
             applied = scale if grad_scale is None else scale / grad_scale.to(scale.device, scale.dtype)
             scale_grads_(m.grads, applied, self.foreach)
-        return scale, m.total * scale, (m.total > threshold) & torch.isfinite(m.total)
+        return scale, m.total * scale, clipped
 
     def _apply_cpu_(self, m: Measured, c: float, grad_scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """The same maths with the CPU scalars read once: no tensor is made on an unclipped step.
@@ -183,14 +222,16 @@ class NormClipper:
         The factor is computed once, ``min(1, c / (||g|| + eps))`` rounded to the norm's dtype, and that
         one tensor is both multiplied into the gradients and reported (1 for a non-finite norm).
         """
-        t = float(m.total)
+        t = float(m.total) if m.host is None else m.host
         finite = math.isfinite(t)
         scale_f = min(c / (t + self.eps), 1.0) if finite and t > c else 1.0
         dtype = m.total.dtype
         if scale_f == 1.0 and grad_scale is None:
             return cpu_constant(1.0, dtype), m.total, cpu_constant(finite and t > c, torch.bool)
-        scale = torch.tensor(scale_f, dtype=dtype)
-        if m.grads:
+        scale = torch.scalar_tensor(scale_f, dtype=dtype)
+        if grad_scale is None and self.foreach is not False and all(g.is_cpu for g in m.grads):
+            torch._foreach_mul_(m.grads, scale)  # the common CPU case, without grouping by device
+        elif m.grads:
             applied = scale if grad_scale is None else scale / grad_scale.to(scale.device, scale.dtype)
             scale_grads_(m.grads, applied, self.foreach)
         return scale, m.total * scale, cpu_constant(finite and t > c, torch.bool)
@@ -211,6 +252,9 @@ class _Stateless:
     """The checkpoint interface of a clipper with nothing to remember between steps."""
 
     def commit(self, pending: Any) -> None:
+        pass
+
+    def commit_where(self, keep: Tensor, pending: Any) -> None:
         pass
 
     def state_dict(self) -> dict[str, Any]:
@@ -249,17 +293,26 @@ class ValueClipper(_Stateless):
         """The inf-norm pass (the quantity value clipping bounds)."""
         return measure_grads(parameters, float("inf"), grad_scale, self.foreach, ())
 
-    def propose(self, total: Tensor) -> tuple[float, None]:
+    def propose(self, total: Tensor | float) -> tuple[float, None]:
         return self.clip_value, None
 
     def apply_(
-        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None, keep: Tensor | None = None
     ) -> tuple[None, Tensor, Tensor]:
-        """Clamp in place; return (None, post-clip inf-norm ``min(total, c)``, clipped)."""
+        """Clamp in place; return (None, post-clip inf-norm ``min(total, c)``, clipped).
+
+        ``keep``: a 0-dim bool tensor, False for a step being skipped (nothing clamped).
+        """
         c = self.clip_value
         clipped = m.total > c
         _unscale_(m.grads, grad_scale, self.foreach)
-        if m.grads and (m.total.device.type != "cpu" or bool(clipped)):  # a CPU flag is free to read
+        if keep is not None:  # branch free: the bound is inf on a skipped step
+            bound = torch.where(keep, c, math.inf).to(m.total)
+            for g in m.grads:
+                b = bound.to(g.device, g.dtype)
+                g.copy_(torch.minimum(torch.maximum(g, -b), b))
+            return None, torch.where(keep, torch.clamp(m.total, max=c), m.total), clipped & keep
+        if m.grads and (not eager_cpu(m.total) or bool(clipped)):  # a CPU flag is free to read
             clip_grad_value_(m.grads, c, self.foreach)
         return None, torch.clamp(m.total, max=c), clipped
 
@@ -319,24 +372,25 @@ class AGC(_Stateless):
         pairs = param_grad_pairs(parameters, who="AGC")
         return measure_grads([p for p, _ in pairs], 2.0, grad_scale, None, ())
 
-    def propose(self, total: Tensor) -> tuple[float, None]:
+    def propose(self, total: Tensor | float) -> tuple[float, None]:
         return self.clip_factor, None
 
     def apply_(
-        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None
+        self, m: Measured, threshold: float | Tensor, grad_scale: Tensor | None, keep: Tensor | None = None
     ) -> tuple[None, Tensor, Tensor]:
         """Clip unit-wise in place; return (None, post-clip 2-norm, any unit clipped).
 
         The post-clip norm comes from the unit norms and the factors applied to them:
-        ``sqrt(sum_i (s_i ||G_i||)^2)``, no second pass over the gradients.
+        ``sqrt(sum_i (s_i ||G_i||)^2)``, no second pass over the gradients. ``keep``: a 0-dim bool
+        tensor, False for a step being skipped (nothing rescaled).
         """
         _unscale_(m.grads, grad_scale, None)
         total = m.total
+        rescale = torch.isfinite(total) if keep is None else torch.isfinite(total) & keep
         any_clipped = [_false(total.device)]
         post_sq = [torch.zeros((), dtype=torch.float32, device=total.device)]
-        grads = {id(p): p.grad for p in m.params if p.grad is not None}
-        for p in m.params:
-            g = grads.get(id(p))
+        for p in m.params:  # each parameter once (measure dropped repeats)
+            g = p.grad
             if g is None:
                 continue
             g_norm = unitwise_norm(g)
@@ -345,12 +399,12 @@ class AGC(_Stateless):
                 continue
             limit = self.clip_factor * unitwise_norm(p.detach()).clamp(min=self.eps)
             clipped = g_norm > limit
-            any_clipped.append(clipped.any().to(total.device))
-            if g.device.type == "cpu" and not bool(any_clipped[-1]):
+            any_clipped.append((clipped.any() & rescale.to(g.device)).to(total.device))
+            if eager_cpu(g) and not bool(any_clipped[-1]):
                 post_sq.append(g_norm.square().sum().to(total.device))
                 continue  # reading a CPU flag is free: skip the write pass
             scale = torch.clamp(limit / g_norm, max=1.0)  # ||G_i|| = 0 gives inf -> 1
-            scale = torch.where(torch.isfinite(total).to(g.device), scale, torch.ones_like(scale))
+            scale = torch.where(rescale.to(g.device), scale, torch.ones_like(scale))
             g.mul_(scale)  # in float32, rounded once to the gradient's dtype
             post_sq.append((scale * g_norm).square().sum().to(total.device))
         post = torch.stack(post_sq).sum().sqrt().to(total.dtype)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # annotations only: DTensor may be missing at run time (torch
     from typing_extensions import TypeIs
 
 __all__ = [
+    "any_dtensor",
     "as_total",
     "is_dtensor",
     "is_dtensor_type",
@@ -71,6 +72,12 @@ def _dtensor_type() -> type | None:
 def is_dtensor_type(cls: type) -> bool:
     dtensor = _dtensor_type()
     return dtensor is not None and issubclass(cls, dtensor)
+
+
+def any_dtensor(tensors: Sequence[Tensor]) -> bool:
+    """Whether any of ``tensors`` is a DTensor: O(1) while nothing imported DTensor, else one set of types."""
+    dtensor = _dtensor_type()
+    return dtensor is not None and any(issubclass(t, dtensor) for t in set(map(type, tensors)))
 
 
 def is_dtensor(t: Tensor) -> TypeIs[DTensor]:
@@ -236,6 +243,9 @@ def reduce_norms(
 def as_total(total: Tensor, grads: Sequence[Tensor]) -> Tensor:
     """The total norm as torch returns it: a replicated DTensor when the gradients are DTensors
     (on the first one's mesh, so ``.full_tensor()`` works), the plain tensor otherwise."""
+    dtensor = _dtensor_type()
+    if dtensor is None:  # nothing imported DTensor: no gradient can be one (O(1) for 10,000 tensors)
+        return total
     first = next((g for g in grads if is_dtensor(g)), None)
     if first is None:
         return total

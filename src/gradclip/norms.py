@@ -17,6 +17,7 @@ import types
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from gradclip._extras import missing_extra
 
@@ -28,7 +29,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 from torch import Tensor
 
 from gradclip._validate import check_norm_type, nonfinite_message
-from gradclip.distributed import as_total, is_dtensor_type, norm_inputs, reduce_norms
+from gradclip.distributed import any_dtensor, as_total, norm_inputs, reduce_norms
 
 __all__ = [
     "FlatGrads",
@@ -110,8 +111,28 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     elif parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
         raise TypeError(f"parameters must be a tensor or an iterable of tensors, got {parameters!r:.60}")
     param_type = torch.nn.Parameter
-    grads: list[Tensor] = []
-    it = iter(_items(parameters))
+    items = _items(parameters)
+    fast = isinstance(items, (list, tuple)) and len(items) > 64 and not torch.compiler.is_compiling()
+    if fast and set(map(type, items)) == {param_type}:
+        # Only plain parameters (the common case of a big model): the loop in C (10,000 tensors:
+        # ~1 ms instead of ~3 ms).
+        grads = [g for g in map(_GRAD, items) if g is not None]
+    else:
+        grads = []
+        _collect(items, param_type, grads)
+    # Duplicates are found by identity; under torch.compile an id() would guard on each object and
+    # recompile every step, so a compiled step does not look for them (documented in clip.py).
+    if len(grads) > 1 and not torch.compiler.is_compiling() and len(set(map(id, grads))) != len(grads):
+        grads = list({id(g): g for g in grads}.values())  # first occurrence kept, input order
+    return grads
+
+
+_GRAD = attrgetter("grad")
+
+
+def _collect(items: Iterable[Tensor], param_type: type, grads: list[Tensor]) -> None:
+    """The gradients of ``items`` appended to ``grads``, by the safe input rule."""
+    it = iter(items)
     n = 0
     # Plain parameters (the common case, always leaves) take the short loop: it runs once per
     # tensor per step, so it matters for models with thousands of tensors.
@@ -123,11 +144,6 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
         if g is not None:
             grads.append(g)
         n += 1
-    # Duplicates are found by identity; under torch.compile an id() would guard on each object and
-    # recompile every step, so a compiled step does not look for them (documented in clip.py).
-    if len(grads) > 1 and not torch.compiler.is_compiling() and len(set(map(id, grads))) != len(grads):
-        grads = list({id(g): g for g in grads}.values())  # first occurrence kept, input order
-    return grads
 
 
 def _collect_rest(first: Tensor, rest: Iterable[Tensor], start: int, grads: list[Tensor]) -> None:
@@ -162,7 +178,10 @@ def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list
                 f"{i} holds {_describe(t)} without a .grad; pass model.parameters() instead of gradients"
             )
         if g is not None:
-            pairs.setdefault(id(g), (t, g))
+            # Compiled, an id() would guard on each gradient and recompile every step: no repeat check
+            # there (as in collect_grads).
+            key = len(pairs) if torch.compiler.is_compiling() else id(g)
+            pairs.setdefault(key, (t, g))
     return list(pairs.values())
 
 
@@ -171,11 +190,17 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+_DTYPE, _IS_CPU = attrgetter("dtype"), attrgetter("is_cpu")
+
+
 def _group(grads: list[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
     # The common case first: all on the CPU in one dtype. ``g.device`` builds a new object per call
     # (10,000 tensors: ~3 ms); ``is_cpu`` and ``dtype`` do not (~1 ms).
-    kinds = {(g.is_cpu, g.dtype) for g in grads}
-    if len(kinds) == 1 and grads[0].is_cpu:
+    if torch.compiler.is_compiling():  # dynamo cannot trace attrgetter
+        one_cpu_kind = len({(g.is_cpu, g.dtype) for g in grads}) == 1 and grads[0].is_cpu
+    else:
+        one_cpu_kind = len(set(map(_DTYPE, grads))) == 1 and all(map(_IS_CPU, grads))
+    if one_cpu_kind:
         groups = {(grads[0].device, grads[0].dtype): list(range(len(grads)))}
     else:
         groups = defaultdict(list)
@@ -329,7 +354,7 @@ def norms_and_total(
     (see [`gradclip.distributed`][gradclip.distributed]).
     """
     p = check_norm_type(norm_type)
-    if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+    if process_groups or any_dtensor(grads):
         local = norm_inputs(grads)
         local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
         return reduce_norms(grads, local_norms, p, process_groups)
@@ -368,7 +393,7 @@ def total_norm(
     created (10,000 x 256 floats: ~3 ms against ~15 ms for the per-tensor norms).
     """
     p = check_norm_type(norm_type)
-    if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
+    if process_groups or any_dtensor(grads):
         return norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)[1]
     return _local_norms_and_total(grads, p, foreach, per_tensor=False)[1]
 

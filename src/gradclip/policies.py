@@ -438,6 +438,28 @@ class _Stateful:
         the old one instead)."""
         self.state = state
 
+    def commit_where(self, keep: Any, state: Any) -> None:
+        """Keep ``state`` where the 0-dim tensor flag ``keep`` is true and the current state where it is
+        false, with tensor methods only (a compiled step decides its skip without a branch).
+
+        The current state is first brought to the form of ``state`` (floats and a history tuple become
+        tensors like its fields), so the result is all tensors and the next compiled step reuses its graph.
+        """
+        merged = []
+        for old, new in zip(self.state, state, strict=True):
+            if not hasattr(new, "where"):  # a field the tensor path keeps as it is
+                merged.append(new)
+                continue
+            if hasattr(old, "to"):
+                old = old.to(device=new.device, dtype=new.dtype)
+            elif isinstance(old, Real):
+                old = new.new_full(tuple(new.shape), float(old))
+            else:  # a history of host floats, as a ring of len(new) slots, NaN where empty
+                kept = [float(v) for v in old][-len(new) :]
+                old = new.new_tensor([math.nan] * (len(new) - len(kept)) + kept)
+            merged.append(new.where(keep, old))
+        self.state = type(state)(*merged)
+
     __call__ = update
 
     def reset(self) -> None:

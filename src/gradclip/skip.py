@@ -36,7 +36,9 @@ class SpikeSkip:
         max_consecutive: after this many spikes in a row the statistics restart and the step is
             accepted (a lasting change of level, not a spike), >= 1.
 
-    The norm is read as a Python float: on CUDA, one host sync per step.
+    [`check`][gradclip.skip.SpikeSkip.check] reads the norm as a Python float (on CUDA, one host sync
+    per step). [`check_tensor`][gradclip.skip.SpikeSkip.check_tensor] decides the same with tensor methods
+    only, for a compiled step: the history is then a ring of ``window`` float64 slots on the norm's device.
     """
 
     kind = "spike_skip"
@@ -49,10 +51,19 @@ class SpikeSkip:
         self.warmup = _count(warmup, "warmup", 2)
         self.max_consecutive = _count(max_consecutive, "max_consecutive", 1)
         self._history: deque[float] = deque(maxlen=self.window)
-        self.consecutive = 0
+        self.consecutive: Any = 0
+        self._ring: Any = None  # the history as a tensor ring, once check_tensor has run
+
+    def _to_host(self) -> None:
+        """Back from the tensor ring to the host history (after a compiled step, for check or saving)."""
+        if self._ring is not None:
+            values = [v for v in self._ring.tolist() if v == v]  # NaN marks an empty slot
+            self._history, self._ring = deque(values, maxlen=self.window), None
+            self.consecutive = int(self.consecutive)
 
     def bound(self) -> float:
         """The spike bound ``mean + k * std`` for the next norm (``inf`` during warm-up)."""
+        self._to_host()
         n = len(self._history)
         if n < min(self.warmup, self.window):
             return math.inf
@@ -62,6 +73,7 @@ class SpikeSkip:
 
     def check(self, norm: float) -> bool:
         """Whether ``norm`` is a spike; records it (accepted norms only) and returns the verdict."""
+        self._to_host()
         if not math.isfinite(norm):
             return False  # non-finite steps are the other rule's
         if norm > self.bound():
@@ -73,7 +85,32 @@ class SpikeSkip:
         self._history.append(norm)
         return False
 
+    def check_tensor(self, norm: Any) -> Any:
+        """[`check`][gradclip.skip.SpikeSkip.check] on a 0-dim tensor, with tensor methods only: returns a
+        0-dim bool tensor, and the history and the run of spikes stay tensors (no read-back, no branch)."""
+        if self._ring is None:  # the host history, lifted once (NaN marks an empty slot)
+            kept = list(self._history)
+            ring = norm.new_tensor([math.nan] * (self.window - len(kept)) + kept).double()
+            self._ring, self.consecutive = ring, ring.new_full((), float(self.consecutive))
+        ring, run = self._ring, self.consecutive
+        x = norm.to(ring.dtype)
+        mean = ring.nanmean()
+        spread = (ring - mean).square().nanmean().sqrt()
+        enough = ring.isnan().logical_not().sum() >= min(self.warmup, self.window)
+        bound = (mean + self.k * spread).where(enough, math.inf)
+        finite = x.isfinite()
+        over = finite & (x > bound)
+        spike = over & (run + 1 <= self.max_consecutive)
+        restart = over & spike.logical_not()  # a new level: the history starts again from this norm
+        base = ring.where(restart.logical_not(), math.nan)
+        newest = ring.new_ones(self.window).cumsum(0) == self.window  # the last slot
+        pushed = x.where(newest, base.roll(-1, 0))
+        self._ring = pushed.where(finite & spike.logical_not(), ring)
+        self.consecutive = (run + 1).where(spike, run.new_zeros(())).where(finite, run)
+        return spike
+
     def state_dict(self) -> dict[str, Any]:
+        self._to_host()
         config = {"k": self.k, "window": self.window, "warmup": self.warmup}
         config["max_consecutive"] = self.max_consecutive
         state = {"history": list(self._history), "consecutive": self.consecutive}
@@ -99,7 +136,7 @@ class SpikeSkip:
                 f"state_dict history must be at most {self.window} finite numbers, got {history!r}"
             )
         self.consecutive = _count(consecutive, "state_dict consecutive", 0)
-        self._history = deque(values, maxlen=self.window)
+        self._history, self._ring = deque(values, maxlen=self.window), None
 
     def __repr__(self) -> str:
         return f"SpikeSkip(k={self.k}, window={self.window}, warmup={self.warmup})"

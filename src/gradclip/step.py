@@ -20,6 +20,17 @@ is skipped, keeps the policy's new state only when it is not, and returns one
 Host reads: on the CPU none cost anything. On CUDA, a fixed or z-score threshold with the fused path
 reads nothing back; deciding a skip for an unfused optimizer, a ``Percentile`` threshold and spike
 skipping each read the norm once per step.
+
+Under ``torch.compile`` the step takes a branch-free path instead (`ClipStep._run_branch_free`): the policy
+gets the norm as a tensor, the skip is a tensor flag that selects the policy's and the spike rule's next
+state and the factor (1 on a skipped step), and the counters and the clip-rate window become tensors, so
+``clip_`` compiles with ``fullgraph=True`` and the number of graphs does not depend on the norms. Two
+things differ from eager there: ``clip_`` cannot drop the gradients of a skipped step (that needs a
+branch), so it zeroes them in place (NaN/Inf never reach a following ``optimizer.step()``, but an
+optimizer with momentum or weight decay still moves: use ``step(optimizer)`` for a true skip); and
+``step(optimizer)`` reads the skip flag before an unfused optimizer's step, a graph break that falls
+where torch's ``Optimizer.step`` breaks the graph anyway (a fused optimizer gets the flag as
+``found_inf`` instead).
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 from torch import Tensor
 
 from gradclip._validate import check_off_or_threshold
-from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, eager_cpu, measure_grads
+from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, measure_grads
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
@@ -138,12 +149,19 @@ class ClipStep:
         self.clipper = as_clipper(clipper)
         check_step_options(skip_nonfinite, skip_spikes, rate_window)
         self.skip_nonfinite, self.spikes = skip_nonfinite, skip_spikes
-        self.steps = 0
+        self._steps: int | Tensor = 0
         self._skipped: int | Tensor = 0
-        self._spike_skips = 0
+        self._spike_skips: int | Tensor = 0
         self.last: ClipResult | None = None
         self._recent: deque[Any] = deque(maxlen=rate_window)
         self._recent_sum: Any = 0.0  # running sum over _recent: O(1) per step
+        self._ring: Tensor | None = None  # the clip-rate window as a tensor, once a compiled step ran
+        self._rate_window = rate_window
+
+    @property
+    def steps(self) -> int:
+        """Steps run (skipped ones included)."""
+        return int(self._steps)
 
     # -- the step ---------------------------------------------------------------------------------
 
@@ -157,16 +175,21 @@ class ClipStep:
         m = self._measure(
             list(parameters) if not isinstance(parameters, Tensor) else [parameters], grad_scale
         )
-        total = m.total
-        threshold, pending = (math.inf, None) if self.clipper is None else self.clipper.propose(total)
-        cpu = eager_cpu(total)
-        finite = cpu_constant(math.isfinite(float(total)), torch.bool) if cpu else torch.isfinite(total)
+        if torch.compiler.is_compiling():
+            return self._run_branch_free(m, grad_scale, defer=defer, drop=drop)
+        total, host = m.total, m.host  # host: the total as a float, read once (eager CPU), else None
+        threshold: float | Tensor
+        if self.clipper is None:
+            threshold, pending = math.inf, None
+        else:
+            threshold, pending = self.clipper.propose(total if host is None else host)
+        finite = torch.isfinite(total) if host is None else cpu_constant(math.isfinite(host), torch.bool)
         if defer and self.spikes is None and total.device.type != "cpu":
             # Decided on the device: the kernel's found_inf input skips; policies ignore NaN/Inf.
             skipped = ~finite if self.skip_nonfinite else torch.zeros_like(finite)
             spike = torch.zeros_like(finite)
         else:
-            t = float(total)  # free on the CPU; one sync on CUDA
+            t = float(total) if host is None else host  # one sync on CUDA
             skipped_b, spike_b = decide(
                 math.isfinite(t), t, skip_nonfinite=self.skip_nonfinite, spikes=self.spikes
             )
@@ -187,6 +210,51 @@ class ClipStep:
             ClipResult(total, threshold, scale, post, clipped, finite, skipped, spike, m.tensor_norms)
         )
 
+    def _run_branch_free(
+        self, m: Measured, grad_scale: Tensor | None, *, defer: bool, drop: bool
+    ) -> ClipResult:
+        """``_run`` with tensor flags instead of branches (under ``torch.compile``)."""
+        total = m.total
+        self._tensor_counters(total)
+        finite = torch.isfinite(total)
+        threshold, pending = (math.inf, None) if self.clipper is None else self.clipper.propose(total)
+        spike = (
+            torch.zeros_like(finite)
+            if self.spikes is None
+            else self.spikes.check_tensor(total).to(total.device)
+        )
+        skipped = spike | ~finite if self.skip_nonfinite else spike
+        keep = ~skipped
+        scale: Tensor | None
+        if self.clipper is None:
+            scale, post, clipped = torch.ones_like(total), total, torch.zeros_like(finite)
+        else:
+            self.clipper.commit_where(keep, pending)
+            if defer:
+                factor = self.clipper.factor(total, threshold)  # type: ignore[attr-defined]
+                scale = torch.where(keep, factor, torch.ones_like(factor))
+                post, clipped = total * scale, (total > threshold) & finite & keep
+            else:
+                scale, post, clipped = self.clipper.apply_(m, threshold, grad_scale, keep)
+        if drop and (self.skip_nonfinite or self.spikes is not None):
+            for g in m.grads:  # a skipped step's gradients cannot be dropped without a branch: zeroed
+                g.masked_fill_(skipped.to(g.device), 0)
+        self._skipped = self._skipped + (skipped & ~spike).long()
+        self._spike_skips = self._spike_skips + spike.long()
+        result = ClipResult(total, threshold, scale, post, clipped, finite, skipped, spike, m.tensor_norms)
+        return self._record(result)
+
+    def _tensor_counters(self, like: Tensor) -> None:
+        """The counters and the clip-rate window as tensors on ``like``'s device (once; no reads after)."""
+        if self._ring is not None:
+            return
+        window = self._rate_window  # (dynamo reads a deque's maxlen as None)
+        kept = [float(v) for v in self._recent]
+        self._ring = torch.tensor([math.nan] * (window - len(kept)) + kept, device=like.device)
+        self._steps, self._skipped, self._spike_skips = (
+            torch.tensor(int(v), device=like.device) for v in (self._steps, self._skipped, self._spike_skips)
+        )
+
     def _skip(self, m: Measured, threshold: Any, finite: Tensor, spike: bool, *, drop: bool) -> ClipResult:
         """A skipped step: nothing rescaled, the policy's state kept, the gradients dropped if asked."""
         if drop:
@@ -194,9 +262,11 @@ class ClipStep:
                 if p.grad is not None and (isinstance(p, torch.nn.Parameter) or p.requires_grad):
                     p.grad = None  # torch optimizers leave a parameter without a gradient untouched
         self._skipped = self._skipped + (not spike)
-        self._spike_skips += spike
+        self._spike_skips = self._spike_skips + spike
         total = m.total
-        scale = torch.ones_like(total) if isinstance(self.clipper, NormClipper) else None
+        scale = (
+            torch.ones_like(total) if self.clipper is None or isinstance(self.clipper, NormClipper) else None
+        )
         no, yes = _flag(False, total.device), _flag(True, total.device)
         result = ClipResult(
             total, threshold, scale, total, no, finite, yes, _flag(spike, total.device), m.tensor_norms
@@ -205,12 +275,19 @@ class ClipStep:
 
     def _record(self, result: ClipResult) -> ClipResult:
         clipped = result.clipped
+        if self._ring is not None:  # the tensor window: the newest flag goes in the last slot
+            ring = self._ring
+            newest = torch.ones_like(ring).cumsum(0) == ring.numel()
+            self._ring = torch.where(newest, clipped.to(ring), ring.roll(-1, 0))
+            self._steps = self._steps + 1
+            self.last = result
+            return result
         value = float(clipped) if clipped.device.type == "cpu" else clipped.float()
         if len(self._recent) == self._recent.maxlen:
             self._recent_sum = self._recent_sum - self._recent[0]
         self._recent.append(value)
         self._recent_sum = self._recent_sum + value
-        self.steps += 1
+        self._steps += 1
         self.last = result
         return result
 
@@ -260,15 +337,13 @@ class ClipStep:
             return result
         if fused is not False and self.fuses(optimizer) and not _first_fused_sgd_step(optimizer):
             result = self._run(params, None, defer=True, drop=False)
-            optimizer.grad_scale = torch.reciprocal(result.scale)  # the kernel divides the gradients by it
-            optimizer.found_inf = result.skipped.float()  # the kernel leaves params and state alone
-            try:
-                optimizer.step()
-            finally:
-                del optimizer.grad_scale, optimizer.found_inf
+            # The kernel divides the gradients by grad_scale; found_inf leaves params and state alone.
+            _fused_step(optimizer, torch.reciprocal(result.scale), result.skipped.float())
             return result
         result = self._run(params, None, defer=False, drop=False)
-        if not bool(result.skipped):  # free on the CPU, one sync on CUDA
+        can_skip = self.skip_nonfinite or self.spikes is not None
+        # Free on the CPU, one sync on CUDA; compiled, a graph break just where torch's step breaks anyway.
+        if not (can_skip and bool(result.skipped)):
             optimizer.step()
         return result
 
@@ -336,12 +411,19 @@ class ClipStep:
     @property
     def spike_skips(self) -> int:
         """Steps skipped as spikes."""
-        return self._spike_skips
+        return int(self._spike_skips)
 
     @property
     def clip_rate(self) -> Any:
         """Fraction of the last ``rate_window`` steps that were clipped (0 before the first step)."""
+        if self._ring is not None:  # NaN marks the slots of a window not yet full
+            return torch.nan_to_num(self._ring.nanmean(), nan=0.0)
         return self._recent_sum / len(self._recent) if self._recent else 0.0
+
+    def _recent_flags(self) -> list[float]:
+        if self._ring is not None:
+            return [v for v in self._ring.tolist() if v == v]
+        return [float(v) for v in self._recent]
 
     def metrics(self) -> dict[str, Any]:
         """The last step's fields (see `METRICS`), as tensors where the step gave tensors."""
@@ -371,8 +453,8 @@ class ClipStep:
             "spikes": None if self.spikes is None else self.spikes.state_dict(),
             "steps": self.steps,
             "skipped_steps": self.skipped_steps,
-            "spike_skips": self._spike_skips,
-            "recent": [float(v) for v in self._recent],
+            "spike_skips": self.spike_skips,
+            "recent": self._recent_flags(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -403,18 +485,30 @@ class ClipStep:
                 self.clipper.load_state_dict(state_dict["clipper"])
 
         load_all_or_nothing(self.spikes, state_dict["spikes"], load_clipper)
-        self.steps, self._skipped, self._spike_skips = (
+        self._steps, self._skipped, self._spike_skips = (
             counts["steps"],
             counts["skipped_steps"],
             counts["spike_skips"],
         )
         self._recent = deque(recent, maxlen=self._recent.maxlen)
         self._recent_sum = float(sum(recent))
+        self._ring = None
 
     def __repr__(self) -> str:
         return (
             f"ClipStep({self.clipper!r}, skip_nonfinite={self.skip_nonfinite}, skip_spikes={self.spikes!r})"
         )
+
+
+@torch.compiler.disable  # dynamo loses attributes set on the optimizer across its step's graph break
+def _fused_step(optimizer: Any, grad_scale: Tensor, found_inf: Tensor) -> None:
+    """One step of a torch fused optimizer with ``grad_scale``/``found_inf`` as its kernel inputs (eager:
+    the fused kernel is one kernel already)."""
+    optimizer.grad_scale, optimizer.found_inf = grad_scale, found_inf
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale, optimizer.found_inf
 
 
 class _Handles:
