@@ -40,7 +40,7 @@ from torch, each on purpose and never looser:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, overload
 
 from gradclip._extras import missing_extra
 
@@ -75,7 +75,10 @@ __all__ = [
 Params = Tensor | Iterable[Tensor] | FlatGrads
 
 
-ClipStats = ClipResult  # the functional form's name for the one result type
+if TYPE_CHECKING:  # the torch API's results hold tensors: ``stats.total_norm.item()`` type-checks
+    ClipStats: TypeAlias = ClipResult[Tensor, Tensor]
+else:  # at run time the class itself, so ``isinstance(x, ClipStats)`` works
+    ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _threshold(value: float | Tensor, name: str) -> float | Tensor:
@@ -235,7 +238,7 @@ def clip_grad_norm_(
     nonfinite: str = "propagate",
     return_stats: bool = False,
     process_groups: Sequence = (),
-) -> Tensor | ClipResult:
+) -> Tensor | ClipStats:
     """Clip the global p-norm of the gradients to ``max_norm``, in place; return the pre-clip norm.
 
     ``total = ||(g_1, ..., g_k)||_p``; if ``total > max_norm`` every gradient is multiplied by

@@ -15,7 +15,7 @@ import types
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import numpy as np
 
@@ -44,7 +44,10 @@ __all__ = [
 Arrays = np.ndarray | Iterable[np.ndarray] | Mapping[str, np.ndarray]
 
 
-ClipStats = ClipResult  # the functional form's name for the one result type
+if TYPE_CHECKING:  # the NumPy API's results hold Python floats and bools
+    ClipStats: TypeAlias = ClipResult[float, bool]
+else:  # at run time the class itself, so ``isinstance(x, ClipStats)`` works
+    ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _arrays(grads: Arrays) -> list[np.ndarray]:
@@ -182,7 +185,7 @@ def clip_grad_norm_(
     eps: float = 1e-6,
     nonfinite: str = "propagate",
     return_stats: bool = False,
-) -> float | ClipResult:
+) -> float | ClipStats:
     """Clip the global p-norm of the arrays to ``max_norm`` in place; return the pre-clip norm.
 
     Arguments and the non-finite policy are those of
@@ -258,14 +261,14 @@ class ClipStep:
         self.mode, self.eps = mode, check_eps(eps)
         self.skip_nonfinite, self.spikes = skip_nonfinite, skip_spikes
         self.steps = self.skipped_steps = self.spike_skips = 0
-        self.last: ClipResult | None = None
+        self.last: ClipResult[float, bool] | None = None
         self._recent: deque[float] = deque(maxlen=rate_window)
 
     @property
     def enabled(self) -> bool:
         return self.policy is not None or self.max_norm is not None
 
-    def clip_(self, grads: Arrays) -> ClipResult:
+    def clip_(self, grads: Arrays) -> ClipResult[float, bool]:
         """Clip ``grads`` in place (unless the step is skipped) and report the step."""
         arrays = _arrays(grads)
         p = math.inf if self.mode == "value" else 2.0

@@ -115,7 +115,7 @@ class ClipOptimizer(_Wrapper):
         return self.clip_step.skip_nonfinite
 
     @property
-    def last_result(self) -> ClipResult | None:
+    def last_result(self) -> ClipResult[Tensor, Tensor] | None:
         return self.clip_step.last
 
     @property

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from gradclip._extras import missing_extra
 
@@ -141,7 +141,7 @@ class ClipStep:
         self.steps = 0
         self._skipped: int | Tensor = 0
         self._spike_skips = 0
-        self.last: ClipResult | None = None
+        self.last: ClipResult[Tensor, Tensor] | None = None
         self._recent: deque[Any] = deque(maxlen=rate_window)
         self._recent_sum: Any = 0.0  # running sum over _recent: O(1) per step
 
@@ -152,7 +152,9 @@ class ClipStep:
             return measure_grads(params, 2.0, grad_scale, None, ())
         return self.clipper.measure(params, grad_scale)
 
-    def _run(self, parameters: Any, grad_scale: Tensor | None, *, defer: bool, drop: bool) -> ClipResult:
+    def _run(
+        self, parameters: Any, grad_scale: Tensor | None, *, defer: bool, drop: bool
+    ) -> ClipResult[Tensor, Tensor]:
         """Measure, threshold, decide, rescale (unless ``defer``: the fused kernel applies it)."""
         m = self._measure(
             list(parameters) if not isinstance(parameters, Tensor) else [parameters], grad_scale
@@ -187,7 +189,9 @@ class ClipStep:
             ClipResult(total, threshold, scale, post, clipped, finite, skipped, spike, m.tensor_norms)
         )
 
-    def _skip(self, m: Measured, threshold: Any, finite: Tensor, spike: bool, *, drop: bool) -> ClipResult:
+    def _skip(
+        self, m: Measured, threshold: Any, finite: Tensor, spike: bool, *, drop: bool
+    ) -> ClipResult[Tensor, Tensor]:
         """A skipped step: nothing rescaled, the policy's state kept, the gradients dropped if asked."""
         if drop:
             for p in m.params:
@@ -203,7 +207,7 @@ class ClipStep:
         )
         return self._record(result)
 
-    def _record(self, result: ClipResult) -> ClipResult:
+    def _record(self, result: ClipResult[Tensor, Tensor]) -> ClipResult[Tensor, Tensor]:
         clipped = result.clipped
         value = float(clipped) if clipped.device.type == "cpu" else clipped.float()
         if len(self._recent) == self._recent.maxlen:
@@ -215,7 +219,9 @@ class ClipStep:
         return result
 
     @torch.no_grad()
-    def clip_(self, parameters: Tensor | Iterable[Tensor], *, grad_scale: Tensor | None = None) -> ClipResult:
+    def clip_(
+        self, parameters: Tensor | Iterable[Tensor], *, grad_scale: Tensor | None = None
+    ) -> ClipResult[Tensor, Tensor]:
         """Clip ``parameters``' gradients in place and report; a skipped step drops their gradients.
 
         Args:
@@ -236,7 +242,7 @@ class ClipStep:
         scaler: Any = None,
         closure: Callable[[], Any] | None = None,
         fused: bool | None = None,
-    ) -> ClipResult:
+    ) -> ClipResult[Tensor, Tensor]:
         """Clip, then step ``optimizer`` or skip; with ``scaler``, unscale first and update after.
 
         ``closure`` (re)computes the loss and gradients first. ``fused``: hand the clip to a torch
@@ -260,7 +266,8 @@ class ClipStep:
             return result
         if fused is not False and self.fuses(optimizer) and not _first_fused_sgd_step(optimizer):
             result = self._run(params, None, defer=True, drop=False)
-            optimizer.grad_scale = torch.reciprocal(result.scale)  # the kernel divides the gradients by it
+            # The kernel divides the gradients by grad_scale (a fused step's scale is never None).
+            optimizer.grad_scale = torch.reciprocal(cast(Tensor, result.scale))
             optimizer.found_inf = result.skipped.float()  # the kernel leaves params and state alone
             try:
                 optimizer.step()
@@ -304,7 +311,7 @@ class ClipStep:
             params = _params_of(opt)
             if self.fuses(opt) and not _first_fused_sgd_step(opt):
                 result = self._run(params, carried, defer=True, drop=False)
-                factor = torch.reciprocal(result.scale)
+                factor = torch.reciprocal(cast(Tensor, result.scale))
                 opt.grad_scale = factor if carried is None else carried.to(factor) * factor
                 found = result.skipped.float()
                 base = getattr(opt, "found_inf", None)
