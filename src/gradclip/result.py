@@ -51,6 +51,15 @@ else:
             skipped: the optimizer update was skipped (non-finite norm, or a spike).
             spike: the update was skipped by the spike rule.
             tensor_norms: per-tensor pre-clip norms from the same pass, in input order.
+
+        Example:
+            >>> import numpy as np
+            >>> import gradclip.numpy as gnp
+            >>> result = gnp.clip_grad_norm_([np.array([3.0, 4.0])], 1.0, return_stats=True)
+            >>> result.total_norm, result.threshold, result.clipped, result.skipped
+            (5.0, 1.0, True, False)
+            >>> round(result.post_clip_norm, 6)
+            1.0
         """
 
         total_norm: T
