@@ -85,4 +85,3 @@ def test_examples_run(name, tmp_path, monkeypatch):
     assert runner.failures == 0, "".join(report)
     if name not in {"gradclip", "gradclip.integrations"}:  # packages only re-export
         assert runner.tries > 0, f"{name} has no example"
-
