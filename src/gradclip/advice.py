@@ -20,7 +20,7 @@ __all__ = ["Advice", "threshold_advice"]
 class Advice(NamedTuple):
     """Suggested thresholds: ``[low, high]`` = 90th-95th percentile of norms; ``mean`` for Pascanu's rule.
 
-    Example:
+    Examples:
         >>> from gradclip.advice import threshold_advice
         >>> advice = threshold_advice([float(n) for n in range(1, 101)])
         >>> round(advice.low, 2), round(advice.high, 2), advice.mean, advice.samples
@@ -50,7 +50,7 @@ def threshold_advice(
     ``mean`` overrides the sample mean (the monitor passes its exact running mean, the percentiles
     coming from a reservoir sample).
 
-    Example:
+    Examples:
         >>> import gradclip
         >>> advice = gradclip.threshold_advice([1.0, 2.0, 3.0] * 10)
         >>> advice.low, advice.high, advice.mean

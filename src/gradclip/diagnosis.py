@@ -30,7 +30,7 @@ __all__ = [
 class GradMonitorWarning(UserWarning):
     """Something the gradient monitor noticed (filter this to silence them all).
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from gradclip.monitor import GradMonitor, GradMonitorWarning
         >>> monitor = GradMonitor()
@@ -45,7 +45,7 @@ class GradMonitorWarning(UserWarning):
 class ClipRateWarning(GradMonitorWarning):
     """Clipping too often (lr too high or c too low), on nearly every step, or never (idle).
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> monitor = GradMonitor(config=MonitorConfig(window=10))
@@ -61,7 +61,7 @@ class ClipRateWarning(GradMonitorWarning):
 class SpikeWarning(GradMonitorWarning):
     """A gradient norm far above recent history, or non-finite.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> monitor = GradMonitor(config=MonitorConfig(min_history=5))
@@ -77,7 +77,7 @@ class SpikeWarning(GradMonitorWarning):
 class VanishingGradientWarning(GradMonitorWarning):
     """Gradient norms near zero for many steps: something clipping cannot fix.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> monitor = GradMonitor(config=MonitorConfig(vanish_steps=3))
@@ -93,7 +93,7 @@ class VanishingGradientWarning(GradMonitorWarning):
 class ClipMisuseWarning(GradMonitorWarning):
     """Clipping in the wrong place: skipped, on empty gradients, or after ``optimizer.step()``.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from gradclip.monitor import GradMonitor
         >>> monitor = GradMonitor()
@@ -117,7 +117,7 @@ WARNING_KINDS = {
 class MonitorConfig:
     """Warning levels and window sizes; the defaults suit a few hundred steps or more.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> config = MonitorConfig(window=50, clip_rate=0.3)
         >>> GradMonitor(config=config).config.window
@@ -158,7 +158,7 @@ class MonitorConfig:
 class Summary(NamedTuple):
     """The run so far: counts, rates, norm range, warnings per kind, and the advice (or None).
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor
         >>> monitor = GradMonitor()
         >>> for norm in (0.5, 2.0, 3.0):

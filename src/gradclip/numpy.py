@@ -105,7 +105,7 @@ def _combine(norms: list[float], p: float) -> float:
 def tensor_norms(grads: Arrays, norm_type: float | str = 2.0) -> list[float]:
     """Per-array p-norms in float64, in input order.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import gradclip.numpy as gnp
         >>> gnp.tensor_norms({"w": np.array([3.0, 4.0]), "b": np.array([-2.0])})
@@ -120,7 +120,7 @@ def tensor_norms(grads: Arrays, norm_type: float | str = 2.0) -> list[float]:
 def get_total_norm(grads: Arrays, norm_type: float | str = 2.0, error_if_nonfinite: bool = False) -> float:
     """Total p-norm of all arrays taken together, accumulated in float64.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import gradclip.numpy as gnp
         >>> gnp.get_total_norm([np.array([3.0]), np.array([4.0])])  # sqrt(3**2 + 4**2)
@@ -156,7 +156,7 @@ def clip_grads_with_norm_(
 ) -> None:
     """Scale the arrays in place given a precomputed total norm.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import gradclip.numpy as gnp
         >>> grads = [np.array([3.0, 4.0])]
@@ -217,7 +217,7 @@ def clip_grad_norm_(
     Arguments and the non-finite policy are those of
     [`gradclip.clip.clip_grad_norm_`][gradclip.clip.clip_grad_norm_].
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import gradclip.numpy as gnp
         >>> grads = {"w": np.array([3.0, 4.0]), "b": np.array([0.0])}
@@ -249,7 +249,7 @@ def clip_grad_norm_(
 def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
     """Clamp every element to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import gradclip.numpy as gnp
         >>> grads = [np.array([-3.0, 0.5, 2.0])]
@@ -279,7 +279,7 @@ class ClipStep:
     on a skipped step nothing is changed (arrays, policy state) and ``result.skipped`` tells the caller not to
     update.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import gradclip
         >>> import gradclip.numpy as gnp

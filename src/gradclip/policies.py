@@ -43,7 +43,7 @@ Norm = Any  # a Python float, or a 0-dim tensor-like object (torch.Tensor) for Z
 class PolicyFns(NamedTuple):
     """A threshold policy as two pure functions (no hidden state).
 
-    Example:
+    Examples:
         >>> from gradclip.policies import zscore
         >>> fns = zscore(warmup=2)
         >>> state = fns.init()
@@ -60,7 +60,7 @@ class PolicyFns(NamedTuple):
 class Policy(Protocol):
     """What a clipper needs from a threshold policy.
 
-    Example:
+    Examples:
         >>> from gradclip.policies import Policy, ZScore
         >>> def first_threshold(policy: Policy, norm: float) -> float:
         ...     return policy(norm)
@@ -202,7 +202,7 @@ _TINY = 1e-30  # representable in float32; added to the z-score's spread (see zs
 class FixedState(NamedTuple):
     """A fixed threshold has nothing to remember.
 
-    Example:
+    Examples:
         >>> from gradclip.policies import fixed
         >>> fixed(1.0).init()
         FixedState()
@@ -212,7 +212,7 @@ class FixedState(NamedTuple):
 def fixed(max_norm: float) -> PolicyFns:
     """Constant threshold ``c``: ``update(norm, state) = (c, state)``.
 
-    Example:
+    Examples:
         >>> from gradclip.policies import fixed
         >>> fns = fixed(1.0)
         >>> fns.update(123.0, fns.init())
@@ -232,7 +232,7 @@ class PercentileState(NamedTuple):
     """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first (with
     ``window=None``: all of them, sorted ascending, so that a step inserts instead of sorting).
 
-    Example:
+    Examples:
         >>> from gradclip.policies import percentile
         >>> fns = percentile(50, window=3)
         >>> state = fns.init()
@@ -293,7 +293,7 @@ def percentile(
     References: P. Seetharaman, G. Wichern, B. Pardo, J. Le Roux, "AutoClip: Adaptive Gradient
     Clipping for Source Separation Networks", MLSP 2020, arXiv:2007.14469.
 
-    Example:
+    Examples:
         >>> from gradclip.policies import percentile
         >>> fns = percentile(50)
         >>> state = fns.init()
@@ -379,7 +379,7 @@ class ZScoreState(NamedTuple):
 
     Python floats, or 0-dim tensors on the norm's device once a tensor norm has been seen.
 
-    Example:
+    Examples:
         >>> from gradclip.policies import zscore
         >>> fns = zscore(warmup=5)
         >>> state = fns.init()
@@ -431,7 +431,7 @@ def zscore(
     References: A. Kumar, L. Owen, N. R. Chowdhury, F. Güra, "ZClip: Adaptive Spike Mitigation for
     LLM Pre-Training", 2025, arXiv:2504.02507.
 
-    Example:
+    Examples:
         >>> from gradclip.policies import zscore
         >>> fns = zscore(warmup=5)
         >>> state = fns.init()
@@ -559,7 +559,7 @@ class _Stateful:
 class Fixed(_Stateful):
     """Constant threshold ``max_norm`` (plain clip-by-norm, Pascanu et al. 2013, arXiv:1211.5063).
 
-    Example:
+    Examples:
         >>> from gradclip.policies import Fixed
         >>> policy = Fixed(1.0)
         >>> policy(5.0)
@@ -584,7 +584,7 @@ class Percentile(_Stateful):
     per step);
     ``window=None`` keeps the paper's full history (memory grows by 8 bytes per step).
 
-    Example:
+    Examples:
         >>> from gradclip.policies import Percentile
         >>> policy = Percentile(50, window=3)
         >>> [policy(norm) for norm in (1.0, 3.0, 2.0, 10.0)]
@@ -639,7 +639,7 @@ class Percentile(_Stateful):
 class ZScore(_Stateful):
     """ZClip thresholds, see [`zscore`][gradclip.policies.zscore] (formula, warm-up, non-finite norms).
 
-    Example:
+    Examples:
         >>> import gradclip
         >>> policy = gradclip.ZScore(warmup=3)
         >>> policy(1.0)  # nothing seen yet: no limit

@@ -59,7 +59,7 @@ def _finite_norms(run: RunLog) -> np.ndarray:
 def run_advice(run: RunLog) -> Advice | None:
     """Threshold advice from every finite pre-clip norm after the run's warm-up (exact, no sampling).
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -80,7 +80,7 @@ def run_advice(run: RunLog) -> Advice | None:
 def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
     """Pre-clip norm per step (log axis), the threshold as a dashed line, clipped steps as triangles.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -155,7 +155,7 @@ def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
     The median, p95 and p99 of each run are given as numbers in the legend, which is placed above the
     axes so that it never hides the bars.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -186,7 +186,7 @@ def _binned_max(values: np.ndarray, columns: int) -> tuple[np.ndarray, int]:
 def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
     """Per-layer norm heatmap (layers x steps, colour = log10 norm), one panel per run.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -227,7 +227,7 @@ def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
 def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
     """Training loss per step for each run; log axis when it is positive and spans two decades.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -271,7 +271,7 @@ def _fmt(value: float) -> str:
 def summary_rows(runs: Sequence[RunLog]) -> list[tuple[str, list[str]]]:
     """The summary table: one row per statistic, one column per run (text cells).
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -320,7 +320,7 @@ def _rate(run: RunLog) -> float:
 def print_summary(runs: Sequence[RunLog], *, console: Any = None) -> None:
     """Print the summary table and the advice with rich (to ``console``, default stdout).
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -366,7 +366,7 @@ def headline(run: RunLog, results: Mapping[str, float] | None = None) -> list[tu
     ``results`` are the run's final metrics when the caller knows them (for example
     ``{"test accuracy": 0.975}``); a name ending in ``accuracy`` is shown as a percentage.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -477,7 +477,7 @@ def write_report(
         results: final metrics per run name, shown first on the page (``{"clipped": {"test
             accuracy": 0.975}}``); the final loss comes from the log itself.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
@@ -502,7 +502,7 @@ def render_report(
     """[`write_report`][gradclip.report.write_report] for runs already read with
     [`gradclip.sinks.read_run`][gradclip.sinks.read_run].
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor, MonitorConfig
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,

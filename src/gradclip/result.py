@@ -52,7 +52,7 @@ else:
             spike: the update was skipped by the spike rule.
             tensor_norms: per-tensor pre-clip norms from the same pass, in input order.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> import gradclip.numpy as gnp
             >>> result = gnp.clip_grad_norm_([np.array([3.0, 4.0])], 1.0, return_stats=True)

@@ -86,7 +86,7 @@ _TEXT_FLOAT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 class Sink(Protocol):
     """Receives a run's header once, then step and warning records, then the summary.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor
         >>> class PrintSink:  # any object with these four methods is a sink
         ...     def open(self, header):
@@ -144,7 +144,7 @@ def _step_line(record: Mapping[str, Any]) -> str:
 class JsonlSink:
     """Appends records to ``RUN_DIR/grads.jsonl``, one flushed ``write`` per record.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor
         >>> from gradclip.sinks import JsonlSink, read_run
         >>> sink = JsonlSink("runs/jsonl-example")
@@ -220,7 +220,7 @@ def _records_before(path: Path, step: int) -> tuple[list[str], int]:
 class CsvSink:
     """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor
         >>> from gradclip.sinks import CsvSink
         >>> sink = CsvSink("runs/csv-example")
@@ -282,7 +282,7 @@ class TensorBoardSink:
     On resume the writer starts with ``purge_step``: TensorBoard then discards the events a killed
     run wrote past the checkpoint, as the JSONL sink drops its records.
 
-    Example:
+    Examples:
         >>> from pathlib import Path
         >>> from gradclip.monitor import GradMonitor
         >>> from gradclip.sinks import TensorBoardSink
@@ -350,7 +350,7 @@ _SINKS: dict[str, Callable[[str | Path], Sink]] = {
 def make_sink(kind: str, log_dir: str | Path) -> Sink:
     """The sink called ``kind`` (``'jsonl'``, ``'csv'`` or ``'tensorboard'``) writing into ``log_dir``.
 
-    Example:
+    Examples:
         >>> from gradclip.sinks import make_sink
         >>> type(make_sink("csv", "runs/example")).__name__
         'CsvSink'
@@ -372,7 +372,7 @@ class RunLog:
     0/1); ``layer_norms`` is ``(steps, layers)`` or None when no step recorded them; ``truncated``
     says whether an unfinished last line was skipped (the run crashed or is still being written).
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/runlog-example", names=["w", "b"], overwrite=True) as monitor:
@@ -499,7 +499,7 @@ def read_run(path: str | Path) -> RunLog:
         ValueError: a damaged log (a line that is not a JSON object, a field of the wrong type, a
             header from elsewhere); the message gives the file, the line and what is wrong.
 
-    Example:
+    Examples:
         >>> from gradclip.monitor import GradMonitor
         >>> from gradclip.sinks import read_run
         >>> with GradMonitor(log_dir="runs/read-example", overwrite=True) as monitor:

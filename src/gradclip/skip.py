@@ -38,7 +38,7 @@ class SpikeSkip:
 
     The norm is read as a Python float: on CUDA, one host sync per step.
 
-    Example:
+    Examples:
         >>> from gradclip.skip import SpikeSkip
         >>> rule = SpikeSkip(k=3.0, warmup=5)
         >>> [rule.check(norm) for norm in (1.0, 1.1, 0.9, 1.0, 1.05)]  # the warm-up: never a spike
@@ -116,7 +116,7 @@ class SpikeSkip:
 def check_step_options(skip_nonfinite: object, skip_spikes: object, rate_window: object) -> None:
     """The options every step object takes (torch and NumPy), checked the same way.
 
-    Example:
+    Examples:
         >>> from gradclip.skip import check_step_options
         >>> check_step_options(True, None, 100)  # valid: nothing happens
         >>> check_step_options(True, None, 0)
@@ -135,7 +135,7 @@ def check_step_options(skip_nonfinite: object, skip_spikes: object, rate_window:
 def check_recent(recent: object, maxlen: int) -> list[float]:
     """A saved clip-rate window: a list of at most ``maxlen`` 0/1 flags (ValueError otherwise).
 
-    Example:
+    Examples:
         >>> from gradclip.skip import check_recent
         >>> check_recent([1, 0, 1], 100)
         [1.0, 0.0, 1.0]
@@ -150,7 +150,7 @@ def check_recent(recent: object, maxlen: int) -> list[float]:
 def load_all_or_nothing(spikes: SpikeSkip | None, saved: Any, load_rest: Callable[[], None]) -> None:
     """Load the spike rule's ``saved`` state, then ``load_rest()``; if that fails, undo the first.
 
-    Example:
+    Examples:
         >>> from gradclip.skip import SpikeSkip, load_all_or_nothing
         >>> saved = SpikeSkip(warmup=2)
         >>> saved.check(1.0)
@@ -181,7 +181,7 @@ def decide(finite: bool, norm: float, *, skip_nonfinite: bool, spikes: SpikeSkip
 
     Non-finite: skipped when ``skip_nonfinite``. Finite: skipped when ``spikes`` calls it a spike.
 
-    Example:
+    Examples:
         >>> from gradclip.skip import decide
         >>> decide(False, float("nan"), skip_nonfinite=True, spikes=None)
         (True, False)

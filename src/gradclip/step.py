@@ -64,6 +64,16 @@ def as_clipper(clipper: Any) -> Clipper | None:
 
     ``None`` and numbers ``<= 0`` turn clipping off (the seed sandboxes' rule, ``check_off_or_threshold``);
     a number ``> 0`` is ``NormClipper(Fixed(c))``; a policy is ``NormClipper(policy)``.
+
+    Examples:
+        >>> import gradclip
+        >>> from gradclip.step import as_clipper
+        >>> as_clipper(1.0)
+        NormClipper(Fixed(max_norm=1.0), norm_type=2.0, eps=1e-06)
+        >>> as_clipper(gradclip.ZScore(warmup=10)).policy
+        ZScore(alpha=0.97, z_thresh=2.5, warmup=10, ...)
+        >>> as_clipper(0) is None  # 0 (or None) turns clipping off
+        True
     """
     if clipper is None:
         return None
@@ -116,7 +126,7 @@ class ClipStep:
         skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spikes, or None.
         rate_window: the clip rate is the fraction of clipped steps among the last ``rate_window``.
 
-    Example:
+    Examples:
         >>> import torch, gradclip
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
