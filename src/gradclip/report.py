@@ -60,17 +60,15 @@ def run_advice(run: RunLog) -> Advice | None:
     """Threshold advice from every finite pre-clip norm after the run's warm-up (exact, no sampling).
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
-        ...     for step in range(30):
-        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
-        >>> run = read_run("runs/report-example")
+        >>> from gradclip import GradMonitor, MonitorConfig, read_run
         >>> from gradclip.report import run_advice
-        >>> advice = run_advice(run)
-        >>> advice.samples, round(advice.mean, 2)
-        (30, 3.83)
+        >>> config = MonitorConfig(warmup=10)  # the first 10 steps are left out of the advice
+        >>> with GradMonitor(log_dir="runs/advice-example", config=config, overwrite=True) as monitor:
+        ...     for step in range(40):
+        ...         monitor.record(100.0 if step < 10 else 1.0 + step % 7)
+        >>> advice = run_advice(read_run("runs/advice-example"))
+        >>> advice.samples, round(advice.mean, 2), advice.high <= 7.0
+        (30, 4.03, True)
     """
     warmup = int(run.header.get("config", {}).get("warmup", 0))
     keep = run.columns["step"] >= warmup
@@ -81,10 +79,8 @@ def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
     """Pre-clip norm per step (log axis), the threshold as a dashed line, clipped steps as triangles.
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -156,10 +152,8 @@ def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
     axes so that it never hides the bars.
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -187,10 +181,8 @@ def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
     """Per-layer norm heatmap (layers x steps, colour = log10 norm), one panel per run.
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -228,10 +220,8 @@ def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
     """Training loss per step for each run; log axis when it is positive and spans two decades.
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -272,10 +262,8 @@ def summary_rows(runs: Sequence[RunLog]) -> list[tuple[str, list[str]]]:
     """The summary table: one row per statistic, one column per run (text cells).
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -321,10 +309,8 @@ def print_summary(runs: Sequence[RunLog], *, console: Any = None) -> None:
     """Print the summary table and the advice with rich (to ``console``, default stdout).
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -367,10 +353,8 @@ def headline(run: RunLog, results: Mapping[str, float] | None = None) -> list[tu
     ``{"test accuracy": 0.975}``); a name ending in ``accuracy`` is shown as a percentage.
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -478,10 +462,8 @@ def write_report(
             accuracy": 0.975}}``); the final loss comes from the log itself.
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")
@@ -503,10 +485,8 @@ def render_report(
     [`gradclip.sinks.read_run`][gradclip.sinks.read_run].
 
     Examples:
-        >>> from gradclip.monitor import GradMonitor, MonitorConfig
-        >>> from gradclip.sinks import read_run
-        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True,
-        ...                  config=MonitorConfig(warmup=0)) as monitor:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
         ...     for step in range(30):
         ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
         >>> run = read_run("runs/report-example")

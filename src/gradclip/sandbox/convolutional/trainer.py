@@ -124,9 +124,8 @@ class ConvTrainer:
         >>> from types import SimpleNamespace
         >>> import torch
         >>> from gradclip.sandbox.convolutional.trainer import ConvTrainer
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(64, 3))
         >>> x, y = torch.randn(32, 1, 6, 6), torch.randint(0, 3, (32,))
         >>> data = SimpleNamespace(x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
