@@ -64,6 +64,10 @@ RAW_MARKUP = re.compile(
 )
 
 
+# A doctest line under a heading griffe does not read as examples ("Example:" is an admonition).
+QUOTED_PROMPT = re.compile(r"<blockquote>\s*<blockquote>\s*<blockquote>")
+
+
 def _text_of(html: str) -> str:
     """The page's prose: scripts and code blocks left out, inline code as a `x` placeholder."""
     html = re.sub(r"<(script|style|pre)\b.*?</\1>", " ", html, flags=re.S)
@@ -96,10 +100,15 @@ def test_site_builds_strictly_with_no_raw_markup(site):
         html = page.read_text()
         hits = sorted({m.group(0) for m in RAW_MARKUP.finditer(_text_of(html))})
         hits += ["<autoref>"] if "<autoref " in html else []  # a reference autorefs left unresolved
+        if QUOTED_PROMPT.search(html):  # a docstring's ">>>" read as Markdown, not as a doctest
+            hits.append(">>> as nested quotes")
         if hits:
             found[str(page.relative_to(site))] = hits
     assert not found, found
-    api = _text_of((site / "api.html").read_text())
+    api_html = (site / "api.html").read_text()
+    # Every public class and function has a doctest (tests/test_examples.py), rendered as code.
+    assert api_html.count('doc-section-title">Examples:') > 100
+    api = _text_of(api_html)
     for name in ("clip_grad_norm_", "ZScore", "GradMonitor", "ClipOptimizer", "GradClipCallback"):
         assert name in api, name
 
@@ -111,3 +120,4 @@ def test_raw_markup_check_catches_what_it_must():
     assert all(RAW_MARKUP.search(_text_of(f"<p>{b}</p>")) for b in bad)
     good = "<p>a <code>x::y</code>, 12:30, <a>Fixed</a></p><pre>x[1][30] and Example::</pre>"
     assert not RAW_MARKUP.search(_text_of(good))
+    assert QUOTED_PROMPT.search("<blockquote>\n<blockquote>\n<blockquote>\n<p>import torch")

@@ -38,3 +38,18 @@ def test_numpy_api_works_without_torch_and_torch_api_says_what_to_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_clip_result_is_one_class_generic_over_norms_and_flags():
+    import typing
+
+    import numpy as np
+
+    import gradclip.numpy as gnp
+    from gradclip.result import _FIELDS, ClipResult
+
+    assert ClipResult._fields == _FIELDS  # Python 3.10 builds the class from _FIELDS (no generic NamedTuple)
+    stats = gnp.clip_grad_norm_([np.array([3.0, 4.0])], 1.0, return_stats=True)
+    assert type(stats) is ClipResult and isinstance(stats, gnp.ClipStats)  # the alias is the class itself
+    assert (stats.total_norm, stats.clipped) == (5.0, True)
+    assert typing.get_origin(ClipResult[float, bool]) is ClipResult  # the annotations' form works at run time

@@ -18,7 +18,16 @@ __all__ = ["Advice", "threshold_advice"]
 
 
 class Advice(NamedTuple):
-    """Suggested thresholds: ``[low, high]`` = 90th-95th percentile of norms; ``mean`` for Pascanu's rule."""
+    """Suggested thresholds: ``[low, high]`` = 90th-95th percentile of norms; ``mean`` for Pascanu's rule.
+
+    Examples:
+        >>> from gradclip.advice import threshold_advice
+        >>> advice = threshold_advice([float(n) for n in range(1, 101)])
+        >>> round(advice.low, 2), round(advice.high, 2), advice.mean, advice.samples
+        (90.1, 95.05, 50.5, 100)
+        >>> advice.text().startswith("suggested max_norm: 90.1 to 95")
+        True
+    """
 
     low: float
     high: float
@@ -40,6 +49,14 @@ def threshold_advice(
 
     ``mean`` overrides the sample mean (the monitor passes its exact running mean, the percentiles
     coming from a reservoir sample).
+
+    Examples:
+        >>> import gradclip
+        >>> advice = gradclip.threshold_advice([1.0, 2.0, 3.0] * 10)
+        >>> advice.low, advice.high, advice.mean
+        (3.0, 3.0, 2.0)
+        >>> gradclip.threshold_advice([1.0, 2.0]) is None  # fewer than min_samples norms
+        True
     """
     values = np.asarray([v for v in norms if math.isfinite(v)], dtype=np.float64)
     if len(values) < min_samples:

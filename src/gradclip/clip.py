@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, overload
 
 from gradclip._extras import missing_extra
 
@@ -76,7 +76,10 @@ __all__ = [
 Params = Tensor | Iterable[Tensor] | FlatGrads
 
 
-ClipStats = ClipResult  # the functional form's name for the one result type
+if TYPE_CHECKING:  # the torch API's results hold tensors: ``stats.total_norm.item()`` type-checks
+    ClipStats: TypeAlias = ClipResult[Tensor, Tensor]
+else:  # at run time the class itself, so ``isinstance(x, ClipStats)`` works
+    ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _threshold(value: float | Tensor, name: str) -> float | Tensor:
@@ -174,6 +177,15 @@ def clip_grads_with_norm_(
     Same contract as ``torch.nn.utils.clip_grads_with_norm_``; use it with
     [`get_total_norm`][gradclip.clip.get_total_norm] when the norm must be reduced across processes in
     between.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> w.grad = torch.tensor([3.0, 4.0])
+        >>> total = gradclip.get_total_norm([w])  # measured first: logged, or reduced across processes
+        >>> gradclip.clip_grads_with_norm_([w], 1.0, total)
+        >>> w.grad
+        tensor([0.6000, 0.8000])
     """
     max_norm = _threshold(max_norm, "max_norm")
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
@@ -236,7 +248,7 @@ def clip_grad_norm_(
     nonfinite: str = "propagate",
     return_stats: bool = False,
     process_groups: Sequence = (),
-) -> Tensor | ClipResult:
+) -> Tensor | ClipStats:
     """Clip the global p-norm of the gradients to ``max_norm``, in place; return the pre-clip norm.
 
     ``total = ||(g_1, ..., g_k)||_p``; if ``total > max_norm`` every gradient is multiplied by
@@ -263,6 +275,19 @@ def clip_grad_norm_(
     Returns:
         The pre-clip total norm, a 0-dim float32 tensor (float64 for float64 gradients) on the
         gradients' (first) device; for DTensor gradients a replicated DTensor (as torch).
+
+    Examples:
+        >>> import torch, gradclip
+        >>> model = torch.nn.Linear(4, 1)
+        >>> model(torch.ones(8, 4)).sum().backward()
+        >>> norm = gradclip.clip_grad_norm_(model.parameters(), 1.0)  # the pre-clip norm, a 0-dim tensor
+        >>> round(norm.item(), 3)
+        17.889
+        >>> round(gradclip.get_total_norm(model.parameters()).item(), 4)
+        1.0
+        >>> stats = gradclip.clip_grad_norm_(model.parameters(), 0.5, return_stats=True)
+        >>> bool(stats.clipped), round(stats.post_clip_norm.item(), 4)
+        (True, 0.5)
     """
     max_norm = _threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
@@ -313,6 +338,14 @@ def clip_grad_value_(
 
     Unlike norm clipping this changes the update's direction whenever an element is clamped.
     NaN elements stay NaN; +-inf become +-clip_value.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> w = torch.nn.Parameter(torch.zeros(3))
+        >>> w.grad = torch.tensor([-3.0, 0.5, 2.0])
+        >>> gradclip.clip_grad_value_([w], 1.0)
+        >>> w.grad
+        tensor([-1.0000,  0.5000,  1.0000])
     """
     c = check_threshold(clip_value, "clip_value")
     for device, group in _by_device(_local(_grads(parameters))).items():

@@ -53,7 +53,17 @@ Params = Tensor | Iterable[Tensor]
 
 
 class Measured(NamedTuple):
-    """One norm pass: the gradients, their per-tensor norms and the total (true, unscaled norms)."""
+    """One norm pass: the gradients, their per-tensor norms and the total (true, unscaled norms).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.clippers import NormClipper
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> w.grad = torch.tensor([3.0, 4.0])
+        >>> m = NormClipper(1.0).measure([w])
+        >>> m.total, m.tensor_norms, m.grads[0] is w.grad
+        (tensor(5.), [tensor(5.)], True)
+    """
 
     params: list[Tensor]
     grads: list[Tensor]
@@ -63,7 +73,21 @@ class Measured(NamedTuple):
 
 
 class Clipper(Protocol):
-    """A clipping rule driven by [`gradclip.step.ClipStep`][gradclip.step.ClipStep]."""
+    """A clipping rule driven by [`gradclip.step.ClipStep`][gradclip.step.ClipStep].
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.clippers import Clipper, NormClipper
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> w.grad = torch.tensor([3.0, 4.0])
+        >>> clipper: Clipper = NormClipper(1.0)
+        >>> m = clipper.measure([w])  # what a ClipStep does with its clipper, each step:
+        >>> threshold, pending = clipper.propose(m.total)
+        >>> clipper.commit(pending)  # a skipped step does not commit: the policy keeps its state
+        >>> scale, post, clipped = clipper.apply_(m, threshold, None)
+        >>> w.grad, bool(clipped)
+        (tensor([0.6000, 0.8000]), True)
+    """
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured: ...
     def propose(self, total: Tensor | float) -> tuple[float | Tensor, Any]: ...
@@ -100,7 +124,16 @@ def eager_cpu(t: Tensor) -> bool:
 def measure_grads(
     parameters: Params, norm_type: float, grad_scale: Tensor | None, foreach: bool | None, groups: Sequence
 ) -> Measured:
-    """One read pass: per-tensor norms and the total, divided by ``grad_scale`` (a loss scale) if given."""
+    """One read pass: per-tensor norms and the total, divided by ``grad_scale`` (a loss scale) if given.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.clippers import measure_grads
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> w.grad = torch.tensor([300.0, 400.0])  # still multiplied by a loss scale of 100
+        >>> measure_grads([w], 2.0, torch.tensor(100.0), None, ()).total  # the true norm
+        tensor(5.)
+    """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = collect_grads(params)
     norms, total = norms_and_total(grads, norm_type, foreach=foreach, process_groups=groups)
@@ -126,6 +159,15 @@ class NormClipper:
     norm is fed to the policy as a device tensor when the policy is ``sync_free`` and the gradients
     live off the CPU, and as a Python float otherwise (free on the CPU; the one sync of
     ``Percentile`` on CUDA). The update keeps its direction (Pascanu et al. 2013, arXiv:1211.5063).
+
+    Examples:
+        >>> import torch, gradclip
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> w.grad = torch.tensor([3.0, 4.0])
+        >>> step = gradclip.ClipStep(gradclip.NormClipper(2.0))  # or NormClipper(gradclip.ZScore())
+        >>> result = step.clip_([w])
+        >>> w.grad, round(result.post_clip_norm.item(), 4)
+        (tensor([1.2000, 1.6000]), 2.0)
     """
 
     def __init__(
@@ -283,6 +325,14 @@ class ValueClipper(_Stateless):
     ``total_norm`` in the result is the inf-norm ``max |g_ij|``, the quantity value clipping
     bounds, so ``clipped = total_norm > c`` comes from the same read pass. When that norm is not
     finite the elements are still clamped (NaN stays NaN); ``finite`` tells the caller to skip.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> w = torch.nn.Parameter(torch.zeros(3))
+        >>> w.grad = torch.tensor([-3.0, 0.5, 2.0])
+        >>> result = gradclip.ClipStep(gradclip.ValueClipper(1.0)).clip_([w])
+        >>> w.grad, result.total_norm, result.scale  # the inf-norm; no single scale factor
+        (tensor([-1.0000,  0.5000,  1.0000]), tensor(3.), None)
     """
 
     def __init__(self, clip_value: float, *, foreach: bool | None = None) -> None:
@@ -327,6 +377,15 @@ def unitwise_norm(x: Tensor) -> Tensor:
     A unit is one output row: torch stores weights as ``(out, in, *kernel)``, so the norm reduces
     over every dimension but the first (linear rows, conv filters). Vectors (biases, norm gains) and
     scalars are taken as a single unit, as in the paper's reference code.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.clippers import unitwise_norm
+        >>> unitwise_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]]))  # one norm per output row
+        tensor([[5.],
+                [1.]])
+        >>> unitwise_norm(torch.tensor([3.0, 4.0]))  # a vector is one unit
+        tensor(5.)
     """
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # torch refuses to narrow
     if x.ndim <= 1:
@@ -350,6 +409,18 @@ class AGC(_Stateless):
 
     References: A. Brock, S. De, S. L. Smith, K. Simonyan, "High-Performance Large-Scale Image
     Recognition Without Normalization", ICML 2021, arXiv:2102.06171.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.eye(2))
+        >>> layer.weight.grad = torch.tensor([[1.0, 0.0], [0.0, 0.001]])
+        >>> layer.bias.grad = torch.zeros(2)
+        >>> result = gradclip.ClipStep(gradclip.AGC(0.01)).clip_(layer.parameters())
+        >>> layer.weight.grad  # row 0: ||G|| = 1 > 0.01 * ||W|| = 0.01, rescaled; row 1 is within
+        tensor([[0.0100, 0.0000],
+                [0.0000, 0.0010]])
     """
 
     def __init__(

@@ -28,23 +28,81 @@ __all__ = [
 
 
 class GradMonitorWarning(UserWarning):
-    """Something the gradient monitor noticed (filter this to silence them all)."""
+    """Something the gradient monitor noticed (filter this to silence them all).
+
+    Examples:
+        >>> import warnings
+        >>> from gradclip.monitor import GradMonitor, GradMonitorWarning
+        >>> monitor = GradMonitor()
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", GradMonitorWarning)  # silences every monitor warning
+        ...     monitor.record(0.0, threshold=1.0)  # no gradient at all: a ClipMisuseWarning, silenced
+        >>> sum(monitor.summary().warnings.values())  # still counted
+        1
+    """
 
 
 class ClipRateWarning(GradMonitorWarning):
-    """Clipping too often (lr too high or c too low), on nearly every step, or never (idle)."""
+    """Clipping too often (lr too high or c too low), on nearly every step, or never (idle).
+
+    Examples:
+        >>> import warnings
+        >>> from gradclip.monitor import GradMonitor, MonitorConfig
+        >>> monitor = GradMonitor(config=MonitorConfig(window=10))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     for _ in range(10):
+        ...         monitor.record(5.0, threshold=1.0)  # every step clipped
+        >>> [w.category.__name__ for w in caught]
+        ['ClipRateWarning']
+    """
 
 
 class SpikeWarning(GradMonitorWarning):
-    """A gradient norm far above recent history, or non-finite."""
+    """A gradient norm far above recent history, or non-finite.
+
+    Examples:
+        >>> import warnings
+        >>> from gradclip.monitor import GradMonitor, MonitorConfig
+        >>> monitor = GradMonitor(config=MonitorConfig(min_history=5))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     for norm in [1.0] * 5 + [100.0]:
+        ...         monitor.record(norm)
+        >>> [w.category.__name__ for w in caught]
+        ['SpikeWarning']
+    """
 
 
 class VanishingGradientWarning(GradMonitorWarning):
-    """Gradient norms near zero for many steps: something clipping cannot fix."""
+    """Gradient norms near zero for many steps: something clipping cannot fix.
+
+    Examples:
+        >>> import warnings
+        >>> from gradclip.monitor import GradMonitor, MonitorConfig
+        >>> monitor = GradMonitor(config=MonitorConfig(vanish_steps=3))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     for _ in range(3):
+        ...         monitor.record(1e-9)
+        >>> [w.category.__name__ for w in caught]
+        ['VanishingGradientWarning']
+    """
 
 
 class ClipMisuseWarning(GradMonitorWarning):
-    """Clipping in the wrong place: skipped, on empty gradients, or after ``optimizer.step()``."""
+    """Clipping in the wrong place: skipped, on empty gradients, or after ``optimizer.step()``.
+
+    Examples:
+        >>> import warnings
+        >>> from gradclip.monitor import GradMonitor
+        >>> monitor = GradMonitor()
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     monitor.record(0.0, threshold=1.0)  # no gradient: clipped after zero_grad()?
+        >>> [w.category.__name__ for w in caught]
+        ['ClipMisuseWarning']
+    """
 
 
 WARNING_KINDS = {
@@ -57,7 +115,18 @@ WARNING_KINDS = {
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    """Warning levels and window sizes; the defaults suit a few hundred steps or more."""
+    """Warning levels and window sizes; the defaults suit a few hundred steps or more.
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor, MonitorConfig
+        >>> config = MonitorConfig(window=50, clip_rate=0.3)
+        >>> GradMonitor(config=config).config.window
+        50
+        >>> MonitorConfig(window=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: MonitorConfig.window ...
+    """
 
     window: int = 100  # steps in the rolling clip rate and in the spike baseline
     clip_rate: float = 0.25  # warn above this rolling clip rate (the 20-30% band of common practice)
@@ -87,7 +156,17 @@ class MonitorConfig:
 
 
 class Summary(NamedTuple):
-    """The run so far: counts, rates, norm range, warnings per kind, and the advice (or None)."""
+    """The run so far: counts, rates, norm range, warnings per kind, and the advice (or None).
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor
+        >>> monitor = GradMonitor()
+        >>> for norm in (0.5, 2.0, 3.0):
+        ...     monitor.record(norm, threshold=1.0)
+        >>> summary = monitor.summary()
+        >>> summary.steps, summary.clipped, summary.norm_max, summary.threshold
+        (3, 2, 3.0, 1.0)
+    """
 
     steps: int
     clipped: int

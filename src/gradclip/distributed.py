@@ -70,22 +70,53 @@ def _dtensor_type() -> type | None:
 
 
 def is_dtensor_type(cls: type) -> bool:
+    """Whether ``cls`` is torch's ``DTensor`` or a subclass (False while DTensor is not imported).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import is_dtensor_type
+        >>> is_dtensor_type(torch.Tensor), is_dtensor_type(torch.nn.Parameter)
+        (False, False)
+    """
     dtensor = _dtensor_type()
     return dtensor is not None and issubclass(cls, dtensor)
 
 
 def any_dtensor(tensors: Sequence[Tensor]) -> bool:
-    """Whether any of ``tensors`` is a DTensor: O(1) while nothing imported DTensor, else one set of types."""
+    """Whether any of ``tensors`` is a DTensor: O(1) while nothing imported DTensor, else one set of types.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import any_dtensor
+        >>> any_dtensor([torch.ones(2), torch.zeros(3)])
+        False
+    """
     dtensor = _dtensor_type()
     return dtensor is not None and any(issubclass(t, dtensor) for t in set(map(type, tensors)))
 
 
 def is_dtensor(t: Tensor) -> TypeIs[DTensor]:
+    """Whether ``t`` is a ``DTensor`` (FSDP2 and tensor-parallel gradients are).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import is_dtensor
+        >>> is_dtensor(torch.ones(2))  # a DTensor needs a process group: see the distributed guide
+        False
+    """
     return is_dtensor_type(type(t))
 
 
 def local_tensor(t: Tensor) -> Tensor:
-    """The shard this rank holds (a view: in-place scaling of it scales the DTensor)."""
+    """The shard this rank holds (a view: in-place scaling of it scales the DTensor).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import local_tensor
+        >>> g = torch.ones(2)
+        >>> local_tensor(g) is g  # a plain tensor is all of itself; a DTensor gives its local shard
+        True
+    """
     return t.to_local() if is_dtensor(t) else t
 
 
@@ -144,7 +175,15 @@ def _reduce_partial_values(grads: list[Tensor], locals_: list[Tensor]) -> list[T
 def norm_inputs(grads: Sequence[Tensor]) -> list[Tensor]:
     """The tensors whose local norms [`reduce_norms`][gradclip.distributed.reduce_norms] combines: each rank's
     piece, summed
-    over ``Partial`` mesh dimensions first (those pieces alone say nothing about the norm)."""
+    over ``Partial`` mesh dimensions first (those pieces alone say nothing about the norm).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import norm_inputs
+        >>> grads = [torch.ones(2), torch.zeros(3)]
+        >>> [a is b for a, b in zip(norm_inputs(grads), grads)]  # plain tensors: the tensors themselves
+        [True, True]
+    """
     locals_ = [local_tensor(g) for g in grads]
     if any(is_dtensor(g) and _PARTIAL in _kinds(g) for g in grads):
         locals_ = _reduce_partial_values(list(grads), locals_)
@@ -205,6 +244,14 @@ def reduce_norms(
     ``local_norms[i]`` is the norm of ``norm_inputs(grads)[i]``. Returns the full per-tensor norms
     (float32) and the total over all ranks of ``process_groups`` (float32, 0-dim), both on the
     device of the first norm. One all-reduce per sharded dimension of each mesh, one per extra group.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import norm_inputs, reduce_norms
+        >>> grads = [torch.tensor([3.0]), torch.tensor([4.0])]
+        >>> local = [piece.norm() for piece in norm_inputs(grads)]
+        >>> reduce_norms(grads, local, 2.0)  # no mesh and no extra group: nothing to all-reduce
+        ([tensor(3.), tensor(4.)], tensor(5.))
     """
     import torch.distributed as dist
 
@@ -242,7 +289,15 @@ def reduce_norms(
 
 def as_total(total: Tensor, grads: Sequence[Tensor]) -> Tensor:
     """The total norm as torch returns it: a replicated DTensor when the gradients are DTensors
-    (on the first one's mesh, so ``.full_tensor()`` works), the plain tensor otherwise."""
+    (on the first one's mesh, so ``.full_tensor()`` works), the plain tensor otherwise.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import as_total
+        >>> total = torch.tensor(5.0)
+        >>> as_total(total, [torch.ones(2)]) is total  # plain gradients: the plain total
+        True
+    """
     dtensor = _dtensor_type()
     if dtensor is None:  # nothing imported DTensor: no gradient can be one (O(1) for 10,000 tensors)
         return total
@@ -256,5 +311,12 @@ def as_total(total: Tensor, grads: Sequence[Tensor]) -> Tensor:
 
 
 def plain_total(total: Tensor) -> Tensor:
-    """A total norm as a plain tensor: a DTensor (ours, or torch's partial one) is made whole first."""
+    """A total norm as a plain tensor: a DTensor (ours, or torch's partial one) is made whole first.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.distributed import plain_total
+        >>> plain_total(torch.tensor(5.0))  # a DTensor total would be made whole with full_tensor()
+        tensor(5.)
+    """
     return total.full_tensor() if is_dtensor(total) else total

@@ -111,6 +111,21 @@ class GradMonitor:
             training checkpoint before the first step; the log then keeps its records up to that step, drops
             the ones written after it (the tail of a killed run), marks the resumption and goes on in the same
             file.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> model = torch.nn.Linear(4, 2)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> monitor = gradclip.GradMonitor(model, optimizer=opt, log_dir="runs/monitor-ex", overwrite=True)
+        >>> for _ in range(3):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     result = monitor.clip_(1.0, loss=loss)
+        ...     opt.step()
+        >>> summary = monitor.close()
+        >>> summary.steps, gradclip.read_run("runs/monitor-ex").layers
+        (3, ['weight', 'bias'])
     """
 
     def __init__(

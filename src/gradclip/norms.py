@@ -105,6 +105,18 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     most likely a buffer or a detached weight that must not be rescaled), as do integer and boolean
     tensors. A gradient listed twice (the same parameter, or the same tensor) is counted and
     scaled once.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import collect_grads
+        >>> model = torch.nn.Linear(2, 1)
+        >>> model(torch.ones(1, 2)).sum().backward()
+        >>> [tuple(g.shape) for g in collect_grads(model.parameters())]
+        [(1, 2), (1,)]
+        >>> collect_grads([model.weight, torch.zeros(3)])  # a parameter mixed with a plain tensor
+        Traceback (most recent call last):
+            ...
+        TypeError: parameters ...
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
@@ -168,6 +180,14 @@ def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list
     """``(parameter, gradient)`` pairs for rules that need the weights (AGC), each pair once.
 
     Plain tensors raise ``TypeError``: a gradient alone does not carry the weight it is compared to.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import param_grad_pairs
+        >>> w = torch.nn.Parameter(torch.ones(2))
+        >>> w.grad = torch.full((2,), 0.5)
+        >>> [(p is w, g.tolist()) for p, g in param_grad_pairs([w, w], who="AGC")]  # listed twice: once
+        [(True, [0.5, 0.5])]
     """
     pairs: dict[int, tuple[Tensor, Tensor]] = {}
     for i, t in enumerate(_items(parameters)):
@@ -352,6 +372,12 @@ def norms_and_total(
     0-dim tensor on the first gradient's device, float32 unless a gradient is float64.
     DTensor (FSDP2) gradients and extra ``process_groups`` give global norms, reduced in float32
     (see [`gradclip.distributed`][gradclip.distributed]).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import norms_and_total
+        >>> norms_and_total([torch.tensor([3.0, 4.0]), torch.tensor([12.0])])
+        ([tensor(5.), tensor(12.)], tensor(13.))
     """
     p = check_norm_type(norm_type)
     if process_groups or any_dtensor(grads):
@@ -391,6 +417,12 @@ def total_norm(
 
     On the CPU, 2-norms of many small tensors are then one packed read with no per-tensor tensors
     created (10,000 x 256 floats: ~3 ms against ~15 ms for the per-tensor norms).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import total_norm
+        >>> total_norm([torch.full((256,), 0.5) for _ in range(100)])  # sqrt(100 * 256 * 0.25)
+        tensor(80.)
     """
     p = check_norm_type(norm_type)
     if process_groups or any_dtensor(grads):
@@ -403,6 +435,11 @@ def tensor_norms(grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool |
 
     One read pass over the gradients; the foreach kernel is used per (device, dtype) group where
     the device supports it (``foreach=None``), forced with ``True``, avoided with ``False``.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> gradclip.tensor_norms([torch.tensor([3.0, 4.0]), torch.ones(4, dtype=torch.float64)])
+        [tensor(5.), tensor(2., dtype=torch.float64)]
     """
     return norms_and_total(grads, norm_type, foreach=foreach)[0]
 
@@ -412,6 +449,14 @@ def total_from_norms(norms: list[Tensor], norm_type: float = 2.0) -> Tensor:
 
     Returned as a 0-dim tensor on the first norm's device: float32, or float64 when any gradient
     is float64 (0 for an empty list).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import total_from_norms
+        >>> total_from_norms([torch.tensor(3.0), torch.tensor(4.0)])
+        tensor(5.)
+        >>> total_from_norms([torch.tensor(3.0), torch.tensor(4.0)], float("inf"))
+        tensor(4.)
     """
     p = check_norm_type(norm_type)
     if not norms:
@@ -437,6 +482,14 @@ def get_total_norm(
     ``torch.nn.utils.get_total_norm`` but accumulated in float32 at least; inputs follow the
     safe rule of [`collect_grads`][gradclip.norms.collect_grads]. For DTensor gradients the global norm is
     returned as a replicated DTensor, as torch does (``.full_tensor()`` gives the plain value).
+
+    Examples:
+        >>> import torch, gradclip
+        >>> grads = [torch.tensor([3.0]), torch.tensor([4.0])]
+        >>> gradclip.get_total_norm(grads)
+        tensor(5.)
+        >>> gradclip.get_total_norm(grads, norm_type="inf")
+        tensor(4.)
     """
     p = check_norm_type(norm_type)
     grads = collect_grads(tensors)
@@ -456,6 +509,17 @@ class FlatGrads:
     ``optimizer.zero_grad(set_to_none=False)``: ``set_to_none=True`` drops the views, after which
     the buffer no longer holds the gradients (``flat.attached`` turns False and the gradclip entry
     points that take a ``FlatGrads`` raise instead of clipping stale zeros).
+
+    Examples:
+        >>> import torch, gradclip
+        >>> model = torch.nn.Linear(3, 2)
+        >>> flat = gradclip.FlatGrads(model.parameters())
+        >>> model(torch.ones(4, 3)).sum().backward()  # accumulates into flat.buffer
+        >>> flat.buffer.numel(), flat.attached
+        (8, True)
+        >>> norm = gradclip.clip_grad_norm_(flat, 1.0)  # one norm kernel, one scale kernel
+        >>> round(float(flat.buffer.norm()), 4)
+        1.0
     """
 
     def __init__(self, parameters: Iterable[Tensor]) -> None:

@@ -15,7 +15,7 @@ import types
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import numpy as np
 
@@ -44,7 +44,10 @@ __all__ = [
 Arrays = np.ndarray | Iterable[np.ndarray] | Mapping[str, np.ndarray]
 
 
-ClipStats = ClipResult  # the functional form's name for the one result type
+if TYPE_CHECKING:  # the NumPy API's results hold Python floats and bools
+    ClipStats: TypeAlias = ClipResult[float, bool]
+else:  # at run time the class itself, so ``isinstance(x, ClipStats)`` works
+    ClipStats = ClipResult  # the functional form's name for the one result type
 
 
 def _arrays(grads: Arrays) -> list[np.ndarray]:
@@ -100,13 +103,29 @@ def _combine(norms: list[float], p: float) -> float:
 
 
 def tensor_norms(grads: Arrays, norm_type: float | str = 2.0) -> list[float]:
-    """Per-array p-norms in float64, in input order."""
+    """Per-array p-norms in float64, in input order.
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip.numpy as gnp
+        >>> gnp.tensor_norms({"w": np.array([3.0, 4.0]), "b": np.array([-2.0])})
+        [5.0, 2.0]
+        >>> gnp.tensor_norms([np.array([3.0, -4.0])], norm_type="inf")
+        [4.0]
+    """
     p = check_norm_type(norm_type)
     return [_norm(g, p) for g in _arrays(grads)]
 
 
 def get_total_norm(grads: Arrays, norm_type: float | str = 2.0, error_if_nonfinite: bool = False) -> float:
-    """Total p-norm of all arrays taken together, accumulated in float64."""
+    """Total p-norm of all arrays taken together, accumulated in float64.
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip.numpy as gnp
+        >>> gnp.get_total_norm([np.array([3.0]), np.array([4.0])])  # sqrt(3**2 + 4**2)
+        5.0
+    """
     p = check_norm_type(norm_type)
     total = _combine(tensor_norms(grads, p), p)
     if error_if_nonfinite and not math.isfinite(total):
@@ -135,7 +154,17 @@ def _scale_(arrays: list[np.ndarray], scale: float) -> None:
 def clip_grads_with_norm_(
     grads: Arrays, max_norm: float, total_norm: float, *, eps: float = 1e-6, nonfinite: str = "propagate"
 ) -> None:
-    """Scale the arrays in place given a precomputed total norm."""
+    """Scale the arrays in place given a precomputed total norm.
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip.numpy as gnp
+        >>> grads = [np.array([3.0, 4.0])]
+        >>> total = gnp.get_total_norm(grads)  # measured once, e.g. to log it before clipping
+        >>> gnp.clip_grads_with_norm_(grads, 1.0, total)
+        >>> grads[0].round(4)
+        array([0.6, 0.8])
+    """
     c = check_threshold(max_norm, "max_norm")
     _scale_(_arrays(grads), _factor(c, float(total_norm), check_eps(eps), check_nonfinite(nonfinite)))
 
@@ -182,11 +211,23 @@ def clip_grad_norm_(
     eps: float = 1e-6,
     nonfinite: str = "propagate",
     return_stats: bool = False,
-) -> float | ClipResult:
+) -> float | ClipStats:
     """Clip the global p-norm of the arrays to ``max_norm`` in place; return the pre-clip norm.
 
     Arguments and the non-finite policy are those of
     [`gradclip.clip.clip_grad_norm_`][gradclip.clip.clip_grad_norm_].
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip.numpy as gnp
+        >>> grads = {"w": np.array([3.0, 4.0]), "b": np.array([0.0])}
+        >>> gnp.clip_grad_norm_(grads, 1.0)  # the pre-clip norm
+        5.0
+        >>> grads["w"].round(4)  # rescaled in place, direction kept
+        array([0.6, 0.8])
+        >>> stats = gnp.clip_grad_norm_(grads, 0.5, return_stats=True)
+        >>> stats.clipped, round(stats.post_clip_norm, 4)
+        (True, 0.5)
     """
     c = check_threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
@@ -206,7 +247,16 @@ def clip_grad_norm_(
 
 
 def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
-    """Clamp every element to ``[-clip_value, clip_value]`` in place (NaN stays NaN)."""
+    """Clamp every element to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip.numpy as gnp
+        >>> grads = [np.array([-3.0, 0.5, 2.0])]
+        >>> gnp.clip_grad_value_(grads, 1.0)
+        >>> grads[0]
+        array([-1. ,  0.5,  1. ])
+    """
     c = check_threshold(clip_value, "clip_value")
     for g in _arrays(grads):
         np.clip(g, -c, c, out=g)
@@ -228,6 +278,21 @@ class ClipStep:
     [`clip_`][gradclip.numpy.ClipStep.clip_] returns a [`ClipResult`][gradclip.result.ClipResult] of floats;
     on a skipped step nothing is changed (arrays, policy state) and ``result.skipped`` tells the caller not to
     update.
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip
+        >>> import gradclip.numpy as gnp
+        >>> step = gnp.ClipStep(gradclip.ZScore(warmup=5), skip_spikes=gradclip.SpikeSkip(warmup=5))
+        >>> for norm in (1.0, 1.1, 0.9, 1.0, 1.05):
+        ...     result = step([np.array([norm])])
+        >>> grads = [np.array([50.0])]
+        >>> result = step(grads)  # a spike: skipped, the arrays left as they were
+        >>> result.skipped, result.spike, float(grads[0][0])
+        (True, True, 50.0)
+        >>> result = step([np.array([float("nan")])])  # a non-finite step is skipped too
+        >>> result.skipped, result.finite, step.skipped_steps
+        (True, False, 1)
     """
 
     def __init__(
@@ -258,14 +323,14 @@ class ClipStep:
         self.mode, self.eps = mode, check_eps(eps)
         self.skip_nonfinite, self.spikes = skip_nonfinite, skip_spikes
         self.steps = self.skipped_steps = self.spike_skips = 0
-        self.last: ClipResult | None = None
+        self.last: ClipResult[float, bool] | None = None
         self._recent: deque[float] = deque(maxlen=rate_window)
 
     @property
     def enabled(self) -> bool:
         return self.policy is not None or self.max_norm is not None
 
-    def clip_(self, grads: Arrays) -> ClipResult:
+    def clip_(self, grads: Arrays) -> ClipResult[float, bool]:
         """Clip ``grads`` in place (unless the step is skipped) and report the step."""
         arrays = _arrays(grads)
         p = math.inf if self.mode == "value" else 2.0

@@ -81,6 +81,20 @@ class ClipOptimizer(_Wrapper):
     Under ``torch.amp.GradScaler`` call ``scaler.step(clip_optimizer)``: the scaler unscales first
     and skips inf/NaN steps before this ``step()`` runs. Host syncs: the fused path has none;
     otherwise deciding a skip reads the ``finite`` flag (free on the CPU, one sync on CUDA).
+
+    Examples:
+        >>> import torch, gradclip
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = gradclip.ClipOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), gradclip.ZScore())
+        >>> for _ in range(3):
+        ...     opt.zero_grad()
+        ...     model(torch.randn(8, 4)).pow(2).mean().backward()
+        ...     opt.step()  # clip, then step
+        >>> _ = model.weight.grad.fill_(float("nan"))  # a bad batch
+        >>> before = model.weight.detach().clone()
+        >>> opt.step()  # skipped: the weights and the optimizer state stay as they were
+        >>> opt.skipped_steps, torch.equal(model.weight, before), bool(opt.last_result.finite)
+        (1, True, False)
     """
 
     def __init__(
@@ -115,7 +129,7 @@ class ClipOptimizer(_Wrapper):
         return self.clip_step.skip_nonfinite
 
     @property
-    def last_result(self) -> ClipResult | None:
+    def last_result(self) -> ClipResult[Tensor, Tensor] | None:
         return self.clip_step.last
 
     @property
@@ -185,6 +199,17 @@ class Lookahead(_Wrapper):
 
     References: M. R. Zhang, J. Lucas, G. Hinton, J. Ba, "Lookahead Optimizer: k steps forward, 1 step
     back", NeurIPS 2019, arXiv:1907.08610.
+
+    Examples:
+        >>> import torch, gradclip
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = gradclip.Lookahead(torch.optim.SGD([w], lr=0.1), k=2, alpha=0.5)
+        >>> for _ in range(2):
+        ...     opt.zero_grad()
+        ...     w.sum().backward()  # gradient 1: each fast step subtracts 0.1
+        ...     opt.step()
+        >>> round(w.item(), 4)  # after k=2 fast steps (1.0 -> 0.8), half-way back towards the slow 1.0
+        0.9
     """
 
     def __init__(self, optimizer: Any, k: int = 5, alpha: float = 0.5) -> None:

@@ -41,14 +41,32 @@ Norm = Any  # a Python float, or a 0-dim tensor-like object (torch.Tensor) for Z
 
 
 class PolicyFns(NamedTuple):
-    """A threshold policy as two pure functions (no hidden state)."""
+    """A threshold policy as two pure functions (no hidden state).
+
+    Examples:
+        >>> from gradclip.policies import zscore
+        >>> fns = zscore(warmup=2)
+        >>> state = fns.init()
+        >>> for norm in (1.0, 1.2, 0.9):
+        ...     threshold, state = fns.update(norm, state)
+        >>> int(state.count)
+        3
+    """
 
     init: Callable[[], Any]
     update: Callable[[Norm, Any], tuple[Norm, Any]]
 
 
 class Policy(Protocol):
-    """What a clipper needs from a threshold policy."""
+    """What a clipper needs from a threshold policy.
+
+    Examples:
+        >>> from gradclip.policies import Policy, ZScore
+        >>> def first_threshold(policy: Policy, norm: float) -> float:
+        ...     return policy(norm)
+        >>> first_threshold(ZScore(), 1.0)  # no norm seen before: no limit yet
+        inf
+    """
 
     sync_free: bool  # True when ``update`` accepts a device tensor and never reads it back
 
@@ -182,11 +200,24 @@ _TINY = 1e-30  # representable in float32; added to the z-score's spread (see zs
 
 
 class FixedState(NamedTuple):
-    """A fixed threshold has nothing to remember."""
+    """A fixed threshold has nothing to remember.
+
+    Examples:
+        >>> from gradclip.policies import fixed
+        >>> fixed(1.0).init()
+        FixedState()
+    """
 
 
 def fixed(max_norm: float) -> PolicyFns:
-    """Constant threshold ``c``: ``update(norm, state) = (c, state)``."""
+    """Constant threshold ``c``: ``update(norm, state) = (c, state)``.
+
+    Examples:
+        >>> from gradclip.policies import fixed
+        >>> fns = fixed(1.0)
+        >>> fns.update(123.0, fns.init())
+        (1.0, FixedState())
+    """
     if max_norm is None:
         raise TypeError("max_norm must be a real number >= 0 (inf allowed), got None")
     c = _cap(max_norm, "max_norm")
@@ -199,7 +230,17 @@ def fixed(max_norm: float) -> PolicyFns:
 
 class PercentileState(NamedTuple):
     """``count``: finite norms seen; ``history``: the last ``window`` of them, oldest first (with
-    ``window=None``: all of them, sorted ascending, so that a step inserts instead of sorting)."""
+    ``window=None``: all of them, sorted ascending, so that a step inserts instead of sorting).
+
+    Examples:
+        >>> from gradclip.policies import percentile
+        >>> fns = percentile(50, window=3)
+        >>> state = fns.init()
+        >>> for norm in (4.0, 1.0, 2.0, 3.0):
+        ...     _, state = fns.update(norm, state)
+        >>> state
+        PercentileState(count=4, history=(1.0, 2.0, 3.0))
+    """
 
     # The name is the saved state's key; it shadows tuple.count, which nothing calls on a state.
     count: int  # type: ignore[assignment]
@@ -251,6 +292,17 @@ def percentile(
 
     References: P. Seetharaman, G. Wichern, B. Pardo, J. Le Roux, "AutoClip: Adaptive Gradient
     Clipping for Source Separation Networks", MLSP 2020, arXiv:2007.14469.
+
+    Examples:
+        >>> from gradclip.policies import percentile
+        >>> fns = percentile(50)
+        >>> state = fns.init()
+        >>> thresholds = []
+        >>> for norm in (1.0, 3.0, 2.0):
+        ...     threshold, state = fns.update(norm, state)
+        ...     thresholds.append(threshold)
+        >>> thresholds  # the median of the norms so far, the current one included
+        [1.0, 2.0, 2.0]
     """
     p = _in_range(p, "p", 0.0, 100.0, "in [0, 100]")
     window = None if window is None else _int(window, "window", 1)
@@ -326,6 +378,15 @@ class ZScoreState(NamedTuple):
     """``count``: finite norms fed so far; ``mean``/``var``: their running mean and variance.
 
     Python floats, or 0-dim tensors on the norm's device once a tensor norm has been seen.
+
+    Examples:
+        >>> from gradclip.policies import zscore
+        >>> fns = zscore(warmup=5)
+        >>> state = fns.init()
+        >>> for norm in (1.0, 3.0):
+        ...     _, state = fns.update(norm, state)
+        >>> state  # the plain mean and variance during the warm-up
+        ZScoreState(count=2.0, mean=2.0, var=1.0)
     """
 
     count: Any
@@ -369,6 +430,17 @@ def zscore(
 
     References: A. Kumar, L. Owen, N. R. Chowdhury, F. Güra, "ZClip: Adaptive Spike Mitigation for
     LLM Pre-Training", 2025, arXiv:2504.02507.
+
+    Examples:
+        >>> from gradclip.policies import zscore
+        >>> fns = zscore(warmup=5)
+        >>> state = fns.init()
+        >>> for norm in (1.0, 1.1, 0.9, 1.0, 1.05, 0.95):
+        ...     _, state = fns.update(norm, state)
+        >>> calm, _ = fns.update(1.0, state)
+        >>> spike, _ = fns.update(50.0, state)
+        >>> calm >= 1.0, spike < calm  # a calm step passes; a spike gets a lower threshold
+        (True, True)
     """
     alpha = _in_range(alpha, "alpha", 0.0, 1.0, "in [0, 1)")
     if alpha == 1.0:
@@ -507,7 +579,16 @@ class _Stateful:
 
 
 class Fixed(_Stateful):
-    """Constant threshold ``max_norm`` (plain clip-by-norm, Pascanu et al. 2013, arXiv:1211.5063)."""
+    """Constant threshold ``max_norm`` (plain clip-by-norm, Pascanu et al. 2013, arXiv:1211.5063).
+
+    Examples:
+        >>> from gradclip.policies import Fixed
+        >>> policy = Fixed(1.0)
+        >>> policy(5.0)
+        1.0
+        >>> policy.state_dict()
+        {'policy': 'fixed', 'config': {'max_norm': 1.0}, 'state': {}}
+    """
 
     kind, sync_free, _state_type = "fixed", True, FixedState
 
@@ -523,7 +604,18 @@ class Fixed(_Stateful):
 class Percentile(_Stateful):
     """AutoClip thresholds, see [`percentile`][gradclip.policies.percentile] (formula, defaults, the one sync
     per step);
-    ``window=None`` keeps the paper's full history (memory grows by 8 bytes per step)."""
+    ``window=None`` keeps the paper's full history (memory grows by 8 bytes per step).
+
+    Examples:
+        >>> from gradclip.policies import Percentile
+        >>> policy = Percentile(50, window=3)
+        >>> [policy(norm) for norm in (1.0, 3.0, 2.0, 10.0)]
+        [1.0, 2.0, 2.0, 3.0]
+        >>> restored = Percentile(50, window=3)
+        >>> restored.load_state_dict(policy.state_dict())
+        >>> restored(4.0) == policy(4.0)
+        True
+    """
 
     kind, sync_free, _state_type = "percentile", False, PercentileState
 
@@ -567,7 +659,18 @@ class Percentile(_Stateful):
 
 
 class ZScore(_Stateful):
-    """ZClip thresholds, see [`zscore`][gradclip.policies.zscore] (formula, warm-up, non-finite norms)."""
+    """ZClip thresholds, see [`zscore`][gradclip.policies.zscore] (formula, warm-up, non-finite norms).
+
+    Examples:
+        >>> import gradclip
+        >>> policy = gradclip.ZScore(warmup=3)
+        >>> policy(1.0)  # nothing seen yet: no limit
+        inf
+        >>> for norm in (1.2, 0.8, 1.1, 0.9):
+        ...     _ = policy(norm)
+        >>> policy(100.0) < 2.0  # a spike, far outside the running mean and spread, is clipped
+        True
+    """
 
     kind, sync_free, _state_type = "zscore", True, ZScoreState
 

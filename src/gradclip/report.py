@@ -57,14 +57,38 @@ def _finite_norms(run: RunLog) -> np.ndarray:
 
 
 def run_advice(run: RunLog) -> Advice | None:
-    """Threshold advice from every finite pre-clip norm after the run's warm-up (exact, no sampling)."""
+    """Threshold advice from every finite pre-clip norm after the run's warm-up (exact, no sampling).
+
+    Examples:
+        >>> from gradclip import GradMonitor, MonitorConfig, read_run
+        >>> from gradclip.report import run_advice
+        >>> config = MonitorConfig(warmup=10)  # the first 10 steps are left out of the advice
+        >>> with GradMonitor(log_dir="runs/advice-example", config=config, overwrite=True) as monitor:
+        ...     for step in range(40):
+        ...         monitor.record(100.0 if step < 10 else 1.0 + step % 7)
+        >>> advice = run_advice(read_run("runs/advice-example"))
+        >>> advice.samples, round(advice.mean, 2), advice.high <= 7.0
+        (30, 4.03, True)
+    """
     warmup = int(run.header.get("config", {}).get("warmup", 0))
     keep = run.columns["step"] >= warmup
     return threshold_advice(run.columns["total_norm"][keep].tolist())
 
 
 def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
-    """Pre-clip norm per step (log axis), the threshold as a dashed line, clipped steps as triangles."""
+    """Pre-clip norm per step (log axis), the threshold as a dashed line, clipped steps as triangles.
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from pathlib import Path
+        >>> from gradclip.report import plot_norms
+        >>> plot_norms([run], Path("norms.png")).stat().st_size > 0
+        True
+    """
     fig, (ax,) = _figure()
     for run, color in zip(runs, _colors(len(runs)), strict=True):
         c = run.columns
@@ -126,6 +150,17 @@ def plot_histogram(runs: Sequence[RunLog], path: Path) -> Path:
 
     The median, p95 and p99 of each run are given as numbers in the legend, which is placed above the
     axes so that it never hides the bars.
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from pathlib import Path
+        >>> from gradclip.report import plot_histogram
+        >>> plot_histogram([run], Path("histogram.png")).stat().st_size > 0
+        True
     """
     fig = _histogram_figure(runs)
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
@@ -143,7 +178,19 @@ def _binned_max(values: np.ndarray, columns: int) -> tuple[np.ndarray, int]:
 
 
 def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
-    """Per-layer norm heatmap (layers x steps, colour = log10 norm), one panel per run."""
+    """Per-layer norm heatmap (layers x steps, colour = log10 norm), one panel per run.
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from pathlib import Path
+        >>> from gradclip.report import plot_layers
+        >>> plot_layers([run], Path("layers.png")).stat().st_size > 0
+        True
+    """
     fig, axes = _figure(len(runs), height=max(3.0, min(9.0, 1.5 + 0.18 * max(len(r.layers) for r in runs))))
     for ax, run in zip(axes, runs, strict=True):
         if run.layer_norms is None or run.steps == 0:
@@ -170,7 +217,19 @@ def plot_layers(runs: Sequence[RunLog], path: Path) -> Path:
 
 
 def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
-    """Training loss per step for each run; log axis when it is positive and spans two decades."""
+    """Training loss per step for each run; log axis when it is positive and spans two decades.
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from pathlib import Path
+        >>> from gradclip.report import plot_loss
+        >>> plot_loss([run], Path("loss.png")).stat().st_size > 0
+        True
+    """
     fig, (ax,) = _figure()
     losses = [r.columns["loss"] for r in runs]
     finite = np.concatenate([x[np.isfinite(x)] for x in losses])
@@ -200,7 +259,19 @@ def _fmt(value: float) -> str:
 
 
 def summary_rows(runs: Sequence[RunLog]) -> list[tuple[str, list[str]]]:
-    """The summary table: one row per statistic, one column per run (text cells)."""
+    """The summary table: one row per statistic, one column per run (text cells).
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from gradclip.report import summary_rows
+        >>> rows = summary_rows([run])
+        >>> all(len(values) == 1 for label, values in rows)  # one text cell per run
+        True
+    """
 
     def col(fn: Any) -> list[str]:
         return [fn(r) for r in runs]
@@ -235,7 +306,22 @@ def _rate(run: RunLog) -> float:
 
 
 def print_summary(runs: Sequence[RunLog], *, console: Any = None) -> None:
-    """Print the summary table and the advice with rich (to ``console``, default stdout)."""
+    """Print the summary table and the advice with rich (to ``console``, default stdout).
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> import io
+        >>> from rich.console import Console
+        >>> from gradclip.report import print_summary
+        >>> out = io.StringIO()
+        >>> print_summary([run], console=Console(file=out, width=100))
+        >>> "report-example" in out.getvalue()
+        True
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -265,6 +351,17 @@ def headline(run: RunLog, results: Mapping[str, float] | None = None) -> list[tu
 
     ``results`` are the run's final metrics when the caller knows them (for example
     ``{"test accuracy": 0.975}``); a name ending in ``accuracy`` is shown as a percentage.
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from gradclip.report import headline
+        >>> numbers = dict(headline(run, {"test accuracy": 0.975}))
+        >>> numbers["test accuracy"], numbers["final loss"]
+        ('97.5%', '0.03333')
     """
     loss = _last_finite(run.columns["loss"])
     items = [("final loss", _fmt(loss) if loss is not None else "not logged")]
@@ -363,6 +460,18 @@ def write_report(
         title: the page's title (default: the runs' names).
         results: final metrics per run name, shown first on the page (``{"clipped": {"test
             accuracy": 0.975}}``); the final loss comes from the log itself.
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from gradclip.report import write_report
+        >>> results = {"report-example": {"test accuracy": 0.9}}  # shown first, with the final loss
+        >>> page = write_report(["runs/report-example"], "report-example", results=results)
+        >>> page.name, sorted(p.name for p in page.parent.glob("*.png"))
+        ('report.html', ['histogram.png', 'layers.png', 'loss.png', 'norms.png'])
     """
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ValueError(f"run_dirs must be a non-empty list of run directories, got {run_dirs!r}")
@@ -373,7 +482,19 @@ def render_report(
     runs: Sequence[RunLog], out_dir: str | Path, *, title: str | None = None, results: Results | None = None
 ) -> Path:
     """[`write_report`][gradclip.report.write_report] for runs already read with
-    [`gradclip.sinks.read_run`][gradclip.sinks.read_run]."""
+    [`gradclip.sinks.read_run`][gradclip.sinks.read_run].
+
+    Examples:
+        >>> from gradclip import GradMonitor, read_run
+        >>> with GradMonitor(log_dir="runs/report-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for step in range(30):
+        ...         monitor.record(1.0 + step % 7, threshold=5.0, loss=1 / (step + 1), layer_norms=[1.0, 0.1])
+        >>> run = read_run("runs/report-example")
+        >>> from gradclip.report import render_report
+        >>> page = render_report([run], "report-example", title="A small run")
+        >>> "<title>A small run</title>" in page.read_text()
+        True
+    """
     out = Path(out_dir)
     if title is not None:
         _check_title(title)

@@ -84,7 +84,28 @@ _TEXT_FLOAT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 class Sink(Protocol):
-    """Receives a run's header once, then step and warning records, then the summary."""
+    """Receives a run's header once, then step and warning records, then the summary.
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor
+        >>> class PrintSink:  # any object with these four methods is a sink
+        ...     def open(self, header):
+        ...         print("open")
+        ...     def write_step(self, record):
+        ...         print("step", record["step"])
+        ...     def write_event(self, event):
+        ...         pass
+        ...     def close(self, summary):
+        ...         print("close")
+        >>> monitor = GradMonitor(sinks=[PrintSink()])
+        >>> monitor.record(1.0)
+        open
+        step 0
+        >>> monitor.record(2.0)
+        step 1
+        >>> _ = monitor.close()
+        close
+    """
 
     def open(self, header: Mapping[str, Any]) -> None: ...
     def write_step(self, record: Mapping[str, Any]) -> None: ...
@@ -121,7 +142,19 @@ def _step_line(record: Mapping[str, Any]) -> str:
 
 
 class JsonlSink:
-    """Appends records to ``RUN_DIR/grads.jsonl``, one flushed ``write`` per record."""
+    """Appends records to ``RUN_DIR/grads.jsonl``, one flushed ``write`` per record.
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor
+        >>> from gradclip.sinks import JsonlSink, read_run
+        >>> sink = JsonlSink("runs/jsonl-example")
+        >>> monitor = GradMonitor(sinks=[sink])  # GradMonitor(log_dir=...) adds one itself
+        >>> for norm in (1.0, 2.0):
+        ...     monitor.record(norm, threshold=1.5)
+        >>> _ = monitor.close()
+        >>> read_run(sink.path).steps
+        2
+    """
 
     def __init__(self, log_dir: str | Path) -> None:
         self.path = Path(log_dir) / JSONL_NAME
@@ -185,7 +218,19 @@ def _records_before(path: Path, step: int) -> tuple[list[str], int]:
 
 
 class CsvSink:
-    """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer."""
+    """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer.
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor
+        >>> from gradclip.sinks import CsvSink
+        >>> sink = CsvSink("runs/csv-example")
+        >>> monitor = GradMonitor(sinks=[sink])  # or GradMonitor(log_dir=..., sinks=["jsonl", "csv"])
+        >>> for norm in (1.0, 2.0):
+        ...     monitor.record(norm, threshold=1.5)
+        >>> _ = monitor.close()
+        >>> len(sink.path.read_text().splitlines())  # the column names, then one row per step
+        3
+    """
 
     def __init__(self, log_dir: str | Path) -> None:
         self.path = Path(log_dir) / CSV_NAME
@@ -236,6 +281,16 @@ class TensorBoardSink:
     One scalar per layer per step; the histogram of log10 layer norms every ``histogram_every`` steps.
     On resume the writer starts with ``purge_step``: TensorBoard then discards the events a killed
     run wrote past the checkpoint, as the JSONL sink drops its records.
+
+    Examples:
+        >>> from pathlib import Path
+        >>> from gradclip.monitor import GradMonitor
+        >>> from gradclip.sinks import TensorBoardSink
+        >>> monitor = GradMonitor(sinks=[TensorBoardSink("runs/tb-example")])
+        >>> monitor.record(1.0, threshold=1.5, layer_norms=[0.6, 0.8])
+        >>> _ = monitor.close()
+        >>> any(p.name.startswith("events.out.tfevents") for p in Path("runs/tb-example").iterdir())
+        True
     """
 
     def __init__(self, log_dir: str | Path, *, histogram_every: int = 100) -> None:
@@ -293,7 +348,17 @@ _SINKS: dict[str, Callable[[str | Path], Sink]] = {
 
 
 def make_sink(kind: str, log_dir: str | Path) -> Sink:
-    """The sink called ``kind`` (``'jsonl'``, ``'csv'`` or ``'tensorboard'``) writing into ``log_dir``."""
+    """The sink called ``kind`` (``'jsonl'``, ``'csv'`` or ``'tensorboard'``) writing into ``log_dir``.
+
+    Examples:
+        >>> from gradclip.sinks import make_sink
+        >>> type(make_sink("csv", "runs/example")).__name__
+        'CsvSink'
+        >>> make_sink("parquet", "runs/example")
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown sink 'parquet'...
+    """
     if kind not in _SINKS:
         raise ValueError(f"unknown sink {kind!r}; choose from {sorted(_SINKS)}")
     return _SINKS[kind](log_dir)
@@ -306,6 +371,18 @@ class RunLog:
     ``columns`` maps each name in `COLUMNS` to a float64 array of length ``steps`` (bools as
     0/1); ``layer_norms`` is ``(steps, layers)`` or None when no step recorded them; ``truncated``
     says whether an unfinished last line was skipped (the run crashed or is still being written).
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor
+        >>> from gradclip.sinks import read_run
+        >>> with GradMonitor(log_dir="runs/runlog-example", names=["w", "b"], overwrite=True) as monitor:
+        ...     for norm in (1.0, 2.0, 3.0):
+        ...         monitor.record(norm, threshold=2.5, layer_norms=[norm, 0.1])
+        >>> run = read_run("runs/runlog-example")
+        >>> run.name, run.steps, run.layers, run.truncated
+        ('runlog-example', 3, ['w', 'b'], False)
+        >>> run.columns["step"], run.layer_norms.shape
+        (array([0., 1., 2.]), (3, 2))
     """
 
     header: dict[str, Any]
@@ -421,6 +498,18 @@ def read_run(path: str | Path) -> RunLog:
         FileNotFoundError: no log at ``path``.
         ValueError: a damaged log (a line that is not a JSON object, a field of the wrong type, a
             header from elsewhere); the message gives the file, the line and what is wrong.
+
+    Examples:
+        >>> from gradclip.monitor import GradMonitor
+        >>> from gradclip.sinks import read_run
+        >>> with GradMonitor(log_dir="runs/read-example", overwrite=True) as monitor:
+        ...     monitor.record(1.0, threshold=0.5)
+        >>> read_run("runs/read-example").summary is not None  # closed: the summary record is there
+        True
+        >>> read_run("runs/no-such-run")
+        Traceback (most recent call last):
+            ...
+        FileNotFoundError: no gradient log at runs/no-such-run...
     """
     path = Path(path)
     if path.is_dir():

@@ -39,6 +39,14 @@ class SpikeSkip:
     [`check`][gradclip.skip.SpikeSkip.check] reads the norm as a Python float (on CUDA, one host sync
     per step). [`check_tensor`][gradclip.skip.SpikeSkip.check_tensor] decides the same with tensor methods
     only, for a compiled step: the history is then a ring of ``window`` float64 slots on the norm's device.
+
+    Examples:
+        >>> from gradclip.skip import SpikeSkip
+        >>> rule = SpikeSkip(k=3.0, warmup=5)
+        >>> [rule.check(norm) for norm in (1.0, 1.1, 0.9, 1.0, 1.05)]  # the warm-up: never a spike
+        [False, False, False, False, False]
+        >>> rule.check(40.0), rule.check(1.0)
+        (True, False)
     """
 
     kind = "spike_skip"
@@ -143,7 +151,16 @@ class SpikeSkip:
 
 
 def check_step_options(skip_nonfinite: object, skip_spikes: object, rate_window: object) -> None:
-    """The options every step object takes (torch and NumPy), checked the same way."""
+    """The options every step object takes (torch and NumPy), checked the same way.
+
+    Examples:
+        >>> from gradclip.skip import check_step_options
+        >>> check_step_options(True, None, 100)  # valid: nothing happens
+        >>> check_step_options(True, None, 0)
+        Traceback (most recent call last):
+            ...
+        ValueError: rate_window ...
+    """
     if not isinstance(skip_nonfinite, bool):
         raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
     if skip_spikes is not None and not isinstance(skip_spikes, SpikeSkip):
@@ -153,7 +170,13 @@ def check_step_options(skip_nonfinite: object, skip_spikes: object, rate_window:
 
 
 def check_recent(recent: object, maxlen: int) -> list[float]:
-    """A saved clip-rate window: a list of at most ``maxlen`` 0/1 flags (ValueError otherwise)."""
+    """A saved clip-rate window: a list of at most ``maxlen`` 0/1 flags (ValueError otherwise).
+
+    Examples:
+        >>> from gradclip.skip import check_recent
+        >>> check_recent([1, 0, 1], 100)
+        [1.0, 0.0, 1.0]
+    """
     if not isinstance(recent, list) or len(recent) > maxlen or any(v not in (0.0, 1.0) for v in recent):
         raise ValueError(
             f"state_dict 'recent' must be a list of at most {maxlen} 0/1 flags, got {recent!r:.60}"
@@ -162,7 +185,23 @@ def check_recent(recent: object, maxlen: int) -> list[float]:
 
 
 def load_all_or_nothing(spikes: SpikeSkip | None, saved: Any, load_rest: Callable[[], None]) -> None:
-    """Load the spike rule's ``saved`` state, then ``load_rest()``; if that fails, undo the first."""
+    """Load the spike rule's ``saved`` state, then ``load_rest()``; if that fails, undo the first.
+
+    Examples:
+        >>> from gradclip.skip import SpikeSkip, load_all_or_nothing
+        >>> saved = SpikeSkip(warmup=2)
+        >>> saved.check(1.0)
+        False
+        >>> fresh = SpikeSkip(warmup=2)
+        >>> def load_the_rest():
+        ...     raise ValueError("the rest of the state is bad")
+        >>> load_all_or_nothing(fresh, saved.state_dict(), load_the_rest)
+        Traceback (most recent call last):
+            ...
+        ValueError: the rest of the state is bad
+        >>> fresh.state_dict() == SpikeSkip(warmup=2).state_dict()  # the spike rule's load was undone
+        True
+    """
     before = None if spikes is None else spikes.state_dict()
     if spikes is not None:
         spikes.load_state_dict(saved)
@@ -178,6 +217,13 @@ def decide(finite: bool, norm: float, *, skip_nonfinite: bool, spikes: SpikeSkip
     """The skip rule: return ``(skipped, spike)`` for a step with pre-clip ``norm``.
 
     Non-finite: skipped when ``skip_nonfinite``. Finite: skipped when ``spikes`` calls it a spike.
+
+    Examples:
+        >>> from gradclip.skip import decide
+        >>> decide(False, float("nan"), skip_nonfinite=True, spikes=None)
+        (True, False)
+        >>> decide(True, 3.0, skip_nonfinite=True, spikes=None)
+        (False, False)
     """
     if not finite:
         return skip_nonfinite, False

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from gradclip._extras import missing_extra
 
@@ -75,6 +75,16 @@ def as_clipper(clipper: Any) -> Clipper | None:
 
     ``None`` and numbers ``<= 0`` turn clipping off (the seed sandboxes' rule, ``check_off_or_threshold``);
     a number ``> 0`` is ``NormClipper(Fixed(c))``; a policy is ``NormClipper(policy)``.
+
+    Examples:
+        >>> import gradclip
+        >>> from gradclip.step import as_clipper
+        >>> as_clipper(1.0)
+        NormClipper(Fixed(max_norm=1.0), norm_type=2.0, eps=1e-06)
+        >>> as_clipper(gradclip.ZScore(warmup=10)).policy
+        ZScore(alpha=0.97, z_thresh=2.5, warmup=10, ...)
+        >>> as_clipper(0) is None  # 0 (or None) turns clipping off
+        True
     """
     if clipper is None:
         return None
@@ -127,7 +137,7 @@ class ClipStep:
         skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spikes, or None.
         rate_window: the clip rate is the fraction of clipped steps among the last ``rate_window``.
 
-    Example:
+    Examples:
         >>> import torch, gradclip
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -152,7 +162,7 @@ class ClipStep:
         self._steps: int | Tensor = 0
         self._skipped: int | Tensor = 0
         self._spike_skips: int | Tensor = 0
-        self.last: ClipResult | None = None
+        self.last: ClipResult[Tensor, Tensor] | None = None
         self._recent: deque[Any] = deque(maxlen=rate_window)
         self._recent_sum: Any = 0.0  # running sum over _recent: O(1) per step
         self._ring: Tensor | None = None  # the clip-rate window as a tensor, once a compiled step ran
@@ -170,7 +180,9 @@ class ClipStep:
             return measure_grads(params, 2.0, grad_scale, None, ())
         return self.clipper.measure(params, grad_scale)
 
-    def _run(self, parameters: Any, grad_scale: Tensor | None, *, defer: bool, drop: bool) -> ClipResult:
+    def _run(
+        self, parameters: Any, grad_scale: Tensor | None, *, defer: bool, drop: bool
+    ) -> ClipResult[Tensor, Tensor]:
         """Measure, threshold, decide, rescale (unless ``defer``: the fused kernel applies it)."""
         m = self._measure(
             list(parameters) if not isinstance(parameters, Tensor) else [parameters], grad_scale
@@ -255,7 +267,9 @@ class ClipStep:
             torch.tensor(int(v), device=like.device) for v in (self._steps, self._skipped, self._spike_skips)
         )
 
-    def _skip(self, m: Measured, threshold: Any, finite: Tensor, spike: bool, *, drop: bool) -> ClipResult:
+    def _skip(
+        self, m: Measured, threshold: Any, finite: Tensor, spike: bool, *, drop: bool
+    ) -> ClipResult[Tensor, Tensor]:
         """A skipped step: nothing rescaled, the policy's state kept, the gradients dropped if asked."""
         if drop:
             for p in m.params:
@@ -273,7 +287,7 @@ class ClipStep:
         )
         return self._record(result)
 
-    def _record(self, result: ClipResult) -> ClipResult:
+    def _record(self, result: ClipResult[Tensor, Tensor]) -> ClipResult[Tensor, Tensor]:
         clipped = result.clipped
         if self._ring is not None:  # the tensor window: the newest flag goes in the last slot
             ring = self._ring
@@ -292,7 +306,9 @@ class ClipStep:
         return result
 
     @torch.no_grad()
-    def clip_(self, parameters: Tensor | Iterable[Tensor], *, grad_scale: Tensor | None = None) -> ClipResult:
+    def clip_(
+        self, parameters: Tensor | Iterable[Tensor], *, grad_scale: Tensor | None = None
+    ) -> ClipResult[Tensor, Tensor]:
         """Clip ``parameters``' gradients in place and report; a skipped step drops their gradients.
 
         Args:
@@ -313,7 +329,7 @@ class ClipStep:
         scaler: Any = None,
         closure: Callable[[], Any] | None = None,
         fused: bool | None = None,
-    ) -> ClipResult:
+    ) -> ClipResult[Tensor, Tensor]:
         """Clip, then step ``optimizer`` or skip; with ``scaler``, unscale first and update after.
 
         ``closure`` (re)computes the loss and gradients first. ``fused``: hand the clip to a torch
@@ -337,8 +353,9 @@ class ClipStep:
             return result
         if fused is not False and self.fuses(optimizer) and not _first_fused_sgd_step(optimizer):
             result = self._run(params, None, defer=True, drop=False)
-            # The kernel divides the gradients by grad_scale; found_inf leaves params and state alone.
-            _fused_step(optimizer, torch.reciprocal(result.scale), result.skipped.float())
+            # The kernel divides the gradients by grad_scale (a fused step's scale is never None);
+            # found_inf leaves params and state alone.
+            _fused_step(optimizer, torch.reciprocal(cast(Tensor, result.scale)), result.skipped.float())
             return result
         result = self._run(params, None, defer=False, drop=False)
         can_skip = self.skip_nonfinite or self.spikes is not None
@@ -379,7 +396,7 @@ class ClipStep:
             params = _params_of(opt)
             if self.fuses(opt) and not _first_fused_sgd_step(opt):
                 result = self._run(params, carried, defer=True, drop=False)
-                factor = torch.reciprocal(result.scale)
+                factor = torch.reciprocal(cast(Tensor, result.scale))
                 opt.grad_scale = factor if carried is None else carried.to(factor) * factor
                 found = result.skipped.float()
                 base = getattr(opt, "found_inf", None)

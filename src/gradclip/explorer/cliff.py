@@ -108,6 +108,15 @@ class Landscape:
     ways visibly (on the cliff: all three descend together to a loss near 1e-8, reach the wall at
     step 48, where the unclipped run is thrown onto a plateau at 0.09 for good while the clipped
     ones recover); ``log_color`` says whether the loss spans decades (draw ``log10`` of it).
+
+    Examples:
+        >>> from gradclip.explorer.cliff import LANDSCAPES
+        >>> cliff = LANDSCAPES["cliff"]
+        >>> cliff.axes, cliff.start, cliff.threshold
+        (('w', 'b'), (4.0, -4.3), 1.0)
+        >>> loss, dw, db = cliff.value_and_grad(*cliff.start)
+        >>> 0.0 <= loss <= 1.0
+        True
     """
 
     name: str
@@ -162,13 +171,29 @@ def _point(point: Sequence[float], name: str = "start") -> tuple[float, float]:
 
 
 def loss_and_grad(name: str, point: Sequence[float]) -> tuple[float, np.ndarray]:
-    """The loss ``f(θ)`` of landscape ``name`` at ``θ = (u, v)`` and its gradient ``∇f(θ)``."""
+    """The loss ``f(θ)`` of landscape ``name`` at ``θ = (u, v)`` and its gradient ``∇f(θ)``.
+
+    Examples:
+        >>> from gradclip.explorer.cliff import loss_and_grad
+        >>> loss, grad = loss_and_grad("bowl", (2.0, 1.0))  # f = (u^2 + 4 v^2) / 2
+        >>> loss, grad
+        (4.0, array([2., 4.]))
+    """
     loss, gu, gv = _landscape(name).value_and_grad(*_point(point, "point"))
     return loss, np.array([gu, gv])
 
 
 class Surface(NamedTuple):
-    """``loss[i, j] = f(u[j], v[i])`` (rows follow ``v``, as a heatmap draws them)."""
+    """``loss[i, j] = f(u[j], v[i])`` (rows follow ``v``, as a heatmap draws them).
+
+    Examples:
+        >>> from gradclip.explorer.cliff import surface
+        >>> s = surface("bowl", grid=5)
+        >>> s.u.shape, s.v.shape, s.loss.shape
+        ((5,), (5,), (5, 5))
+        >>> float(s.loss[2, 2])  # the centre of the bowl
+        0.0
+    """
 
     u: np.ndarray
     v: np.ndarray
@@ -187,7 +212,14 @@ def _surface(name: str, grid: int) -> Surface:
 
 
 def surface(name: str, *, grid: int = 121) -> Surface:
-    """Landscape ``name`` sampled on a ``grid x grid`` lattice spanning its domain."""
+    """Landscape ``name`` sampled on a ``grid x grid`` lattice spanning its domain.
+
+    Examples:
+        >>> from gradclip.explorer.cliff import surface
+        >>> s = surface("valley", grid=3)
+        >>> s.u, s.v
+        (array([-10.,   0.,  10.]), array([-3.,  0.,  3.]))
+    """
     land = _landscape(name)
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
         raise ValueError(f"grid must be a whole number >= 2, got {grid!r}")
@@ -201,6 +233,14 @@ class Trajectory(NamedTuple):
     ``||∇f(θ_k)||``; ``clipped``: ``(n,)`` whether the clip changed the gradient; ``step_length``:
     ``(n,)`` ``||θ_{k+1} - θ_k||``. ``diverged`` is True when the run stopped because the loss, the
     gradient or the parameters stopped being finite numbers.
+
+    Examples:
+        >>> from gradclip.explorer.cliff import simulate
+        >>> run = simulate("bowl", (-4.0, 4.0), lr=0.2, threshold=1.0, steps=10, method="norm")
+        >>> run.points.shape, run.grad_norm.shape, bool(run.clipped[0]), run.diverged
+        ((11, 2), (10,), True, False)
+        >>> bool(run.step_length.max() <= 0.2 + 1e-12)  # norm clipping: no step longer than lr * threshold
+        True
     """
 
     method: str
@@ -233,6 +273,14 @@ def simulate(
     ``method``: ``'none'``, ``'norm'`` (rescale to norm ``threshold`` when larger, so every step is at
     most ``lr · threshold`` long) or ``'value'`` (clamp each component to ``[-threshold, threshold]``:
     steps up to ``lr · threshold · √2`` long, in a direction bent towards a diagonal).
+
+    Examples:
+        >>> from gradclip.explorer.cliff import LANDSCAPES, simulate
+        >>> c = LANDSCAPES["cliff"]
+        >>> plain = simulate("cliff", c.start, lr=c.lr, threshold=c.threshold, steps=c.steps, method="none")
+        >>> clipped = simulate("cliff", c.start, lr=c.lr, threshold=c.threshold, steps=c.steps, method="norm")
+        >>> bool(clipped.loss[-1] < plain.loss[-1])  # the unclipped run is thrown off the wall
+        True
     """
     land = _landscape(name)
     if method not in METHODS:
@@ -278,12 +326,26 @@ def simulate_all(
     name: str, start: Sequence[float], *, lr: float, threshold: float, steps: int
 ) -> dict[str, Trajectory]:
     """[`simulate`][gradclip.explorer.cliff.simulate] with each of `METHODS`, from the same start with the
-    same settings."""
+    same settings.
+
+    Examples:
+        >>> from gradclip.explorer.cliff import simulate_all
+        >>> runs = simulate_all("bowl", (-4.0, 4.0), lr=0.2, threshold=1.0, steps=20)
+        >>> sorted(runs), all(len(r.loss) == 21 for r in runs.values())
+        (['none', 'norm', 'value'], True)
+    """
     return {m: simulate(name, start, lr=lr, threshold=threshold, steps=steps, method=m) for m in METHODS}
 
 
 class VectorComparison(NamedTuple):
-    """One gradient clipped both ways: vectors, their norms, and angles in degrees."""
+    """One gradient clipped both ways: vectors, their norms, and angles in degrees.
+
+    Examples:
+        >>> from gradclip.explorer.cliff import compare_clipping
+        >>> c = compare_clipping([3.0, 4.0], 1.0)
+        >>> c.norm, round(c.norm_clipped_norm, 4), c.value_clipped.tolist()
+        (5.0, 1.0, [1.0, 1.0])
+    """
 
     grad: np.ndarray
     norm_clipped: np.ndarray
@@ -311,6 +373,12 @@ def compare_clipping(grad: Sequence[float], threshold: float) -> VectorCompariso
     Norm clipping, ``g · min(1, c/||g||)``, keeps the direction; value clipping, ``clamp(g_i, -c, c)``,
     keeps each component's sign but can turn the vector by up to 45° in two dimensions (towards the
     diagonal of the box ``[-c, c]²``) while its length may reach ``c √d``.
+
+    Examples:
+        >>> from gradclip.explorer.cliff import compare_clipping
+        >>> c = compare_clipping([10.0, 1.0], 1.0)
+        >>> round(c.angle_deg, 1)  # value clipping turns (10, 1) to (1, 1): by 45 - 5.7 degrees
+        39.3
     """
     g = np.array(grad, dtype=np.float64).ravel()
     if g.size == 0 or not np.isfinite(g).all():

@@ -91,10 +91,24 @@ class GradClipCallback(TrainerCallback):
             ([`gradclip.monitor.MonitorConfig`][gradclip.monitor.MonitorConfig]).
 
     Examples:
-        ```python
-        args = TrainingArguments(output_dir, max_grad_norm=0)  # let gradclip do the clipping
-        trainer = Trainer(model, args, train_dataset=ds, callbacks=[GradClipCallback(1.0)])
-        ```
+        >>> import torch, transformers, gradclip
+        >>> from gradclip.integrations.huggingface import GradClipCallback
+        >>> from gradclip.sinks import read_run
+        >>> config = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16, n_positions=8,
+        ...                                  bos_token_id=0, eos_token_id=0)
+        >>> tokens = torch.randint(0, 16, (4, 8))
+        >>> args = transformers.TrainingArguments(
+        ...     output_dir="runs/hf-example", max_steps=2, per_device_train_batch_size=2, use_cpu=True,
+        ...     max_grad_norm=0.0,  # gradclip clips instead
+        ...     save_strategy="no", report_to="none", disable_tqdm=True)
+        >>> clip = GradClipCallback(gradclip.NormClipper(gradclip.Percentile()))
+        >>> trainer = transformers.Trainer(
+        ...     model=transformers.GPT2LMHeadModel(config), args=args, callbacks=[clip],
+        ...     train_dataset=[{"input_ids": t, "labels": t} for t in tokens])
+        >>> trainer.remove_callback(transformers.PrinterCallback)  # keeps the example's output quiet
+        >>> _ = trainer.train()
+        >>> clip.step.steps, read_run("runs/hf-example/gradclip").steps  # 2 steps clipped and logged
+        (2, 2)
     """
 
     def __init__(

@@ -84,11 +84,24 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
         rate_window: steps over which ``gradclip/clip_rate`` is measured.
 
     Examples:
-        ```python
-        opt = GradClipOptimizer(keras.optimizers.Adam(1e-3), NormClipper(ZScore()))
-        model.compile(optimizer=opt, loss="mse")
-        model.fit(x, y, callbacks=[GradClipCallback(log_dir="runs/keras")])
-        ```
+        >>> import os
+        >>> os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
+        'torch'
+        >>> import keras, numpy as np, gradclip
+        >>> from gradclip.integrations.keras import GradClipCallback, GradClipOptimizer
+        >>> inputs = keras.Input(shape=(4,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        >>> opt = GradClipOptimizer(keras.optimizers.SGD(0.1), gradclip.NormClipper(gradclip.ZScore()))
+        >>> model.compile(optimizer=opt, loss="mse")
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+        >>> _ = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        >>> opt.step.steps
+        4
+        >>> x[0, 0] = np.nan  # one bad batch: skipped, the weights stay finite
+        >>> _ = model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        >>> opt.step.skipped_steps, bool(model.layers[-1].kernel.value.isfinite().all())  # a torch tensor
+        (1, True)
     """
 
     built: bool  # keras.optimizers.Optimizer's flag (annotated only: Keras ships no types)
@@ -214,6 +227,24 @@ class GradClipCallback(keras.callbacks.Callback):
         sinks: the monitor's sinks besides JSONL (``'tensorboard'``, ``'csv'``).
         monitor: a ready ``GradMonitor`` instead of ``log_dir``.
         monitor_config: the warning levels of the monitor built for ``log_dir``.
+
+    Examples:
+        >>> import os
+        >>> os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
+        'torch'
+        >>> import keras, numpy as np, gradclip
+        >>> from gradclip.integrations.keras import GradClipCallback, GradClipOptimizer
+        >>> inputs = keras.Input(shape=(4,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        >>> opt = GradClipOptimizer(keras.optimizers.SGD(0.1), gradclip.NormClipper(gradclip.ZScore()))
+        >>> model.compile(optimizer=opt, loss="mse")
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+        >>> from gradclip.sinks import read_run
+        >>> callback = GradClipCallback(log_dir="runs/keras-example", sinks=["jsonl"])
+        >>> history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[callback])
+        >>> read_run("runs/keras-example").steps, any(k.startswith("gradclip/") for k in history.history)
+        (8, True)
     """
 
     def __init__(

@@ -65,9 +65,28 @@ class GradClipCallback(Callback):
             ([`gradclip.monitor.MonitorConfig`][gradclip.monitor.MonitorConfig]).
 
     Examples:
-        ```python
-        trainer = Trainer(callbacks=[GradClipCallback(NormClipper(ZScore()))])  # no gradient_clip_val
-        ```
+        >>> import lightning.pytorch as pl
+        >>> import torch, gradclip
+        >>> from gradclip.integrations.lightning import GradClipCallback
+        >>> from gradclip.sinks import read_run
+        >>> class Regressor(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = torch.nn.Linear(4, 1)
+        ...     def training_step(self, batch, batch_idx):
+        ...         x, y = batch
+        ...         return torch.nn.functional.mse_loss(self.net(x), y)
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        >>> data = torch.utils.data.TensorDataset(torch.randn(12, 4), torch.randn(12, 1))
+        >>> clip = GradClipCallback(gradclip.NormClipper(gradclip.ZScore()))
+        >>> trainer = pl.Trainer(
+        ...     max_epochs=1, callbacks=[clip],  # and no gradient_clip_val
+        ...     default_root_dir="runs/lightning-example", logger=False, accelerator="cpu",
+        ...     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(Regressor(), torch.utils.data.DataLoader(data, batch_size=4))
+        >>> clip.step.steps, read_run("runs/lightning-example/gradclip").steps  # 3 steps clipped and logged
+        (3, 3)
     """
 
     def __init__(

@@ -43,14 +43,17 @@ def clipping(
         rate_window: steps over which ``clip.clip_rate`` is measured.
 
     Examples:
-        ```python
-        with clipping(optimizer, 1.0) as clip:
-            for x, y in loader:
-                optimizer.zero_grad()
-                loss_fn(model(x), y).backward()
-                optimizer.step()  # clips first; a NaN/Inf step is skipped
-        print(clip.float_metrics())
-        ```
+        >>> import torch, gradclip
+        >>> from gradclip.integrations.loop import clipping
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with clipping(optimizer, gradclip.NormClipper(gradclip.ZScore())) as clip:
+        ...     for _ in range(3):
+        ...         optimizer.zero_grad()
+        ...         model(torch.randn(8, 4)).pow(2).mean().backward()
+        ...         optimizer.step()  # clips first; a NaN/Inf step is skipped
+        >>> clip.steps, clip.skipped_steps
+        (3, 0)
     """
     step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window)
     handle = step.attach(optimizer)

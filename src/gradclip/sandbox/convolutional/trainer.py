@@ -52,12 +52,33 @@ STEP_KEYS = ("step_loss", "grad_norm", "threshold", "clipped", "step_skipped")  
 
 
 class Metrics(NamedTuple):
+    """What [`ConvTrainer.evaluate`][gradclip.sandbox.convolutional.trainer.ConvTrainer.evaluate] returns:
+    the mean cross-entropy and the accuracy.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.sandbox.convolutional.trainer import ConvTrainer
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> trainer = ConvTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), grad_clip_norm=1.0)
+        >>> metrics = trainer.evaluate(torch.zeros(8, 1, 2, 2), torch.zeros(8, dtype=torch.long))
+        >>> 0.0 <= metrics.accuracy <= 1.0, metrics.loss > 0
+        (True, True)
+    """
+
     loss: float  # mean cross-entropy
     accuracy: float  # in [0, 1]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    """The model inside a DistributedDataParallel wrapper (or the model itself).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.sandbox.convolutional.trainer import unwrap
+        >>> model = torch.nn.Linear(2, 2)
+        >>> unwrap(model) is model  # a DistributedDataParallel wrapper would give its .module
+        True
+    """
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
@@ -98,6 +119,20 @@ class ConvTrainer:
         log_dir: TensorBoard directory (per-step loss and norms, per-epoch metrics); None: off.
         progress: show a progress bar (rich when installed, else one line per epoch).
         seed: seed of the data order generator.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> import torch
+        >>> from gradclip.sandbox.convolutional.trainer import ConvTrainer
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(64, 3))
+        >>> x, y = torch.randn(32, 1, 6, 6), torch.randint(0, 3, (32,))
+        >>> data = SimpleNamespace(x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> trainer = ConvTrainer(model, opt, 1.0, clip_mode="zscore")
+        >>> history = trainer.fit(data, epochs=2, batch_size=8)
+        >>> len(history["loss"]), len(history["grad_norm"]), trainer.step_count  # per epoch, per step
+        (2, 8, 8)
     """
 
     def __init__(

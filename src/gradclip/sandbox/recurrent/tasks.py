@@ -38,6 +38,15 @@ REGRESSION_TOLERANCE = 0.04  # a regression answer counts as wrong when its squa
 
 
 class Batch(NamedTuple):
+    """One batch of a task: ``inputs`` ``(N, T, D)`` float32 and the ``targets``.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import addition
+        >>> inputs, targets = addition(4, 20, seed=0)
+        >>> inputs.dtype, targets.shape
+        (dtype('float32'), (4, 1))
+    """
+
     inputs: np.ndarray  # (N, T, D) float32
     targets: np.ndarray  # int64 labels (N,) or (N, T), or float32 values (N, 1)
 
@@ -83,6 +92,16 @@ def temporal_order(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
     random distractor except two: one A-or-B in [L/10, 2L/10) and one in [5L/10, 6L/10). The class,
     read after the last step, is the order of the two: label = v_0 + 2 v_1 with A = 0, B = 1, so
     AA = 0, BA = 1, AB = 2, BB = 3. ``length`` >= 10.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import temporal_order
+        >>> batch = temporal_order(8, 50, seed=0)
+        >>> batch.inputs.shape, batch.targets.shape
+        ((8, 50, 6), (8,))
+        >>> symbols = batch.inputs[0].argmax(-1)  # 0 = A, 1 = B, 2-5 distractors
+        >>> first, second = symbols[symbols < 2]
+        >>> bool(batch.targets[0] == first + 2 * second)
+        True
     """
     n, length = _check(batch_size, length, 10)
     return _marked_symbols(n, length, (0.1, 0.5), _rng(seed))
@@ -94,6 +113,14 @@ def temporal_order_3bit(batch_size: int, length: int, *, seed: Seed = 0) -> Batc
     As [`temporal_order`][gradclip.sandbox.recurrent.tasks.temporal_order] with a third A-or-B; the windows
     are [L/10, 2L/10), [3L/10, 4L/10) and [6L/10, 7L/10), and label = v_0 + 2 v_1 + 4 v_2 (8 classes).
     ``length`` >= 10.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import temporal_order_3bit
+        >>> batch = temporal_order_3bit(8, 50, seed=0)
+        >>> symbols = batch.inputs[0].argmax(-1)
+        >>> a, b, c = symbols[symbols < 2]
+        >>> bool(batch.targets[0] == a + 2 * b + 4 * c), int(batch.targets.max()) < 8
+        (True, True)
     """
     n, length = _check(batch_size, length, 10)
     return _marked_symbols(n, length, (0.1, 0.3, 0.6), _rng(seed))
@@ -125,6 +152,13 @@ def addition(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
     last step, is the mean of the two marked values, y = (x_{p0} + x_{p1}) / 2, in [0, 1).
     (Hochreiter & Schmidhuber draw values from [-1, 1] and ask for 0.5 + (x_{p0} + x_{p1}) / 4.)
     An answer is wrong when its squared error exceeds 0.04. ``length`` >= 10.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import addition
+        >>> inputs, targets = addition(4, 100, seed=0)
+        >>> marked = inputs[0, inputs[0, :, 0] == 1.0, 1]  # the two values whose marker is set
+        >>> bool(abs(targets[0, 0] - marked.mean()) < 1e-6)
+        True
     """
     n, length = _check(batch_size, length, 10)
     x, a, b = _two_marked_values(n, length, _rng(seed))
@@ -135,8 +169,15 @@ def multiplication(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
     """Multiplication (§4.1.2; Hochreiter & Schmidhuber 1997, experiment 5).
 
     The inputs of [`addition`][gradclip.sandbox.recurrent.tasks.addition]; the target is the product of the
-    two marked values, y = x_{p0} · x_{p1}, in [0, 1). Wrong when the squared error exceeds 0.04. ``length``
-    >= 10.
+    two marked values, y = x_{p0} · x_{p1}, in [0, 1). Wrong when the squared error exceeds 0.04.
+    ``length`` >= 10.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import multiplication
+        >>> inputs, targets = multiplication(4, 100, seed=0)
+        >>> marked = inputs[0, inputs[0, :, 0] == 1.0, 1]
+        >>> bool(abs(targets[0, 0] - marked.prod()) < 1e-6)
+        True
     """
     n, length = _check(batch_size, length, 10)
     x, a, b = _two_marked_values(n, length, _rng(seed))
@@ -150,6 +191,14 @@ def permutation(batch_size: int, length: int, *, seed: Seed = 0) -> Batch:
     other L - 1 are drawn uniformly from the 98 symbols 2-99. After the last step the net must name
     the first symbol: label in {0, 1}, over 100 output classes (the net is not told which two can
     occur). ``length`` >= 2.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import permutation
+        >>> batch = permutation(4, 30, seed=0)
+        >>> batch.inputs.shape
+        (4, 30, 100)
+        >>> bool((batch.inputs[:, 0].argmax(-1) == batch.targets).all())  # the first symbol is the answer
+        True
     """
     n, length = _check(batch_size, length, 2)
     rng = _rng(seed)
@@ -172,6 +221,14 @@ def memorisation(
     starting at the go step. A sequence is wrong if any of its T outputs is. The defaults (5 values,
     10 positions: 10 log2 5 ≈ 23 bits) are the paper's "over 20 bits" variant; n_values=2,
     n_positions=5 is the 5-bit one. ``length`` >= 1.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import memorisation
+        >>> batch = memorisation(2, 30, n_values=2, n_positions=5, seed=0)  # the 5-bit variant
+        >>> batch.inputs.shape, batch.targets.shape  # T = 30 + 2 * 5, D = 2 + 2
+        ((2, 40, 4), (2, 40))
+        >>> bool((batch.targets[:, -5:] == batch.inputs[:, :5].argmax(-1)).all())  # recalled at the end
+        True
     """
     n, length = _check(batch_size, length, 1)
     for name, value in (("n_values", n_values), ("n_positions", n_positions)):
@@ -197,6 +254,15 @@ class Task:
     arg-max differs), ``"last-value"`` (linear read-out of the last state, squared error, wrong above
     `REGRESSION_TOLERANCE`) or ``"every-class"`` (softmax at every step; a sequence is wrong if
     any step is).
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradclip.sandbox.recurrent.tasks import get_task
+        >>> task = get_task("addition")
+        >>> task.n_in, task.n_out, task.output
+        (2, 1, 'last-value')
+        >>> task.errors(np.array([[0.5], [0.9]]), np.array([[0.5], [0.5]]))  # squared error above 0.04
+        array([False,  True])
     """
 
     name: str
@@ -225,7 +291,18 @@ TASKS: dict[str, Task] = {
 
 def get_task(name: str) -> Task:
     """The [`Task`][gradclip.sandbox.recurrent.tasks.Task] called ``name``; a ValueError lists the names when
-    it is unknown."""
+    it is unknown.
+
+    Examples:
+        >>> from gradclip.sandbox.recurrent.tasks import get_task
+        >>> batch = get_task("temporal-order").generate(4, 20, seed=1)
+        >>> batch.inputs.shape
+        (4, 20, 6)
+        >>> get_task("copying")
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown task 'copying'...
+    """
     try:
         return TASKS[name]
     except (KeyError, TypeError):

@@ -32,7 +32,13 @@ def _check_nonneg(value: object, name: str, *, upper: float = math.inf) -> float
 
 @dataclass(frozen=True)
 class Constant:
-    """lr_t = lr."""
+    """lr_t = lr.
+
+    Examples:
+        >>> from gradclip.sandbox.vectorized.optim import Constant
+        >>> Constant(0.1)(0), Constant(0.1)(1000)
+        (0.1, 0.1)
+    """
 
     lr: float
 
@@ -42,7 +48,13 @@ class Constant:
 
 @dataclass(frozen=True)
 class StepLR:
-    """lr_t = lr · gamma^⌊t / step_size⌋ (torch.optim.lr_scheduler.StepLR, stepped per update)."""
+    """lr_t = lr · gamma^⌊t / step_size⌋ (torch.optim.lr_scheduler.StepLR, stepped per update).
+
+    Examples:
+        >>> from gradclip.sandbox.vectorized.optim import StepLR
+        >>> [StepLR(1.0, step_size=2, gamma=0.5)(t) for t in range(5)]
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
 
     lr: float
     step_size: int
@@ -59,6 +71,12 @@ class CosineWarmup:
     lr_t = lr (t+1)/warmup for t < warmup, else
     min_lr + (lr - min_lr) (1 + cos(π (t - warmup) / (total - warmup))) / 2 (Loshchilov & Hutter 2017,
     arXiv:1608.03983; warm-up as in Goyal et al. 2017, arXiv:1706.02677). Constant at ``min_lr`` after.
+
+    Examples:
+        >>> from gradclip.sandbox.vectorized.optim import CosineWarmup
+        >>> schedule = CosineWarmup(1.0, total=10, warmup=2)
+        >>> [round(schedule(t), 3) for t in (0, 1, 2, 6, 10, 20)]  # warm-up, peak, half-way, floor
+        [0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
     """
 
     lr: float
@@ -78,7 +96,19 @@ class CosineWarmup:
 
 
 class Optimizer:
-    """Holds the schedule and the step count ``t``; subclasses implement ``_update``."""
+    """Holds the schedule and the step count ``t``; subclasses implement ``_update``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradclip.sandbox.vectorized.optim import SGD, StepLR
+        >>> opt = SGD(StepLR(0.1, step_size=1, gamma=0.5))  # every optimizer takes a float or a schedule
+        >>> params, grads = np.zeros(2, np.float32), np.ones(2, np.float32)
+        >>> opt.lr
+        0.1
+        >>> opt.step(params, grads)
+        >>> opt.t, opt.lr, params
+        (1, 0.05, array([-0.1, -0.1], dtype=float32))
+    """
 
     def __init__(self, lr: float | Schedule) -> None:
         if callable(lr):
@@ -135,6 +165,16 @@ class SGD(Optimizer):
     """SGD with momentum μ and Nesterov (Sutskever et al. 2013), as torch.optim.SGD (no dampening).
 
     g ← g + λ p;  b ← μ b + g;  g ← g + μ b (Nesterov) or g ← b;  p ← p - lr g.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradclip.sandbox.vectorized.optim import SGD
+        >>> opt = SGD(0.1, momentum=0.9)
+        >>> params = np.zeros(1)
+        >>> for _ in range(2):
+        ...     opt.step(params, np.ones(1))  # b = 1, then 0.9 * 1 + 1 = 1.9
+        >>> params.round(6)
+        array([-0.29])
     """
 
     def __init__(
@@ -185,6 +225,15 @@ class Adam(Optimizer):
     m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  p ← p - lr/(1-β1^t) · m / (√v/√(1-β2^t) + ε).
     ``weight_decay`` is added to g (L2), or with ``decoupled=True`` applied as p ← p(1 - lr λ)
     before the update (AdamW, Loshchilov & Hutter 2019, arXiv:1711.05101).
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradclip.sandbox.vectorized.optim import Adam
+        >>> opt = Adam(1e-3)
+        >>> params = np.zeros(2)
+        >>> opt.step(params, np.array([5.0, -0.01]))  # the first step moves each weight by about lr
+        >>> params.round(6)
+        array([-0.001,  0.001])
     """
 
     def __init__(
@@ -244,6 +293,16 @@ class Lookahead:
 
     The inner optimizer moves the fast weights; every k steps the slow weights move
     φ ← φ + α (θ - φ) and the fast weights restart from them: θ ← φ. φ starts at the first θ seen.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradclip.sandbox.vectorized.optim import SGD, Lookahead
+        >>> opt = Lookahead(SGD(0.1), k=2, alpha=0.5)
+        >>> params = np.zeros(1)
+        >>> for _ in range(2):
+        ...     opt.step(params, np.ones(1))  # fast weights 0 -> -0.1 -> -0.2
+        >>> params.round(6)  # then half-way back towards the slow weights: -0.1
+        array([-0.1])
     """
 
     def __init__(self, inner: Optimizer, *, k: int = 5, alpha: float = 0.5) -> None:

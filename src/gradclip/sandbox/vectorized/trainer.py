@@ -40,6 +40,23 @@ _QUIET_FP: dict[str, Any] = {"over": "ignore", "invalid": "ignore", "divide": "i
 
 
 class Metrics(NamedTuple):
+    """What [`VTrainer.evaluate`][gradclip.sandbox.vectorized.trainer.VTrainer.evaluate] returns: the mean
+    loss and the accuracy.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradclip.sandbox.vectorized.model import mlp
+        >>> from gradclip.sandbox.vectorized.optim import SGD
+        >>> from gradclip.sandbox.vectorized.trainer import VTrainer
+        >>> trainer = VTrainer(mlp([2, 8, 2], seed=0), SGD(0.5), grad_clip_norm=1.0)
+        >>> X = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> _ = trainer.fit(X, y, epochs=5, batch_size=16)
+        >>> metrics = trainer.evaluate(X, y)
+        >>> metrics.accuracy > 0.9
+        True
+    """
+
     loss: float
     accuracy: float  # NaN for regression losses
 
@@ -56,6 +73,19 @@ class VTrainer:
     whose norm is NaN/Inf is skipped either way. ``monitor``, if given, is a
     [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] fed the step's result; build it with
     ``names=trainer.grad_names()`` to get per-layer norms labelled.
+
+    Examples:
+        >>> import numpy as np
+        >>> import gradclip
+        >>> from gradclip.sandbox.vectorized.model import mlp
+        >>> from gradclip.sandbox.vectorized.optim import Adam
+        >>> from gradclip.sandbox.vectorized.trainer import VTrainer
+        >>> X = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+        >>> y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)  # XOR of the signs
+        >>> trainer = VTrainer(mlp([2, 16, 2], seed=0), Adam(1e-2), clipper=gradclip.ZScore())
+        >>> history = trainer.fit(X, y, epochs=3, batch_size=16)
+        >>> len(history["loss"]), len(history["grad_norm"])  # one value per epoch, one per step
+        (3, 12)
     """
 
     def __init__(
