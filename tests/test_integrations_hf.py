@@ -216,8 +216,8 @@ def test_a_run_with_a_spike_and_a_nan_reaches_tensorboard_and_leaves_a_run_log(t
     # Layers in the optimizer's order (the Trainer groups decayed and not-decayed parameters).
     assert log.steps == 12 and sorted(log.layers) == sorted(n for n, _ in model.named_parameters())
     assert log.layer_norms.shape == (12, len(log.layers))
-    assert log.columns["skipped"].tolist() == [float(i == nan) for i in range(12)]
-    assert log.columns["clipped"][spike] == 1
+    assert log.columns["gradclip/skipped"].tolist() == [float(i == nan) for i in range(12)]
+    assert log.columns["gradclip/clipped"][spike] == 1
     assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [spike, nan]
     out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run_dir)], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
@@ -229,7 +229,7 @@ def test_a_run_with_a_spike_and_a_nan_reaches_tensorboard_and_leaves_a_run_log(t
     acc.Reload()
     norms = acc.Scalars("train/gradclip/pre_clip_norm")  # the Trainer's reporter prefixes train/
     assert [e.step for e in norms] == list(range(1, 13))
-    assert norms[spike].value == pytest.approx(log.columns["total_norm"][spike], rel=1e-5)
+    assert norms[spike].value == pytest.approx(log.columns["gradclip/pre_clip_norm"][spike], rel=1e-5)
     assert "train/gradclip/skipped_steps" in acc.Tags()["scalars"]
 
 
@@ -254,7 +254,9 @@ def test_resume_from_checkpoint_continues_the_statistics_and_the_run_log(tmp_pat
     assert b["clipper"]["policy"]["state"] == pytest.approx(a["clipper"]["policy"]["state"], rel=1e-5)
     log, ref = read_run(tmp_path / "b" / "gradclip"), read_run(tmp_path / "a" / "gradclip")
     assert log.columns["step"].tolist() == list(range(12))  # one run, no step twice
-    np.testing.assert_allclose(log.columns["total_norm"], ref.columns["total_norm"], rtol=1e-5)
+    np.testing.assert_allclose(
+        log.columns["gradclip/pre_clip_norm"], ref.columns["gradclip/pre_clip_norm"], rtol=1e-5
+    )
     lines = (tmp_path / "b" / "gradclip" / "grads.jsonl").read_text().splitlines()
     resumes = [json.loads(line) for line in lines if '"resume"' in line]
     assert resumes == [{"type": "resume", "step": 8, "dropped": 5}]  # 4 steps and the first summary

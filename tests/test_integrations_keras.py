@@ -123,9 +123,13 @@ def test_fit_with_a_nan_batch_and_a_spike_leaves_a_run_that_reports_both(tmp_pat
 
     log = read_run(run)
     assert log.steps == 40 and log.layers == [v.path for v in m.trainable_weights]
-    assert log.columns["skipped"][35] == 1 and not math.isfinite(log.columns["total_norm"][35])
-    assert log.columns["total_norm"][30] > 1e3 * np.nanmedian(log.columns["total_norm"][:30])
-    assert log.columns["clipped"][30] == 1  # ZScore's threshold held the spike
+    assert log.columns["gradclip/skipped"][35] == 1 and not math.isfinite(
+        log.columns["gradclip/pre_clip_norm"][35]
+    )
+    assert log.columns["gradclip/pre_clip_norm"][30] > 1e3 * np.nanmedian(
+        log.columns["gradclip/pre_clip_norm"][:30]
+    )
+    assert log.columns["gradclip/clipped"][30] == 1  # ZScore's threshold held the spike
     assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [30, 35]
 
     out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run)], capture_output=True,

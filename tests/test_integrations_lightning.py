@@ -161,7 +161,9 @@ def test_checkpoint_resume_restores_the_clipper_state(tmp_path):
         log.columns["step"].tolist() == list(range(2 * STEPS_PER_EPOCH))
         and not (tmp_path / "c" / "run" / "version_0" / "gradclip").exists()
     )
-    np.testing.assert_allclose(log.columns["total_norm"], ref.columns["total_norm"], rtol=1e-5)
+    np.testing.assert_allclose(
+        log.columns["gradclip/pre_clip_norm"], ref.columns["gradclip/pre_clip_norm"], rtol=1e-5
+    )
     assert [w["step"] for w in log.warnings] == [w["step"] for w in ref.warnings]
 
 
@@ -178,8 +180,8 @@ def test_fit_with_a_nan_batch_and_a_spike_leaves_a_run_dir_a_report_and_tensorbo
     run_dir = Path(t.log_dir) / "gradclip"
     log = read_run(run_dir)
     assert log.steps == 2 * STEPS_PER_EPOCH and log.layers == [n for n, _ in module.named_parameters()]
-    assert log.columns["skipped"][nan] == 1 and log.columns["skipped"].sum() == 1
-    assert log.columns["clipped"][spike] == 1 and log.layer_norms.shape == (40, 4)
+    assert log.columns["gradclip/skipped"][nan] == 1 and log.columns["gradclip/skipped"].sum() == 1
+    assert log.columns["gradclip/clipped"][spike] == 1 and log.layer_norms.shape == (40, 4)
     assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [spike, nan]
     assert log.summary["skipped"] == 1 and log.summary["advice"] is not None
 

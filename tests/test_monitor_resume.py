@@ -103,7 +103,9 @@ def test_a_clean_run_resumed_loses_its_summary_and_continues(tmp_path):
     resumed.record(4.0)
     resumed.close()
     run = read_run(tmp_path)
-    assert run.columns["total_norm"].tolist() == [1.0, 2.0, 3.0, 4.0] and run.summary["steps"] == 4
+    assert (
+        run.columns["gradclip/pre_clip_norm"].tolist() == [1.0, 2.0, 3.0, 4.0] and run.summary["steps"] == 4
+    )
     kinds = [json.loads(line)["type"] for line in (tmp_path / "grads.jsonl").read_text().splitlines()]
     assert kinds.count("summary") == 1 and kinds[-1] == "summary"
 
