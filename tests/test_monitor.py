@@ -368,3 +368,13 @@ def test_an_existing_run_log_is_never_replaced_silently(tmp_path):
     again.record(2.0)
     again.close()
     assert (tmp_path / "grads.jsonl").read_bytes() != before
+
+
+def test_the_step_metrics_and_the_log_fields_are_one_tag_scheme():
+    from gradclip.sinks import TAGS
+    from gradclip.step import METRICS
+
+    assert all(name.startswith("gradclip/") for name in (*METRICS, *TAGS))
+    # The same quantity has the same name in a framework's logs (METRICS) and in the run log (TAGS).
+    shared = {"gradclip/pre_clip_norm", "gradclip/post_clip_norm", "gradclip/threshold"}
+    assert set(METRICS) & set(TAGS) == shared

@@ -205,3 +205,16 @@ def test_resuming_a_version_1_log_rewrites_it_in_the_current_schema(tmp_path):
         and run.columns["gradclip/pre_clip_norm"][20] == 3.0
     )
     np.testing.assert_array_equal(run.layer_norms[:20], read_run(V1_RUN).layer_norms[:20])
+
+
+def test_resuming_a_csv_of_the_old_names_keeps_its_rows_under_the_current_header(tmp_path):
+    old = ["step", "total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr"]
+    rows = [[str(i), "1.5", "1.5", "2.0", "False", "True", "False", "0.5", "0.1", "1.0"] for i in range(3)]
+    with (tmp_path / "grads.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([[*old, "norm/w"], *rows])
+    sink = make_sink("csv", tmp_path)
+    sink.resume({"layers": ["w"]}, 2)
+    sink.close(None)
+    with (tmp_path / "grads.csv").open(newline="") as f:
+        got = list(csv.reader(f))
+    assert got == [[*COLUMNS, f"{LAYER_TAG}/w"], *rows[:2]]
