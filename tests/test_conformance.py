@@ -382,7 +382,7 @@ def test_resume_mid_run_is_bit_identical(opt_kind):
 
 # -- the monitor's JSONL -----------------------------------------------------------------------------
 
-FIELDS = ("pre_clip_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped")
+FIELDS = ("pre_clip_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss")
 
 
 def _jsonl(path) -> list[dict]:
@@ -695,6 +695,11 @@ def test_frameworks_run_the_same_scenarios(framework, clipper, scenario, tmp_pat
     snaps, reached, log = FRAMEWORKS[framework](FRAMEWORK_CLIPPERS[clipper](), SCENARIOS[scenario], tmp_path)
     assert len(snaps) == FRAMEWORK_STEPS + 1 and len(log) == FRAMEWORK_STEPS
     assert [r["step"] for r in log] == list(range(FRAMEWORK_STEPS))
+    # Every framework logs the step's training loss (JSON writes a non-finite one as text: "nan", "inf").
+    assert (
+        all(isinstance(r["loss"], float) for i, r in enumerate(log) if i != BAD)
+        and log[BAD]["loss"] is not None
+    )
     if scenario != "spike":
         assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
         assert log[BAD]["finite"] is False and log[BAD]["clipped"] is False
