@@ -218,3 +218,10 @@ def test_resuming_a_csv_of_the_old_names_keeps_its_rows_under_the_current_header
     with (tmp_path / "grads.csv").open(newline="") as f:
         got = list(csv.reader(f))
     assert got == [[*COLUMNS, f"{LAYER_TAG}/w"], *rows[:2]]
+
+
+def test_a_log_of_a_newer_schema_is_not_continued(tmp_path):
+    (tmp_path / "grads.jsonl").write_text(json.dumps({"schema": "gradclip.monitor", "version": 99}) + "\n")
+    with pytest.raises(ValueError, match="schema version 99 is newer than this gradclip reads"):
+        JsonlSink(tmp_path).resume({"layers": []}, 0)
+    assert json.loads((tmp_path / "grads.jsonl").read_text())["version"] == 99  # left as it was

@@ -83,11 +83,8 @@ COLUMNS = ("step", *TAGS)  # the scalar fields of a step record (CSV columns, Ru
 HISTOGRAM_TAG = "gradclip/log10_layer_norms"
 WARNING_TAG = "gradclip/warnings/"  # + the warning's kind
 # Version 1 wrote the same fields, in the same order, under bare names.
-_V1_NAMES = {
-    **dict(zip(("total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr"),
-               TAGS, strict=True)),
-    "layer_norms": LAYER_TAG,
-}  # fmt: skip
+_V1_FIELDS = ("total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr")
+_V1_NAMES = {**dict(zip(_V1_FIELDS, TAGS, strict=True)), "layer_norms": LAYER_TAG}
 
 _NONFINITE_TOKEN = re.compile(r"-?Infinity|NaN")
 _TOKEN_TEXT = {"NaN": '"nan"', "Infinity": '"inf"', "-Infinity": '"-inf"'}
@@ -195,6 +192,7 @@ def _records_before(path: Path, step: int) -> tuple[list[str], int]:
     header = json.loads(lines[0]) if lines else None
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
         raise ValueError(f"{path}: the first line is not a {SCHEMA} header; cannot continue this run")
+    _check_header(header, path)  # a version this gradclip does not know is not continued either
     old = header.get("version", 0) < SCHEMA_VERSION
     kept, dropped = [json.dumps({**header, "version": SCHEMA_VERSION}) + "\n" if old else lines[0] + "\n"], 0
     for line in lines[1:]:
