@@ -382,12 +382,17 @@ def test_resume_mid_run_is_bit_identical(opt_kind):
 
 # -- the monitor's JSONL -----------------------------------------------------------------------------
 
-FIELDS = ("step", "total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped")
+FIELDS = ("pre_clip_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss")
 
 
 def _jsonl(path) -> list[dict]:
+    """The step records, each field under its tag's last part (``gradclip/threshold``: ``threshold``)."""
     rows = [json.loads(line) for line in (path / "grads.jsonl").read_text().splitlines()]
-    return [{k: r[k] for k in FIELDS} for r in rows if r.get("type") == "step"]
+    return [
+        {"step": r["step"], **{k: r[f"gradclip/{k}"] for k in FIELDS}}
+        for r in rows
+        if r.get("type") == "step"
+    ]
 
 
 @pytest.mark.parametrize("driver", STATEFUL)
@@ -690,6 +695,11 @@ def test_frameworks_run_the_same_scenarios(framework, clipper, scenario, tmp_pat
     snaps, reached, log = FRAMEWORKS[framework](FRAMEWORK_CLIPPERS[clipper](), SCENARIOS[scenario], tmp_path)
     assert len(snaps) == FRAMEWORK_STEPS + 1 and len(log) == FRAMEWORK_STEPS
     assert [r["step"] for r in log] == list(range(FRAMEWORK_STEPS))
+    # Every framework logs the step's training loss (JSON writes a non-finite one as text: "nan", "inf").
+    assert (
+        all(isinstance(r["loss"], float) for i, r in enumerate(log) if i != BAD)
+        and log[BAD]["loss"] is not None
+    )
     if scenario != "spike":
         assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
         assert log[BAD]["finite"] is False and log[BAD]["clipped"] is False
@@ -703,7 +713,7 @@ def test_frameworks_run_the_same_scenarios(framework, clipper, scenario, tmp_pat
         return
     row = log[BAD]
     assert not any(r["skipped"] for r in log) and row["clipped"] and row["finite"]
-    assert row["total_norm"] > 100 * row["threshold"]
+    assert row["pre_clip_norm"] > 100 * row["threshold"]
     assert reached[BAD] <= row["threshold"] * (1 + 1e-4)
     assert reached[BAD] == pytest.approx(row["post_clip_norm"], rel=1e-4)
 
@@ -714,7 +724,7 @@ def test_frameworks_skip_spikes_when_asked(framework, tmp_path):
     spikes = SpikeSkip(3.0, window=10, warmup=3)
     snaps, _, log = FRAMEWORKS[framework](NormClipper(Fixed(1e9)), 1e4, tmp_path, spikes=spikes)
     assert [r["skipped"] for r in log] == [i == BAD for i in range(FRAMEWORK_STEPS)]
-    assert log[BAD]["finite"] is True and log[BAD]["total_norm"] > 100 * log[BAD - 1]["total_norm"]
+    assert log[BAD]["finite"] is True and log[BAD]["pre_clip_norm"] > 100 * log[BAD - 1]["pre_clip_norm"]
     assert_same(snaps[BAD + 1], snaps[BAD])
 
 
@@ -749,5 +759,5 @@ def test_recurrent_train_run_follows_the_same_step(bad, tmp_path, monkeypatch):
         assert bad_step["skipped"] and not bad_step["finite"] and result.diverged  # stopped, weights intact
         assert len(log) == BAD
     else:
-        assert bad_step["clipped"] and bad_step["total_norm"] > 0.5 and len(log) == 6
+        assert bad_step["clipped"] and bad_step["pre_clip_norm"] > 0.5 and len(log) == 6
         assert bad_step["post_clip_norm"] == pytest.approx(0.5, rel=1e-5)

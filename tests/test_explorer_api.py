@@ -240,17 +240,19 @@ def test_run_reports_clip_rate_warnings_and_advice(client, runs_dir):
     steps = [json.loads(line) for line in (runs_dir / "exp" / "a" / JSONL_NAME).read_text().splitlines()]
     steps = [r for r in steps if r["type"] == "step"]
     assert body["steps"] == 300 and not body["truncated"]
-    assert body["clip_rate"] == pytest.approx(sum(r["clipped"] for r in steps) / 300)
+    assert body["clip_rate"] == pytest.approx(sum(r["gradclip/clipped"] for r in steps) / 300)
     assert any(w["kind"] == "spike" and w["step"] == 150 for w in body["warnings"])
     assert body["advice"]["low"] <= body["advice"]["high"] and "suggested max_norm" in body["advice"]["text"]
-    assert body["timeline"]["total_norm"][150] == pytest.approx(steps[150]["total_norm"])
+    assert body["timeline"]["gradclip/pre_clip_norm"][150] == pytest.approx(
+        steps[150]["gradclip/pre_clip_norm"]
+    )
 
 
 def test_long_run_is_bucketed_and_keeps_its_spike(client):
     body = client.get("/api/run", params={"run": "long"}).json()
     t = body["timeline"]
     assert body["steps"] == 9000 and len(t["step"]) <= runs.MAX_POINTS and body["bucket"] == 5
-    assert max(t["total_norm"]) > 20  # the 100x spike at step 4321 survives the reduction
+    assert max(t["gradclip/pre_clip_norm"]) > 20  # the 100x spike at step 4321 survives the reduction
 
 
 def test_truncated_last_line_is_skipped_and_damage_is_a_400(tmp_path):
@@ -268,6 +270,27 @@ def test_truncated_last_line_is_skipped_and_damage_is_a_400(tmp_path):
         assert response.status_code == 400 and "cannot be read" in response.json()["error"]
         path.write_text('{"type": "step"}\n')
         assert c.get("/api/run", params={"run": "r"}).status_code == 400
+
+
+def test_a_log_of_schema_version_1_is_served_under_the_current_names(tmp_path):
+    v1 = (
+        Path(__file__).parent / "data" / "v1-run" / JSONL_NAME
+    )  # written before the tag names (total_norm...)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / JSONL_NAME).write_bytes(v1.read_bytes())
+    steps = [json.loads(line) for line in v1.read_text().splitlines()]
+    steps = [r for r in steps if r["type"] == "step"]
+    with TestClient(create_app(runs_dir=tmp_path), base_url=LOCAL) as c:
+        body = c.get("/api/run", params={"run": "old"}).json()
+    t = body["timeline"]
+    assert list(t) == list(runs.TIMELINE) and body["steps"] == len(steps) and body["finished"]
+    assert (
+        t["gradclip/pre_clip_norm"][12] == 500.0 and t["gradclip/pre_clip_norm"][18] is None
+    )  # the NaN step
+    assert t["gradclip/loss"] == pytest.approx([r["loss"] for r in steps])
+    assert t["gradclip/threshold"] == [2.0] * len(steps)
+    assert body["clip_rate"] == pytest.approx(sum(r["clipped"] for r in steps) / len(steps))
+    assert body["diverged"] and "step 18" in body["diverged"]  # a non-finite norm, read from the old field
 
 
 def test_missing_runs_directory_lists_nothing(tmp_path):

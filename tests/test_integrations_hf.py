@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -216,21 +217,41 @@ def test_a_run_with_a_spike_and_a_nan_reaches_tensorboard_and_leaves_a_run_log(t
     # Layers in the optimizer's order (the Trainer groups decayed and not-decayed parameters).
     assert log.steps == 12 and sorted(log.layers) == sorted(n for n, _ in model.named_parameters())
     assert log.layer_norms.shape == (12, len(log.layers))
-    assert log.columns["skipped"].tolist() == [float(i == nan) for i in range(12)]
-    assert log.columns["clipped"][spike] == 1
+    assert log.columns["gradclip/skipped"].tolist() == [float(i == nan) for i in range(12)]
+    assert log.columns["gradclip/clipped"][spike] == 1
     assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [spike, nan]
     out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run_dir)], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert re.search(r"skipped steps\s*│\s*1 ", out.stdout) and (run_dir / "report" / "report.html").is_file()
+    # Every step's training loss, as the Trainer logged it (logging_steps=1), and the last one in the report.
+    logged = [entry["loss"] for entry in step_logs(trainer)]
+    np.testing.assert_allclose(log.columns["gradclip/loss"], logged, rtol=1e-5)
+    assert re.search(rf"last loss\s*│\s*{logged[-1]:.4g} ", out.stdout), out.stdout
+    from gradclip.explorer.runs import load_run  # the explorer's runs view reads the same log
+
+    assert load_run(tmp_path, "gradclip")["timeline"]["gradclip/loss"] == pytest.approx(logged, rel=1e-5)
 
     events = [p.parent for p in (tmp_path / "runs").rglob("events.out.tfevents.*")]
     acc = EventAccumulator(str(events[0]), size_guidance={"scalars": 0})
     acc.Reload()
     norms = acc.Scalars("train/gradclip/pre_clip_norm")  # the Trainer's reporter prefixes train/
     assert [e.step for e in norms] == list(range(1, 13))
-    assert norms[spike].value == pytest.approx(log.columns["total_norm"][spike], rel=1e-5)
+    assert norms[spike].value == pytest.approx(log.columns["gradclip/pre_clip_norm"][spike], rel=1e-5)
     assert "train/gradclip/skipped_steps" in acc.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("sums", [True, False], ids=["num_items_in_batch", "per-batch-mean"])
+def test_the_logged_loss_of_an_accumulated_step_is_the_trainers(tmp_path, sums):
+    cb = GradClipCallback(1.0)
+    trainer = make_trainer(tmp_path, gpt2(), [cb], max_steps=3, gradient_accumulation_steps=2)
+    # GPT-2 takes num_items_in_batch (each micro-batch's loss is its share of the step's sum); without
+    # it the Trainer averages per-batch means. The Trainer's own logged loss is right in both cases.
+    trainer.model_accepts_loss_kwargs = sums
+    trainer.train()
+    logged = [entry["loss"] for entry in step_logs(trainer)]
+    assert len(logged) == 3
+    np.testing.assert_allclose(read_run(tmp_path / "gradclip").columns["gradclip/loss"], logged, rtol=1e-5)
 
 
 def test_resume_from_checkpoint_continues_the_statistics_and_the_run_log(tmp_path):
@@ -247,14 +268,42 @@ def test_resume_from_checkpoint_continues_the_statistics_and_the_run_log(tmp_pat
     run(tmp_path / "b")  # runs on past checkpoint-8: those four steps are the tail a crash leaves
     saved = torch.load(tmp_path / "b" / "checkpoint-8" / "gradclip.pt", weights_only=True)
     assert saved["step"]["steps"] == 8 and saved["monitor"]["state"]["counters"]["step"] == 8
-    resumed = run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-8"))
+    # The checkpoint copied elsewhere, and none left in output_dir at that step: any path resumes.
+    moved = tmp_path / "elsewhere" / "my-checkpoint"
+    shutil.copytree(tmp_path / "b" / "checkpoint-8", moved)
+    for folder in (tmp_path / "b").glob("checkpoint-*"):
+        shutil.rmtree(folder)
+    resumed = run(tmp_path / "b", resume=str(moved))
 
     a, b = straight.step.state_dict(), resumed.step.state_dict()
     assert b["steps"] == a["steps"] == 12
     assert b["clipper"]["policy"]["state"] == pytest.approx(a["clipper"]["policy"]["state"], rel=1e-5)
     log, ref = read_run(tmp_path / "b" / "gradclip"), read_run(tmp_path / "a" / "gradclip")
     assert log.columns["step"].tolist() == list(range(12))  # one run, no step twice
-    np.testing.assert_allclose(log.columns["total_norm"], ref.columns["total_norm"], rtol=1e-5)
+    np.testing.assert_allclose(
+        log.columns["gradclip/pre_clip_norm"], ref.columns["gradclip/pre_clip_norm"], rtol=1e-5
+    )
     lines = (tmp_path / "b" / "gradclip" / "grads.jsonl").read_text().splitlines()
     resumes = [json.loads(line) for line in lines if '"resume"' in line]
     assert resumes == [{"type": "resume", "step": 8, "dropped": 5}]  # 4 steps and the first summary
+
+
+def test_resume_from_checkpoint_true_continues_from_the_last_checkpoint(tmp_path):
+    from gradclip import NormClipper, ZScore
+
+    def run(resume=None):
+        cb = GradClipCallback(NormClipper(ZScore(warmup=2)))
+        trainer = make_trainer(tmp_path, gpt2(), [cb], max_steps=6, save_strategy="steps", save_steps=3)
+        trainer.train(resume_from_checkpoint=resume)
+        return cb
+
+    first = run()
+    shutil.rmtree(tmp_path / "checkpoint-6")  # as if killed before its last save: checkpoint-3 is the last
+    resumed = run(resume=True)
+    assert resumed.step.state_dict()["steps"] == first.step.state_dict()["steps"] == 6
+    policy = resumed.step.state_dict()["clipper"]["policy"]["state"]
+    assert policy == pytest.approx(first.step.state_dict()["clipper"]["policy"]["state"], rel=1e-5)
+    log = read_run(tmp_path / "gradclip")
+    assert log.columns["step"].tolist() == list(range(6))
+    resumes = [json.loads(line) for line in (tmp_path / "gradclip" / "grads.jsonl").read_text().splitlines()]
+    assert [r for r in resumes if r["type"] == "resume"] == [{"type": "resume", "step": 3, "dropped": 4}]

@@ -17,7 +17,7 @@ import pytest
 os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported; the integration needs torch tensors
 keras = pytest.importorskip("keras")
 
-from gradclip import AGC, NormClipper, ValueClipper, ZScore  # noqa: E402 (after the importorskip)
+from gradclip import AGC, NormClipper, Percentile, SpikeSkip, ValueClipper, ZScore  # noqa: E402 (after the importorskip)
 from gradclip.integrations.keras import GradClipCallback, GradClipOptimizer  # noqa: E402
 from gradclip.monitor import GradMonitorWarning  # noqa: E402
 from gradclip.sinks import read_run  # noqa: E402
@@ -112,10 +112,12 @@ def test_fit_with_a_nan_batch_and_a_spike_leaves_a_run_that_reports_both(tmp_pat
     opt = GradClipOptimizer(keras.optimizers.Adam(1e-2), NormClipper(ZScore()))
     m.compile(optimizer=opt, loss="mse")
     run = tmp_path / "keras-run"
+    means = []  # Keras's running mean of the loss after each batch
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: means.append(logs["loss"]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GradMonitorWarning)
         history = m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
-                        callbacks=[GradClipCallback(log_dir=run)])  # fmt: skip
+                        callbacks=[GradClipCallback(log_dir=run), record])  # fmt: skip
     assert any("step 30" in str(w.message) for w in caught)  # the spike warning names the step
     assert all(np.isfinite(w).all() for w in m.get_weights())
     assert history.history["gradclip/skipped_steps"] == [1.0]
@@ -123,10 +125,20 @@ def test_fit_with_a_nan_batch_and_a_spike_leaves_a_run_that_reports_both(tmp_pat
 
     log = read_run(run)
     assert log.steps == 40 and log.layers == [v.path for v in m.trainable_weights]
-    assert log.columns["skipped"][35] == 1 and not math.isfinite(log.columns["total_norm"][35])
-    assert log.columns["total_norm"][30] > 1e3 * np.nanmedian(log.columns["total_norm"][:30])
-    assert log.columns["clipped"][30] == 1  # ZScore's threshold held the spike
+    assert log.columns["gradclip/skipped"][35] == 1 and not math.isfinite(
+        log.columns["gradclip/pre_clip_norm"][35]
+    )
+    assert log.columns["gradclip/pre_clip_norm"][30] > 1e3 * np.nanmedian(
+        log.columns["gradclip/pre_clip_norm"][:30]
+    )
+    assert log.columns["gradclip/clipped"][30] == 1  # ZScore's threshold held the spike
     assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [30, 35]
+    # Every step's loss: what Keras's float32 running mean adds per batch (equal batches), up to the
+    # spike (after it the mean is 1e6 times larger, and the differences are rounding), and the NaN.
+    k = np.arange(1, 32)
+    per_batch = k * np.asarray(means[:31]) - (k - 1) * np.concatenate([[0.0], means[:30]])
+    np.testing.assert_allclose(log.columns["gradclip/loss"][:31], per_batch, rtol=1e-3)
+    assert math.isnan(log.columns["gradclip/loss"][35]) and log.columns["gradclip/loss"][30] > 1e6
 
     out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run)], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
@@ -151,6 +163,65 @@ def test_the_clip_state_round_trips():
     again = GradClipOptimizer(keras.optimizers.SGD(0.1), NormClipper(ZScore(warmup=2)))
     again.load_state_dict(json.loads(json.dumps(opt.state_dict())))
     assert again.state_dict() == opt.state_dict() and again.step.steps == 3
+
+
+CONFIGURABLE = {
+    "zscore": lambda: NormClipper(ZScore(alpha=0.9, warmup=3, max_norm=50.0)),
+    "percentile": lambda: NormClipper(Percentile(20.0, window=50, warmup=2), norm_type="inf"),
+    "fixed": lambda: NormClipper(0.5, eps=1e-5),
+    "agc": lambda: AGC(0.05, eps=1e-2),
+    "value": lambda: ValueClipper(0.25),
+    "off": lambda: None,
+}
+
+
+@pytest.mark.parametrize("clipper", list(CONFIGURABLE))
+def test_get_config_rebuilds_the_optimizer_with_any_clipper(clipper):
+    x, y = data(32)
+    spikes = SpikeSkip(4.0, window=10, warmup=3, max_consecutive=2)
+    opt = GradClipOptimizer(
+        keras.optimizers.Adam(1e-2), CONFIGURABLE[clipper](), skip_spikes=spikes, rate_window=7
+    )
+    config = json.loads(json.dumps(opt.get_config()))  # plain data, as Keras writes it
+    again = GradClipOptimizer.from_config(config)
+    assert again.get_config() == config and repr(again.step.clipper) == repr(opt.step.clipper)
+    assert again.step.spikes.state_dict() == spikes.state_dict() and again.rate_window == 7
+    # The rebuilt optimizer trains exactly as the original: same thresholds, same weights.
+    a, b = model(), model()
+    a.compile(optimizer=opt, loss="mse")
+    b.compile(optimizer=again, loss="mse")
+    for i in range(4):
+        a.train_on_batch(x[8 * i : 8 * i + 8], y[8 * i : 8 * i + 8])
+        b.train_on_batch(x[8 * i : 8 * i + 8], y[8 * i : 8 * i + 8])
+    assert again.step.state_dict() == opt.step.state_dict()
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_a_saved_model_loads_with_its_adaptive_clipper(tmp_path):
+    m = model()
+    m.compile(
+        optimizer=GradClipOptimizer(keras.optimizers.SGD(0.1), NormClipper(ZScore(warmup=4))), loss="mse"
+    )
+    m.train_on_batch(*data(8))
+    m.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(
+        tmp_path / "m.keras", custom_objects={"GradClipOptimizer": GradClipOptimizer}
+    )
+    assert isinstance(loaded.optimizer, GradClipOptimizer)
+    assert repr(loaded.optimizer.step.clipper) == repr(m.optimizer.step.clipper)
+
+
+def test_a_clipper_a_config_cannot_hold_is_refused_by_name():
+    x = keras.Variable(np.ones(2, dtype="float32"))
+    opt = GradClipOptimizer(keras.optimizers.SGD(0.1), AGC(0.01, exclude=[x.value]))
+    with pytest.raises(NotImplementedError, match=r"AGC\(exclude=...\) holds tensors"):
+        opt.get_config()
+    own = GradClipOptimizer(keras.optimizers.SGD(0.1), NormClipper(lambda norm: 1.0))  # a policy of one's own
+    with pytest.raises(
+        NotImplementedError, match=r"is not one of gradclip's \['fixed', 'percentile', 'zscore'\]"
+    ):
+        own.get_config()
 
 
 def test_bad_setups_are_refused_with_the_reason():

@@ -50,11 +50,14 @@ class Regressor(pl.LightningModule):
         self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
         self.spikes = spikes or {}
         self.fused = fused
+        self.losses: list[float] = []  # every training_step's loss, in order
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.net(x).float(), y)
-        return loss * self.spikes.get(self.global_step, 1.0)  # global_step counts optimizer steps
+        loss = loss * self.spikes.get(self.global_step, 1.0)  # global_step counts optimizer steps
+        self.losses.append(float(loss.detach()))
+        return loss
 
     def train_dataloader(self):
         gen = torch.Generator().manual_seed(1)
@@ -161,7 +164,9 @@ def test_checkpoint_resume_restores_the_clipper_state(tmp_path):
         log.columns["step"].tolist() == list(range(2 * STEPS_PER_EPOCH))
         and not (tmp_path / "c" / "run" / "version_0" / "gradclip").exists()
     )
-    np.testing.assert_allclose(log.columns["total_norm"], ref.columns["total_norm"], rtol=1e-5)
+    np.testing.assert_allclose(
+        log.columns["gradclip/pre_clip_norm"], ref.columns["gradclip/pre_clip_norm"], rtol=1e-5
+    )
     assert [w["step"] for w in log.warnings] == [w["step"] for w in ref.warnings]
 
 
@@ -178,15 +183,23 @@ def test_fit_with_a_nan_batch_and_a_spike_leaves_a_run_dir_a_report_and_tensorbo
     run_dir = Path(t.log_dir) / "gradclip"
     log = read_run(run_dir)
     assert log.steps == 2 * STEPS_PER_EPOCH and log.layers == [n for n, _ in module.named_parameters()]
-    assert log.columns["skipped"][nan] == 1 and log.columns["skipped"].sum() == 1
-    assert log.columns["clipped"][spike] == 1 and log.layer_norms.shape == (40, 4)
+    assert log.columns["gradclip/skipped"][nan] == 1 and log.columns["gradclip/skipped"].sum() == 1
+    assert log.columns["gradclip/clipped"][spike] == 1 and log.layer_norms.shape == (40, 4)
     assert [w["step"] for w in log.warnings if w["kind"] == "spike"] == [spike, nan]
     assert log.summary["skipped"] == 1 and log.summary["advice"] is not None
+    # The training loss of every step, the NaN step's included, as training_step returned it.
+    np.testing.assert_allclose(log.columns["gradclip/loss"], module.losses, rtol=1e-6)
+    assert math.isnan(log.columns["gradclip/loss"][nan]) and log.columns["gradclip/loss"][spike] > 1e3
 
     out = subprocess.run([sys.executable, "-m", "gradclip", "report", str(run_dir)], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert re.search(r"skipped steps\s*│\s*1 ", out.stdout) and (run_dir / "report" / "report.html").is_file()
+    assert re.search(rf"last loss\s*│\s*{module.losses[-1]:.4g} ", out.stdout), out.stdout
+    from gradclip.explorer.runs import load_run  # the explorer's runs view reads the same log
+
+    shown = load_run(tmp_path, Path(run_dir).relative_to(tmp_path).as_posix())["timeline"]["gradclip/loss"]
+    assert shown[:nan] == pytest.approx(module.losses[:nan], rel=1e-6) and shown[nan] is None  # NaN: null
 
     acc = EventAccumulator(t.log_dir, size_guidance={"scalars": 0})
     acc.Reload()
@@ -213,6 +226,20 @@ def test_amp_clips_unscaled_gradients(tmp_path, precision):
     norm, ref_norm = float(amp_cb.step.last.total_norm), float(ref_cb.step.last.total_norm)
     assert norm == pytest.approx(ref_norm, rel=5e-2)
     assert float(amp_cb.step.last.post_clip_norm) == pytest.approx(1e-3, rel=1e-3)
+    # The logged loss is the true one too (the scaler's factor divided out), as in the fp32 run.
+    amp_loss = read_run(Path(amp.log_dir) / "gradclip").columns["gradclip/loss"]
+    ref_loss = read_run(tmp_path / "ref" / "run" / "version_0" / "gradclip").columns["gradclip/loss"]
+    assert amp_loss[0] == pytest.approx(ref_loss[0], rel=5e-2) and ref_loss[0] > 0
+
+
+def test_the_logged_loss_of_an_accumulated_step_is_the_mean_of_its_micro_batches(tmp_path):
+    module = Regressor()
+    trainer(tmp_path, [GradClipCallback(1.0)], max_steps=3, accumulate_grad_batches=2).fit(module)
+    log = read_run(tmp_path / "run" / "version_0" / "gradclip")
+    assert log.steps == 3 and len(module.losses) == 6
+    np.testing.assert_allclose(
+        log.columns["gradclip/loss"], np.reshape(module.losses, (3, 2)).mean(1), rtol=1e-6
+    )
 
 
 class Manual(Regressor):

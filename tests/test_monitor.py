@@ -201,7 +201,7 @@ def test_the_monitor_and_its_jsonl_work_without_torch(tmp_path):
                 m.record(1.0 + i, threshold=3.5, layer_norms=[1.0 + i], loss=0.1)
         run = read_run({str(tmp_path)!r})
         assert "torch" not in sys.modules
-        print(run.steps, int(run.columns["clipped"].sum()))
+        print(run.steps, int(run.columns["gradclip/clipped"].sum()))
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -241,10 +241,15 @@ def test_a_real_model_records_exact_norms_layer_names_loss_and_lr(tmp_path):
     assert run.layers == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert run.layer_norms[0].tolist() == pytest.approx(expected, rel=1e-6)
     assert (
-        run.columns["total_norm"][0] == pytest.approx(float(total)) == pytest.approx(np.linalg.norm(expected))
+        run.columns["gradclip/pre_clip_norm"][0]
+        == pytest.approx(float(total))
+        == pytest.approx(np.linalg.norm(expected))
     )
-    assert run.columns["post_clip_norm"][0] == pytest.approx(0.05, rel=1e-4)
-    assert run.columns["loss"][0] == pytest.approx(float(loss.detach())) and run.columns["lr"][0] == 0.05
+    assert run.columns["gradclip/post_clip_norm"][0] == pytest.approx(0.05, rel=1e-4)
+    assert (
+        run.columns["gradclip/loss"][0] == pytest.approx(float(loss.detach()))
+        and run.columns["gradclip/lr"][0] == 0.05
+    )
 
 
 def test_a_real_bad_batch_is_a_spike_naming_a_layer():
@@ -340,7 +345,7 @@ def test_clip_optimizer_results_are_observed_with_layers_in_model_order(tmp_path
             monitor.observe(opt.last_result, loss=loss)
     run = read_run(tmp_path)
     assert run.layer_norms[-1].tolist() == pytest.approx(expected, rel=1e-6)
-    assert np.isfinite(run.columns["threshold"]).all() and run.columns["lr"][0] == 0.05
+    assert np.isfinite(run.columns["gradclip/threshold"]).all() and run.columns["gradclip/lr"][0] == 0.05
 
 
 def test_clip_with_a_clipper_object_returns_its_result_and_records_its_threshold():
@@ -363,3 +368,13 @@ def test_an_existing_run_log_is_never_replaced_silently(tmp_path):
     again.record(2.0)
     again.close()
     assert (tmp_path / "grads.jsonl").read_bytes() != before
+
+
+def test_the_step_metrics_and_the_log_fields_are_one_tag_scheme():
+    from gradclip.sinks import TAGS
+    from gradclip.step import METRICS
+
+    assert all(name.startswith("gradclip/") for name in (*METRICS, *TAGS))
+    # The same quantity has the same name in a framework's logs (METRICS) and in the run log (TAGS).
+    shared = {"gradclip/pre_clip_norm", "gradclip/post_clip_norm", "gradclip/threshold"}
+    assert set(METRICS) & set(TAGS) == shared

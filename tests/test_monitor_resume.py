@@ -103,7 +103,9 @@ def test_a_clean_run_resumed_loses_its_summary_and_continues(tmp_path):
     resumed.record(4.0)
     resumed.close()
     run = read_run(tmp_path)
-    assert run.columns["total_norm"].tolist() == [1.0, 2.0, 3.0, 4.0] and run.summary["steps"] == 4
+    assert (
+        run.columns["gradclip/pre_clip_norm"].tolist() == [1.0, 2.0, 3.0, 4.0] and run.summary["steps"] == 4
+    )
     kinds = [json.loads(line)["type"] for line in (tmp_path / "grads.jsonl").read_text().splitlines()]
     assert kinds.count("summary") == 1 and kinds[-1] == "summary"
 
@@ -148,3 +150,39 @@ def test_bad_states_and_misuse_are_refused_before_anything_changes(tmp_path):
         forgot.record(1.0)
     with pytest.raises(ValueError, match="contradict"):
         GradMonitor(log_dir=tmp_path, overwrite=True, resume=True)
+
+
+def test_a_run_logged_by_an_older_gradclip_resumes_into_one_log_of_the_current_schema(tmp_path):
+    """tests/data/v1-run was written (schema version 1: total_norm, ...) with the values below."""
+    import shutil
+    from pathlib import Path
+
+    from gradclip.sinks import SCHEMA_VERSION, TAGS
+
+    def values(i: int) -> tuple[float, list[float]]:
+        n = {12: 500.0, 18: math.nan}.get(i, 1.0 + 0.05 * i)
+        return n, [0.6 * n, 0.8 * n]
+
+    def record(monitor: GradMonitor, i: int) -> None:
+        n, layers = values(i)
+        monitor.record(n, threshold=2.0, loss=2.0 / (i + 1), lr=0.1, layer_norms=layers, skipped=i == 18)
+
+    config = MonitorConfig(warmup=2, min_history=5, window=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradMonitorWarning)
+        replay = GradMonitor(names=["w", "b"], config=config)  # the old run's state at its checkpoint
+        for i in range(20):
+            record(replay, i)
+        shutil.copytree(Path(__file__).parent / "data" / "v1-run", tmp_path / "run")
+        resumed = GradMonitor(names=["w", "b"], log_dir=tmp_path / "run", config=config, resume=True)
+        resumed.load_state_dict(replay.state_dict())
+        for i in range(20, 26):
+            record(resumed, i)
+        resumed.close()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "grads.jsonl").read_text().splitlines()]
+    assert lines[0]["version"] == SCHEMA_VERSION and lines[0]["name"] == "v1-run"
+    assert all(set(TAGS) <= set(r) for r in lines if r["type"] == "step")
+    run = read_run(tmp_path / "run")
+    assert run.columns["step"].tolist() == list(range(26)) and run.summary["steps"] == 26
+    assert run.columns["gradclip/pre_clip_norm"][12] == 500.0 and run.columns["gradclip/skipped"][18] == 1
+    assert [r["type"] for r in lines].count("resume") == 1 and run.layer_norms.shape == (26, 2)

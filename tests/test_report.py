@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +72,7 @@ def test_the_html_page_embeds_every_plot_with_the_summary_advice_and_warnings(re
 def test_the_advice_comes_from_every_norm_after_warm_up(two_runs):
     run = read_run(two_runs[0])
     advice = run_advice(run)
-    norms = run.columns["total_norm"][20:]
+    norms = run.columns["gradclip/pre_clip_norm"][20:]
     assert advice.samples == 280
     assert advice.low == pytest.approx(np.percentile(norms, 90)) and advice.mean == pytest.approx(
         norms.mean()
@@ -110,3 +112,20 @@ def test_a_run_without_layer_norms_or_loss_says_so_in_its_plots(tmp_path):
 def test_report_needs_a_list_of_runs(tmp_path):
     with pytest.raises(ValueError, match="run_dirs must be a non-empty list of run directories"):
         write_report(str(tmp_path), tmp_path)
+
+
+def test_a_log_of_schema_version_1_gets_the_same_report(tmp_path, capsys):
+    """A run logged before the fields took their tag names (tests/data/v1-run: total_norm, ...)."""
+    from gradclip import cli
+
+    v1 = Path(__file__).parent / "data" / "v1-run"
+    steps = [json.loads(line) for line in (v1 / "grads.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["type"] == "step"]
+    assert cli.main(["report", str(v1), "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    clipped = sum(r["clipped"] for r in steps)
+    assert re.search(rf"clipped steps\s*│\s*{clipped} \({clipped / len(steps):.1%}\)", text), text
+    assert re.search(r"skipped steps\s*│\s*1\b", text) and re.search(r"largest norm\s*│\s*500\b", text)
+    assert re.search(rf"last loss\s*│\s*{steps[-1]['loss']:.4g}", text)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(PLOTS) and "v1-run" in page

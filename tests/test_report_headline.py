@@ -39,7 +39,7 @@ def test_first_screen_has_final_loss_and_accuracy_before_any_plot(two_runs, tmp_
     body = page.index("<body>")
     top = re.sub(r"<[^>]+>", " ", page[page.index("</h1>", body) : first_image])  # after the title
     assert "97.5%" in top and "11.7%" in top, top
-    calm_loss = read_run(two_runs[0]).columns["loss"][-1]
+    calm_loss = read_run(two_runs[0]).columns["gradclip/loss"][-1]
     assert "final loss" in top and f"{calm_loss:.4g}" in top
     assert top.index("calm") < top.index("97.5%") < top.index("spiky") < top.index("11.7%")
     assert 'alt="norms plot"' in page[first_image : page.index(">", first_image)]  # the first plot shown
@@ -48,8 +48,8 @@ def test_first_screen_has_final_loss_and_accuracy_before_any_plot(two_runs, tmp_
 def test_headline_without_results_still_gives_the_loss_and_the_clipping(two_runs):
     run = read_run(two_runs[1])
     items = dict(headline(run))
-    assert items["final loss"] == f"{run.columns['loss'][-1]:.4g}"
-    clipped = int(np.nansum(run.columns["clipped"]))
+    assert items["final loss"] == f"{run.columns['gradclip/loss'][-1]:.4g}"
+    clipped = int(np.nansum(run.columns["gradclip/clipped"]))
     assert items["clipped"].startswith(f"{clipped} of {run.steps} steps") and clipped > 0
     assert "test accuracy" not in items
 

@@ -45,7 +45,7 @@ from gradclip.diagnosis import (
     VanishingGradientWarning,
 )
 from gradclip.result import ClipResult
-from gradclip.sinks import JSONL_NAME, SCHEMA, SCHEMA_VERSION, Sink, make_sink
+from gradclip.sinks import JSONL_NAME, LAYER_TAG, SCHEMA, SCHEMA_VERSION, TAGS, Sink, make_sink
 
 __all__ = [
     "Advice",
@@ -285,13 +285,13 @@ class GradMonitor:
             )
         if not self._opened:
             self._open(layer_norms)
+        values = (
+            total, post_clip_norm, threshold, bool(clipped), bool(finite), bool(skipped),
+            None if loss is None else float(loss), None if lr is None else float(lr),
+        )  # fmt: skip
         rec = {
-            "type": "step", "step": self.step, "total_norm": total, "post_clip_norm": post_clip_norm,
-            "threshold": threshold, "clipped": bool(clipped), "finite": bool(finite),
-            "skipped": bool(skipped),
-            "loss": None if loss is None else float(loss), "lr": None if lr is None else float(lr),
-            "layer_norms": None if layer_norms is None else list(layer_norms),
-            "time": round(self.elapsed(), 6),
+            "type": "step", "step": self.step, **dict(zip(TAGS, values, strict=True)),  # the one tag scheme
+            LAYER_TAG: None if layer_norms is None else list(layer_norms), "time": round(self.elapsed(), 6),
         }  # fmt: skip
         for sink in self._sinks:
             sink.write_step(rec)

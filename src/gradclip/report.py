@@ -52,7 +52,7 @@ def _colors(n: int) -> list[str]:
 
 
 def _finite_norms(run: RunLog) -> np.ndarray:
-    norms = run.columns["total_norm"]
+    norms = run.columns["gradclip/pre_clip_norm"]
     return norms[np.isfinite(norms)]
 
 
@@ -72,7 +72,7 @@ def run_advice(run: RunLog) -> Advice | None:
     """
     warmup = int(run.header.get("config", {}).get("warmup", 0))
     keep = run.columns["step"] >= warmup
-    return threshold_advice(run.columns["total_norm"][keep].tolist())
+    return threshold_advice(run.columns["gradclip/pre_clip_norm"][keep].tolist())
 
 
 def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
@@ -92,16 +92,16 @@ def plot_norms(runs: Sequence[RunLog], path: Path) -> Path:
     fig, (ax,) = _figure()
     for run, color in zip(runs, _colors(len(runs)), strict=True):
         c = run.columns
-        step, norm = c["step"], np.where(c["total_norm"] > 0, c["total_norm"], np.nan)
+        step, norm = c["step"], np.where(c["gradclip/pre_clip_norm"] > 0, c["gradclip/pre_clip_norm"], np.nan)
         ax.plot(step, norm, color=color, lw=0.8, label=f"{run.name}: pre-clip norm")
-        if np.isfinite(c["threshold"]).any():
-            ax.plot(step, c["threshold"], color=color, ls="--", lw=1.2, drawstyle="steps-post",
+        if np.isfinite(c["gradclip/threshold"]).any():
+            ax.plot(step, c["gradclip/threshold"], color=color, ls="--", lw=1.2, drawstyle="steps-post",
                     label=f"{run.name}: threshold")  # fmt: skip
-        hit = c["clipped"] == 1
+        hit = c["gradclip/clipped"] == 1
         if hit.any():
             ax.scatter(step[hit], norm[hit], color=color, marker="v", s=18, zorder=3,
                        label=f"{run.name}: clipped ({int(hit.sum())} steps)")  # fmt: skip
-        for s in step[c["finite"] == 0]:
+        for s in step[c["gradclip/finite"] == 0]:
             ax.axvline(s, color=color, ls=":", lw=1)
     ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="gradient norm (pre-clip, log scale)", title="Gradient norm per step")
@@ -128,7 +128,7 @@ def _histogram_figure(runs: Sequence[RunLog]) -> Any:
             p50, p95, p99 = np.percentile(norms, (50, 95, 99))
             label = f"{run.name}: {norms.size} steps, median {p50:.3g}, p95 {p95:.3g}, p99 {p99:.3g}"
             ax.hist(norms, bins=bins, histtype="step", lw=1.5, color=color, label=label)
-            threshold = run.columns["threshold"]
+            threshold = run.columns["gradclip/threshold"]
             last = threshold[np.isfinite(threshold)]
             if last.size:  # where the threshold sat in the distribution: one line per run, no more
                 ax.axvline(
@@ -231,7 +231,7 @@ def plot_loss(runs: Sequence[RunLog], path: Path) -> Path:
         True
     """
     fig, (ax,) = _figure()
-    losses = [r.columns["loss"] for r in runs]
+    losses = [r.columns["gradclip/loss"] for r in runs]
     finite = np.concatenate([x[np.isfinite(x)] for x in losses])
     if finite.size == 0:
         ax.text(0.5, 0.5, "no loss recorded", ha="center", transform=ax.transAxes)
@@ -281,28 +281,31 @@ def summary_rows(runs: Sequence[RunLog]) -> list[tuple[str, list[str]]]:
         return _fmt(float(np.percentile(norms, q))) if norms.size else "-"
 
     def last_loss(run: RunLog) -> str:
-        loss = run.columns["loss"]
+        loss = run.columns["gradclip/loss"]
         return _fmt(float(loss[-1])) if loss.size else "-"
 
     return [
         ("steps", col(lambda r: f"{r.steps}" + (" (last line cut off)" if r.truncated else ""))),
-        ("clipped steps", col(lambda r: f"{int(np.nansum(r.columns['clipped']))} ({_rate(r):.1%})")),
-        ("non-finite norms", col(lambda r: f"{int(np.sum(r.columns['finite'] == 0))}")),
-        ("skipped steps", col(lambda r: f"{int(np.nansum(r.columns['skipped']))}")),
+        ("clipped steps", col(lambda r: f"{int(np.nansum(r.columns['gradclip/clipped']))} ({_rate(r):.1%})")),
+        ("non-finite norms", col(lambda r: f"{int(np.sum(r.columns['gradclip/finite'] == 0))}")),
+        ("skipped steps", col(lambda r: f"{int(np.nansum(r.columns['gradclip/skipped']))}")),
         ("median norm", col(lambda r: pct(r, 50))),
         ("p95 norm", col(lambda r: pct(r, 95))),
         (
             "largest norm",
             col(lambda r: _fmt(float(_finite_norms(r).max())) if _finite_norms(r).size else "-"),
         ),
-        ("last threshold", col(lambda r: _fmt(float(r.columns["threshold"][-1])) if r.steps else "-")),
+        (
+            "last threshold",
+            col(lambda r: _fmt(float(r.columns["gradclip/threshold"][-1])) if r.steps else "-"),
+        ),
         ("last loss", col(last_loss)),
         ("warnings", col(lambda r: f"{len(r.warnings)}")),
     ]
 
 
 def _rate(run: RunLog) -> float:
-    return float(np.nansum(run.columns["clipped"])) / run.steps if run.steps else 0.0
+    return float(np.nansum(run.columns["gradclip/clipped"])) / run.steps if run.steps else 0.0
 
 
 def print_summary(runs: Sequence[RunLog], *, console: Any = None) -> None:
@@ -363,15 +366,18 @@ def headline(run: RunLog, results: Mapping[str, float] | None = None) -> list[tu
         >>> numbers["test accuracy"], numbers["final loss"]
         ('97.5%', '0.03333')
     """
-    loss = _last_finite(run.columns["loss"])
+    loss = _last_finite(run.columns["gradclip/loss"])
     items = [("final loss", _fmt(loss) if loss is not None else "not logged")]
     for name, value in (results or {}).items():
         shown = f"{100 * value:.1f}%" if name.endswith("accuracy") else _fmt(float(value))
         items.append((name, shown))
     items.append(
-        ("clipped", f"{int(np.nansum(run.columns['clipped']))} of {run.steps} steps ({_rate(run):.1%})")
+        (
+            "clipped",
+            f"{int(np.nansum(run.columns['gradclip/clipped']))} of {run.steps} steps ({_rate(run):.1%})",
+        )
     )
-    items.append(("skipped", f"{int(np.nansum(run.columns['skipped']))} steps"))
+    items.append(("skipped", f"{int(np.nansum(run.columns['gradclip/skipped']))} steps"))
     norms = _finite_norms(run)
     items.append(("largest norm", _fmt(float(norms.max())) if norms.size else "-"))
     return items

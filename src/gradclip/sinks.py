@@ -3,20 +3,24 @@
 A run directory holds ``grads.jsonl``: one JSON object per line, each with a ``"type"``:
 
 * ``header`` (first line): ``schema`` (``"gradclip.monitor"``), ``version`` (`SCHEMA_VERSION`),
-  ``name`` (run name), ``layers`` (per-layer names, in the order of ``layer_norms``), ``created``
+  ``name`` (run name), ``layers`` (per-layer names, in the order of ``gradclip/layer_norm``), ``created``
   (ISO 8601 time), ``config`` (the monitor's warning levels);
-* ``step``: ``step`` (int, from 0), ``total_norm`` (pre-clip), ``post_clip_norm`` (null when the
-  clipper does not say), ``threshold`` (null without clipping), ``clipped``, ``finite``, ``skipped``
-  (bools), ``loss``, ``lr`` (null when not given), ``layer_norms`` (list or null), ``time`` (seconds
-  since the monitor started);
+* ``step``: ``step`` (int, from 0), ``time`` (seconds since the monitor started), and the step's
+  quantities under their `TAGS` names: ``gradclip/pre_clip_norm``, ``gradclip/post_clip_norm`` (null
+  when the clipper does not say), ``gradclip/threshold`` (null without clipping), ``gradclip/clipped``,
+  ``gradclip/finite``, ``gradclip/skipped`` (bools), ``gradclip/loss``, ``gradclip/lr`` (null when not
+  given), ``gradclip/layer_norm`` (`LAYER_TAG`: the per-layer norms in the header's order, or null);
 * ``warning``: ``step``, ``kind`` (``clip_rate``, ``spike``, ``vanishing``, ``misuse``), ``message``;
 * ``resume``: ``step`` (where a resumed run continues), ``dropped`` (records the killed run had
   written past its checkpoint, removed from the file);
 * ``summary`` (last line, written by ``close()``): the monitor's summary and threshold advice.
 
-Every scalar has one name outside the file, ``gradclip/<name>`` (`TAGS`): the TensorBoard
-sink, the framework integrations and the Keras logs all use it, so gradclip never writes a bare
-``loss`` or ``lr`` tag that would collide with the user's own.
+One tag scheme: each quantity has one name, ``gradclip/<quantity>``, used as the JSONL field, the
+CSV column, the TensorBoard tag and the key in the framework integrations' and Keras's logs
+(`gradclip.step.METRICS` names the step's counters the same way), so gradclip never writes a bare
+``loss`` or ``lr`` that would collide with the user's own. Logs of schema version 1 named the
+step fields bare (``total_norm``, ``layer_norms``, ...); [`read_run`][gradclip.sinks.read_run] reads
+them under the current names, and a resumed version 1 log is rewritten in the current schema.
 
 JSON has no NaN or infinity, so non-finite floats are written as the strings ``"nan"``, ``"inf"``
 and ``"-inf"`` ([`read_run`][gradclip.sinks.read_run] turns them back into floats). Each record is written
@@ -45,6 +49,7 @@ from gradclip._io import atomic_write
 __all__ = [
     "COLUMNS",
     "JSONL_NAME",
+    "LAYER_TAG",
     "SCHEMA",
     "SCHEMA_VERSION",
     "TAGS",
@@ -58,25 +63,28 @@ __all__ = [
 ]
 
 SCHEMA = "gradclip.monitor"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the step fields are named by TAGS (version 1: bare names, see _V1_NAMES)
 JSONL_NAME = "grads.jsonl"
 CSV_NAME = "grads.csv"
-# The scalar fields of a step record, in file order (CSV columns, RunLog arrays).
-COLUMNS = ("step", "total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr")
-
-# The one tag scheme: the name of each step field outside the JSONL (TensorBoard, framework loggers).
-TAGS = {
-    "total_norm": "gradclip/pre_clip_norm",
-    "post_clip_norm": "gradclip/post_clip_norm",
-    "threshold": "gradclip/threshold",
-    "clipped": "gradclip/clipped",
-    "skipped": "gradclip/skipped",
-    "loss": "gradclip/loss",
-    "lr": "gradclip/lr",
-}
-LAYER_TAG = "gradclip/layer_norm/"  # + the layer's name
+# The one tag scheme: the name of each scalar quantity of a step, in file order (JSONL fields, CSV
+# columns, RunLog columns, TensorBoard tags, the integrations' log keys).
+TAGS = (
+    "gradclip/pre_clip_norm",
+    "gradclip/post_clip_norm",
+    "gradclip/threshold",
+    "gradclip/clipped",
+    "gradclip/finite",
+    "gradclip/skipped",
+    "gradclip/loss",
+    "gradclip/lr",
+)
+LAYER_TAG = "gradclip/layer_norm"  # JSONL: the list of per-layer norms; CSV, TensorBoard: LAYER_TAG/<layer>
+COLUMNS = ("step", *TAGS)  # the scalar fields of a step record (CSV columns, RunLog arrays)
 HISTOGRAM_TAG = "gradclip/log10_layer_norms"
 WARNING_TAG = "gradclip/warnings/"  # + the warning's kind
+# Version 1 wrote the same fields, in the same order, under bare names.
+_V1_FIELDS = ("total_norm", "post_clip_norm", "threshold", "clipped", "finite", "skipped", "loss", "lr")
+_V1_NAMES = {**dict(zip(_V1_FIELDS, TAGS, strict=True)), "layer_norms": LAYER_TAG}
 
 _NONFINITE_TOKEN = re.compile(r"-?Infinity|NaN")
 _TOKEN_TEXT = {"NaN": '"nan"', "Infinity": '"inf"', "-Infinity": '"-inf"'}
@@ -201,24 +209,42 @@ class JsonlSink:
         self._file = None
 
 
+def _current_names(record: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 step record with its fields renamed to the current `TAGS` (values untouched)."""
+    return {_V1_NAMES.get(key, key): value for key, value in record.items()}
+
+
 def _records_before(path: Path, step: int) -> tuple[list[str], int]:
-    """The lines of a JSONL log written before ``step`` (header included) and how many came after."""
+    """The lines of a JSONL log written before ``step`` (header included) and how many came after.
+
+    A version 1 log comes back in the current schema (its header's version raised, its step
+    fields renamed), so that the records appended after it read as one run.
+    """
     lines = path.read_text(encoding="utf-8").split("\n")
     lines = lines[:-1]  # "" after the last newline, or an interrupted write: dropped either way
-    if not lines or json.loads(lines[0]).get("schema") != SCHEMA:
+    header = json.loads(lines[0]) if lines else None
+    if not isinstance(header, dict) or header.get("schema") != SCHEMA:
         raise ValueError(f"{path}: the first line is not a {SCHEMA} header; cannot continue this run")
-    kept, dropped = [lines[0] + "\n"], 0
+    _check_header(header, path)  # a version this gradclip does not know is not continued either
+    old = header.get("version", 0) < SCHEMA_VERSION
+    kept, dropped = [json.dumps({**header, "version": SCHEMA_VERSION}) + "\n" if old else lines[0] + "\n"], 0
     for line in lines[1:]:
         record = json.loads(line)
-        if record.get("type") != "summary" and record.get("step", step) < step:
-            kept.append(line + "\n")
-        else:
+        if record.get("type") == "summary" or record.get("step", step) >= step:
             dropped += 1
+        elif old and record.get("type") == "step":
+            kept.append(json.dumps(_current_names(record), separators=(",", ":")) + "\n")
+        else:
+            kept.append(line + "\n")
     return kept, dropped
 
 
+def _csv_header(header: Mapping[str, Any]) -> list[str]:
+    return [*COLUMNS, *(f"{LAYER_TAG}/{name}" for name in header["layers"])]
+
+
 class CsvSink:
-    """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``norm/<layer>`` column per layer.
+    """Writes ``RUN_DIR/grads.csv``: the `COLUMNS`, then one ``gradclip/layer_norm/<layer>`` column per layer.
 
     Examples:
         >>> from gradclip.monitor import GradMonitor
@@ -241,17 +267,18 @@ class CsvSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._file)
-        self._writer.writerow([*COLUMNS, *(f"norm/{name}" for name in header["layers"])])
+        self._writer.writerow(_csv_header(header))
         self._file.flush()
 
     def resume(self, header: Mapping[str, Any], step: int) -> None:
-        """Keep the rows before ``step`` (rewritten atomically), then append."""
+        """Keep the rows before ``step`` (rewritten atomically, under the current names), then append."""
         if not self.path.is_file():
             self.open(header)
             return
         with self.path.open(encoding="utf-8", newline="") as f:
             rows = list(csv.reader(f))
-        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < step]
+        # The columns keep their order across schema versions: only the header row may need renaming.
+        kept = [_csv_header(header)] + [r for r in rows[1:] if r and int(r[0]) < step]
         buffer = io.StringIO(newline="")
         csv.writer(buffer).writerows(kept)
         atomic_write(self.path, lambda f: _write_bytes(f, buffer.getvalue()))
@@ -262,7 +289,7 @@ class CsvSink:
         if self._file is None:
             raise RuntimeError(f"{self.path}: the sink is not open (open() first, and not after close())")
         row = ["" if record[c] is None else record[c] for c in COLUMNS]
-        self._writer.writerow(row + list(record["layer_norms"] or ()))
+        self._writer.writerow(row + list(record[LAYER_TAG] or ()))
         self._file.flush()
 
     def write_event(self, event: Mapping[str, Any]) -> None:
@@ -275,7 +302,7 @@ class CsvSink:
 
 
 class TensorBoardSink:
-    """Scalars under `TAGS` and ``gradclip/layer_norm/<name>``, a histogram of layer norms.
+    """Scalars under `TAGS` and ``gradclip/layer_norm/<layer>``, a histogram of layer norms.
 
     Uses ``torch.utils.tensorboard.SummaryWriter`` (torch and tensorboard are imported on open).
     One scalar per layer per step; the histogram of log10 layer norms every ``histogram_every`` steps.
@@ -317,13 +344,13 @@ class TensorBoardSink:
 
     def write_step(self, record: Mapping[str, Any]) -> None:
         w, step = self._writer, record["step"]
-        for key, tag in TAGS.items():
-            if record.get(key) is not None:
-                w.add_scalar(tag, float(record[key]), step)
-        norms = record["layer_norms"]
+        for tag in TAGS:
+            if record.get(tag) is not None:
+                w.add_scalar(tag, float(record[tag]), step)
+        norms = record[LAYER_TAG]
         if norms:
             for name, value in zip(self._layers, norms, strict=True):
-                w.add_scalar(LAYER_TAG + name, value, step)
+                w.add_scalar(f"{LAYER_TAG}/{name}", value, step)
             if step % self.histogram_every == 0:
                 with np.errstate(divide="ignore"):  # a zero norm is -inf, dropped below
                     logs = np.log10(np.asarray(norms, dtype=np.float64))
@@ -440,12 +467,12 @@ def _parse_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
 
 def _step_row(record: dict[str, Any], where: str, n_layers: int) -> tuple[list[float], list[float] | None]:
     row = [_number(record.get(c), f"{where}: {c!r}") for c in COLUMNS]
-    norms = record.get("layer_norms")
+    norms = record.get(LAYER_TAG)
     if norms is None:
         return row, None
     if not isinstance(norms, list) or len(norms) != n_layers:
-        raise ValueError(f"{where}: 'layer_norms' must be a list of {n_layers} numbers (one per layer)")
-    return row, [_number(v, f"{where}: 'layer_norms'") for v in norms]
+        raise ValueError(f"{where}: {LAYER_TAG!r} must be a list of {n_layers} numbers (one per layer)")
+    return row, [_number(v, f"{where}: {LAYER_TAG!r}") for v in norms]
 
 
 MAX_DEPTH = 32  # nesting of a header, warning or summary record; the monitor writes at most 4
@@ -494,6 +521,9 @@ def _check_warning(record: dict[str, Any], where: str) -> None:
 def read_run(path: str | Path) -> RunLog:
     """Read a run directory (or its ``grads.jsonl``) written by [`JsonlSink`][gradclip.sinks.JsonlSink].
 
+    The columns are named by `COLUMNS` whichever schema version wrote the log (version 1's bare
+    field names are read as their `TAGS`).
+
     Raises:
         FileNotFoundError: no log at ``path``.
         ValueError: a damaged log (a line that is not a JSON object, a field of the wrong type, a
@@ -523,13 +553,14 @@ def read_run(path: str | Path) -> RunLog:
     _check_depth(header, f"{path}:1")
     _check_header(header, path)
     n_layers = len(header.get("layers", []))
+    old = header.get("version", 0) < SCHEMA_VERSION
     rows, layer_rows, warns, summaries = [], [], [], []
     for number, record in enumerate(records[1:], start=2):
         kind, where = record.get("type"), f"{path}:{number}"
         if kind != "step":
             _check_depth(record, where)
         if kind == "step":
-            row, norms = _step_row(record, where, n_layers)
+            row, norms = _step_row(_current_names(record) if old else record, where, n_layers)
             rows.append(row)
             layer_rows.append(norms)
         elif kind == "warning":

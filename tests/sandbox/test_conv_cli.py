@@ -159,10 +159,10 @@ def test_train_conv_grad_clip_reaches_the_multiply(tmp_path):
     assert gradclip_main([*argv, "--lr", "0.01", "--grad-clip", "1", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in (out / "monitor" / "grads.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["type"] == "step"]
-    assert len(steps) == 23 and steps[3]["total_norm"] > 100 and steps[3]["clipped"]
-    assert {r["threshold"] for r in steps} == {1.0}
-    assert all(r["post_clip_norm"] <= 1.0 * (1 + 1e-6) for r in steps)
-    assert steps[3]["post_clip_norm"] == pytest.approx(1.0, rel=1e-5)
+    assert len(steps) == 23 and steps[3]["gradclip/pre_clip_norm"] > 100 and steps[3]["gradclip/clipped"]
+    assert {r["gradclip/threshold"] for r in steps} == {1.0}
+    assert all(r["gradclip/post_clip_norm"] <= 1.0 * (1 + 1e-6) for r in steps)
+    assert steps[3]["gradclip/post_clip_norm"] == pytest.approx(1.0, rel=1e-5)
     history = json.loads((out / "history.json").read_text())
     assert history["threshold"] == [1.0] * 23 and history["clipped"][3] == 1.0
 

@@ -122,7 +122,7 @@ def test_monitor_sees_every_step_and_warns_about_the_spike(tmp_path):
     assert summary.norm_max == pytest.approx(max(trainer.history["grad_norm"]), rel=1e-6)
     assert summary.clipped == int(sum(trainer.history["clipped"]))
     lines = [json.loads(line) for line in (tmp_path / "grads.jsonl").read_text().splitlines()]
-    assert [r["total_norm"] for r in lines if r["type"] == "step"] == pytest.approx(
+    assert [r["gradclip/pre_clip_norm"] for r in lines if r["type"] == "step"] == pytest.approx(
         trainer.history["grad_norm"]
     )
 

@@ -75,7 +75,7 @@ def test_runs_share_init_and_data_and_the_monitor_logs_every_step(tmp_path) -> N
     assert free.losses[0] == clipped.losses[0]  # same seed: same weights and first batch
     log = read_run(tmp_path / "fixed" / "grads.jsonl")
     assert log.steps == TINY.steps
-    assert list(log.columns["clipped"] == 1) == [n > 1.0 for n in clipped.grad_norms]
+    assert list(log.columns["gradclip/clipped"] == 1) == [n > 1.0 for n in clipped.grad_norms]
     assert clipped.clipped_steps == sum(n > 1.0 for n in clipped.grad_norms) and free.clipped_steps == 0
     rows = summarise([free, clipped])
     assert [r.arm for r in rows] == ["none", "fixed"]

@@ -133,7 +133,7 @@ def test_non_finite_gradients_skip_the_step(tmp_path) -> None:
     np.testing.assert_array_equal(trainer.model.params, before)
     assert trainer.history["skipped"] == [2.0]
     run = read_run(tmp_path)
-    assert run.columns["skipped"].tolist() == [1.0, 1.0] and len(run.columns["step"]) == 2
+    assert run.columns["gradclip/skipped"].tolist() == [1.0, 1.0] and len(run.columns["step"]) == 2
 
 
 def test_real_monitor_records_every_step_with_layer_norms(tmp_path) -> None:
@@ -143,8 +143,10 @@ def test_real_monitor_records_every_step_with_layer_norms(tmp_path) -> None:
     trainer.fit(MOONS.x_train, MOONS.y_train, epochs=1, batch_size=16)
     monitor.close()
     run = read_run(tmp_path)
-    assert len(run.columns["total_norm"]) == trainer.step_count
-    np.testing.assert_allclose(run.columns["total_norm"], trainer.history["grad_norm"], rtol=1e-12)
+    assert len(run.columns["gradclip/pre_clip_norm"]) == trainer.step_count
+    np.testing.assert_allclose(
+        run.columns["gradclip/pre_clip_norm"], trainer.history["grad_norm"], rtol=1e-12
+    )
     # per-layer norms combine into the total: sqrt(sum n_i^2) == ||g||
     layers = np.asarray(run.layer_norms, dtype=np.float64)
     np.testing.assert_allclose(np.sqrt((layers**2).sum(axis=1)), trainer.history["grad_norm"], rtol=1e-5)

@@ -22,13 +22,15 @@ from gradclip.explorer.params import BadRequest
 from gradclip.monitor import Advice, threshold_advice
 from gradclip.sinks import JSONL_NAME, read_run
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_POINTS", "MAX_RUNS", "list_runs", "load_run"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_POINTS", "MAX_RUNS", "TIMELINE", "list_runs", "load_run"]
 
 MAX_DEPTH = 4  # runs/<experiment>/<seed>/<variant>/grads.jsonl is as deep as the sandboxes write
 MAX_RUNS = 500
 MAX_BYTES = 256 * 2**20  # a run read whole into memory; 256 MiB is about two million steps
 MAX_POINTS = 2000  # more than a plot can show side by side
 MAX_WARNINGS = 200
+# The timeline's series, named as the log's fields (gradclip.sinks.TAGS).
+TIMELINE = ("step", "gradclip/pre_clip_norm", "gradclip/threshold", "gradclip/clipped", "gradclip/loss")
 
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
@@ -73,26 +75,28 @@ def _clean(value: Any) -> Any:
 
 
 def _timeline(columns: dict[str, np.ndarray]) -> tuple[dict[str, list[Any]], int]:
-    """Per bucket of ``size`` steps: first step, largest norm, last threshold, clip fraction, mean loss."""
+    """Per bucket of ``size`` steps, under the log's own field names: the first step, the largest
+    pre-clip norm, the last threshold, the fraction of steps clipped, the mean loss."""
     n = len(columns["step"])
     size = max(1, math.ceil(n / MAX_POINTS))
     starts = np.arange(0, n, size)
     ends = np.minimum(starts + size, n) - 1
     if n == 0:
-        return {k: [] for k in ("step", "total_norm", "threshold", "clipped", "loss")}, size
+        return {k: [] for k in TIMELINE}, size
     counts = np.diff(np.append(starts, n))
-    loss = columns["loss"]
+    loss = columns["gradclip/loss"]
     ok = np.isfinite(loss)
     with np.errstate(invalid="ignore", divide="ignore"):  # an all-NaN bucket is a NaN (null) mean
         mean_loss = np.add.reduceat(np.where(ok, loss, 0.0), starts) / np.add.reduceat(ok, starts)
-    timeline = {
-        "step": _finite(columns["step"][starts]),
-        "total_norm": _finite(np.fmax.reduceat(columns["total_norm"], starts)),
-        "threshold": _finite(columns["threshold"][ends]),
-        "clipped": _finite(np.add.reduceat(np.nan_to_num(columns["clipped"]), starts) / counts),
-        "loss": _finite(mean_loss),
-    }
-    return timeline, size
+    clipped = np.add.reduceat(np.nan_to_num(columns["gradclip/clipped"]), starts) / counts
+    values = (
+        columns["step"][starts],
+        np.fmax.reduceat(columns["gradclip/pre_clip_norm"], starts),
+        columns["gradclip/threshold"][ends],
+        clipped,
+        mean_loss,
+    )
+    return {k: _finite(v) for k, v in zip(TIMELINE, values, strict=True)}, size
 
 
 def _advice(summary: dict[str, Any] | None, norms: np.ndarray, warmup: int) -> dict[str, Any] | None:
@@ -115,7 +119,7 @@ def _divergence(columns: dict[str, np.ndarray]) -> str | None:
     tenth of the steps is more than 10x the mean over the first tenth (the run got worse, not better).
     A NaN loss counts as not logged: that is how a step without a loss is read back.
     """
-    loss, norm = columns["loss"], columns["total_norm"]
+    loss, norm = columns["gradclip/loss"], columns["gradclip/pre_clip_norm"]
     n = len(loss)
     bad = np.flatnonzero(~np.isfinite(norm))
     if len(bad):
@@ -147,7 +151,7 @@ def load_run(root: Path, run_id: object) -> dict[str, Any]:
         raise BadRequest(f"run {run_id!r} cannot be read: {err}") from None
     cols = run.columns
     steps = run.steps
-    clip_rate = float(np.nansum(cols["clipped"]) / steps) if steps else 0.0
+    clip_rate = float(np.nansum(cols["gradclip/clipped"]) / steps) if steps else 0.0
     timeline, bucket = _timeline(cols)
     config = run.header.get("config")
     warmup = config.get("warmup") if isinstance(config, dict) else None
@@ -168,5 +172,5 @@ def load_run(root: Path, run_id: object) -> dict[str, Any]:
         "warnings": _clean(run.warnings[:MAX_WARNINGS]),
         "warning_count": len(run.warnings),
         "summary": _clean(run.summary),
-        "advice": _advice(run.summary, cols["total_norm"], warmup),
+        "advice": _advice(run.summary, cols["gradclip/pre_clip_norm"], warmup),
     }

@@ -83,11 +83,14 @@ class MonitoredStep:
             self.monitor.load_state_dict(saved["state"])
             self._saved = None
 
-    def clip(self, parameters: Iterable[Tensor], *, lr: float | None = None) -> ClipResult:
-        """Clip ``parameters``' gradients as one step (a skipped step's are dropped) and record it."""
+    def clip(
+        self, parameters: Iterable[Tensor], *, lr: float | None = None, loss: Tensor | float | None = None
+    ) -> ClipResult:
+        """Clip ``parameters``' gradients as one step (a skipped step's are dropped) and record it with
+        the step's training ``loss`` (a tensor reaches the host with the step's other numbers at once)."""
         result = self.step.clip_(parameters)
         if self.monitor is not None:
-            self.monitor.observe(result, lr=lr)
+            self.monitor.observe(result, loss=loss, lr=lr)
         return result
 
     def _monitor_state(self) -> dict[str, Any]:

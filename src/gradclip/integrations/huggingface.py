@@ -19,16 +19,23 @@ list the first time the Trainer calls it (``on_init_end``, or ``on_train_begin``
 added later): added the ordinary way, ``Trainer(callbacks=[cb])``, it is still the first to see
 ``logs``. A [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] writes the run log
 (``grads.jsonl``: every step, per-layer norms, warnings, advice; ``gradclip report`` reads it) into
-``<output_dir>/gradclip``.
+``<output_dir>/gradclip``. Its ``gradclip/loss`` is the step's training loss: the ``loss`` the model
+returns from its training forward passes (a forward hook reads it), combined over the step's
+micro-batches as the Trainer combines them (summed when the model normalizes by
+``num_items_in_batch``, averaged otherwise). A loss the Trainer computes outside the model (label
+smoothing, ``compute_loss_func``, an overridden ``compute_loss``) is not seen: the field is then null.
 
 Checkpoints: at every save the clipper, its policy and the monitor go into ``gradclip.pt`` in the
 checkpoint folder (``torch.save`` of plain data, loadable with ``weights_only=True``). On
-``train(resume_from_checkpoint=...)`` the callback reads it back from
-``<output_dir>/checkpoint-<global_step>`` at ``on_train_begin``: ``ZScore``'s statistics continue,
-and the run log continues at the checkpoint's step in the same directory (the steps a killed run
-logged after it are dropped). The Trainer's own mechanism for stateful callbacks
-(``ExportableState``) is not used: it rebuilds a callback from JSON arguments, which cannot hold a
-clipper.
+``train(resume_from_checkpoint=...)`` the callback reads it back at ``on_train_begin`` from the
+checkpoint the Trainer resumed from (any path, or the last one in ``output_dir`` for ``True``):
+``ZScore``'s statistics continue, and the run log continues at the checkpoint's step in the same
+directory (the steps a killed run logged after it are dropped). The Trainer hands callbacks no
+checkpoint path, so the callback reads the ``resume_from_checkpoint`` that the Trainer's training
+loop was called with from that call's frame; should a Trainer version name it otherwise, it falls
+back to ``<output_dir>/checkpoint-<global_step>``. The Trainer's own mechanism for stateful
+callbacks (``ExportableState``) is not used: it rebuilds a callback from JSON arguments, which
+cannot hold a clipper.
 
 Not supported, with an error: ``max_grad_norm > 0``, DeepSpeed and FSDP (they clip inside their
 engines, on sharded gradients).
@@ -36,7 +43,9 @@ engines, on sharded gradients).
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -55,7 +64,7 @@ from gradclip.integrations._monitored import MonitoredStep
 from gradclip.skip import SpikeSkip
 
 try:
-    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
     from transformers.trainer_callback import CallbackHandler
 except ModuleNotFoundError as err:
     if not (err.name or "").startswith(("transformers", "accelerate")):
@@ -127,6 +136,8 @@ class GradClipCallback(TrainerCallback):
             log_dir=log_dir, sinks=sinks, config=monitor_config,
         )  # fmt: skip
         self.step = self.clip.step
+        self._losses: list[tuple[Any, bool]] = []  # this step's micro-batch losses (and "a share of the sum")
+        self._hook: Any = None
 
     @property
     def monitor(self) -> Any:
@@ -159,19 +170,37 @@ class GradClipCallback(TrainerCallback):
         _check_args(args)  # again: args may have changed, or the callback was added after __init__
         self._put_first()
         if state.global_step > 0:
-            self._restore(_output_dir(args) / f"checkpoint-{state.global_step}" / STATE_NAME)
+            self._restore(_resumed_from(args, state) / STATE_NAME)
         if state.is_world_process_zero:
             model, optimizer = kwargs["model"], kwargs["optimizer"]
             names = {id(p): n for n, p in model.named_parameters()}
             params = [p for group in optimizer.param_groups for p in group["params"]]
             self.clip.start(_output_dir(args) / "gradclip", [names.get(id(p), "?") for p in params])
+            self._losses.clear()
+            if self._hook is None:
+                self._hook = model.register_forward_hook(self._keep_loss, with_kwargs=True)
+
+    def _keep_loss(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        """Forward hook: keep the loss of a training forward pass (evaluation runs without grad)."""
+        loss = output.get("loss") if isinstance(output, Mapping) else None
+        if module.training and torch.is_grad_enabled() and isinstance(loss, torch.Tensor):
+            # With num_items_in_batch the model divides by the step's token count: the shares add up.
+            self._losses.append((loss.detach().mean(), kwargs.get("num_items_in_batch") is not None))
+
+    def _step_loss(self) -> Any:
+        """The step's loss from its micro-batches' (None when the model returned none), and forget them."""
+        if not self._losses:
+            return None
+        losses = torch.stack([loss for loss, _ in self._losses])
+        shares = all(share for _, share in self._losses)
+        self._losses.clear()
+        return losses.sum() if shares else losses.mean()
 
     def _restore(self, path: Path) -> None:
         if not path.is_file():
             raise FileNotFoundError(
                 f"resuming at this step, but {path} does not exist: the checkpoint was saved without "
-                "GradClipCallback (or resume_from_checkpoint points outside output_dir), so the clip "
-                "state and the run log cannot continue"
+                "GradClipCallback, so the clip state and the run log cannot continue"
             )
         self.clip.load_state_dict(torch.load(path, weights_only=True))
 
@@ -181,7 +210,7 @@ class GradClipCallback(TrainerCallback):
         optimizer = kwargs["optimizer"]
         _unscale(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.clip.clip(params, lr=float(optimizer.param_groups[0]["lr"]))
+        self.clip.clip(params, lr=float(optimizer.param_groups[0]["lr"]), loss=self._step_loss())
 
     def on_log(
         self,
@@ -209,6 +238,9 @@ class GradClipCallback(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         self.clip.close()
 
     def __repr__(self) -> str:
@@ -221,6 +253,27 @@ def _output_dir(args: TrainingArguments) -> Path:
             "TrainingArguments.output_dir is None: GradClipCallback keeps its run log and clip state there"
         )
     return Path(args.output_dir)
+
+
+def _resumed_from(args: TrainingArguments, state: TrainerState) -> Path:
+    """The checkpoint folder the Trainer is resuming from.
+
+    ``Trainer.train`` resolves ``resume_from_checkpoint`` (``True``: the last checkpoint in
+    ``output_dir``) and passes the path to ``_inner_training_loop``, which calls ``on_train_begin``;
+    callbacks get no path, so it is read from that frame. Without one (another Trainer version), the
+    folder the Trainer saves step ``global_step`` in.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(8):  # _resumed_from <- on_train_begin <- call_event <- on_train_begin <- the loop
+        if frame is None:
+            break
+        if frame.f_code.co_name == "_inner_training_loop" and isinstance(frame.f_locals.get("self"), Trainer):
+            path = frame.f_locals.get("resume_from_checkpoint")
+            if isinstance(path, (str, os.PathLike)):
+                return Path(path)
+            break
+        frame = frame.f_back
+    return _output_dir(args) / f"checkpoint-{state.global_step}"
 
 
 def _unscale(optimizer: Any) -> None:

@@ -11,7 +11,9 @@ non-finite step (or a spike, with ``skip_spikes``) leaves the weights and every 
 ``iterations``) as they were.
 [`GradClipCallback`][gradclip.integrations.keras.GradClipCallback] puts the ``gradclip/...`` fields into
 ``logs`` (so ``History``, the progress bar and Keras's own loggers see them) and runs a
-[`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] whose run directory ``gradclip report`` reads.
+[`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] whose run directory ``gradclip report`` reads;
+its ``gradclip/loss`` is each step's loss, which Keras's ``train_step`` hands to the optimizer's
+``scale_loss`` before ``backward()`` (a custom ``train_step`` that does not call it leaves it null).
 
 Backends: the step works on torch tensors, so the wrapper runs on the torch backend
 (``KERAS_BACKEND=torch``), where each Keras variable holds a ``torch.nn.Parameter``; JAX and
@@ -43,9 +45,9 @@ except ModuleNotFoundError as err:
         "gradclip.integrations.keras needs Keras 3; install it with `pip install 'gradclip[keras]'`"
     ) from err
 
-from gradclip.clippers import NormClipper
+from gradclip.clippers import AGC, NormClipper, ValueClipper
 from gradclip.diagnosis import MonitorConfig
-from gradclip.policies import Fixed
+from gradclip.policies import Fixed, Percentile, ZScore
 from gradclip.skip import SpikeSkip
 from gradclip.step import ClipStep
 
@@ -138,7 +140,9 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
         self.step = ClipStep(
             clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes, rate_window=rate_window
         )
+        self.rate_window = rate_window
         self.monitor: Any = None  # a GradMonitor, set by GradClipCallback (or by hand)
+        self._loss: Any = None  # this step's loss, as the trainer handed it to scale_loss
 
     def build(self, var_list: Sequence[Any]) -> None:
         self.inner_optimizer.build(var_list)
@@ -171,14 +175,21 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
         pairs = [(v, g) for v, g in zip(variables, grads, strict=True) if g is not None]
         views = [_output_first(v.value, g) for v, g in pairs]
         result = self.step.clip_(views)  # the views are not parameters: a skip leaves the grads to us
+        loss, self._loss = self._loss, None
         if self.monitor is not None:
-            self.monitor.observe(result, lr=float(self.learning_rate))
+            self.monitor.observe(result, loss=loss, lr=float(self.learning_rate))
         if bool(result.skipped):
             return  # nothing moves: weights, moments and iterations stay as they were
         self.inner_optimizer.apply([g for _, g in pairs], [v for v, _ in pairs])
 
     def scale_loss(self, loss: Any) -> Any:
-        return loss  # loss scaling is refused at construction: the step needs true gradients
+        """The loss unchanged (loss scaling is refused at construction: the step needs true gradients).
+
+        Keras's ``train_step`` calls this with the step's loss before ``backward()``, so it is kept for
+        the monitor's ``gradclip/loss``.
+        """
+        self._loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        return loss
 
     def finalize_variable_values(self, var_list: Sequence[Any]) -> None:
         self.inner_optimizer.finalize_variable_values(var_list)
@@ -191,27 +202,81 @@ class GradClipOptimizer(keras.optimizers.Optimizer):
         self.step.load_state_dict(state_dict)
 
     def get_config(self) -> dict[str, Any]:
-        clipper = self.step.clipper
-        policy = getattr(clipper, "policy", None)
-        fixed = clipper is None or (isinstance(clipper, NormClipper) and isinstance(policy, Fixed))
-        if not fixed or self.step.spikes is not None:
-            raise NotImplementedError(
-                f"GradClipOptimizer with {clipper!r} (skip_spikes={self.step.spikes!r}) cannot be saved in "
-                "a Keras config (only a fixed max_norm without spike skipping can); save the weights with "
-                "model.save_weights() and the clip state with state_dict()"
-            )
+        """What rebuilds this optimizer: the inner optimizer's config, the clipper's and the step's options.
+
+        Any gradclip clipper (``NormClipper`` with ``Fixed``, ``Percentile`` or ``ZScore``,
+        ``ValueClipper``, ``AGC``) and ``skip_spikes`` are saved by their constructor arguments; the
+        statistics they have gathered are not (they are the clip state: `state_dict`).
+        """
+        spikes = self.step.spikes
         return {
             "name": self.name,
             "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-            "clipper": None if policy is None else float(policy.max_norm),
+            "clipper": _clipper_config(self.step.clipper),
             "skip_nonfinite": self.step.skip_nonfinite,
+            "skip_spikes": None if spikes is None else spikes.state_dict()["config"],
+            "rate_window": self.rate_window,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> GradClipOptimizer:
         config = dict(config)
         inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"), custom_objects)
+        config["clipper"] = _clipper_from_config(config.get("clipper"))
+        spikes = config.get("skip_spikes")
+        config["skip_spikes"] = None if spikes is None else SpikeSkip(**spikes)
         return cls(inner, **config)
+
+
+_POLICIES = {cls.kind: cls for cls in (Fixed, Percentile, ZScore)}
+
+
+def _clipper_config(clipper: Any) -> dict[str, Any] | None:
+    """A gradclip clipper as its class name and constructor arguments (plain data for a Keras config)."""
+    if clipper is None:
+        return None
+    refuse = None
+    if isinstance(clipper, NormClipper):
+        policy = clipper.policy
+        if type(policy) is not _POLICIES.get(str(getattr(policy, "kind", ""))):
+            refuse = f"its policy {policy!r} is not one of gradclip's {sorted(_POLICIES)}"
+        elif clipper.process_groups:
+            refuse = "process_groups (live process groups) cannot be saved"
+        else:
+            policy_config = {"kind": policy.kind, "config": dict(policy.config)}
+            return {"class": "NormClipper", "policy": policy_config, "norm_type": clipper.norm_type,
+                    "eps": clipper.eps, "foreach": clipper.foreach}  # fmt: skip
+    elif type(clipper) is ValueClipper:
+        return {"class": "ValueClipper", "clip_value": clipper.clip_value, "foreach": clipper.foreach}
+    elif type(clipper) is AGC:
+        if not clipper._excluded:  # the tensors exclude= named (AGC keeps them, and has no other record)
+            return {"class": "AGC", "clip_factor": clipper.clip_factor, "eps": clipper.eps}
+        refuse = "AGC(exclude=...) holds tensors, which a config cannot"
+    raise NotImplementedError(
+        f"GradClipOptimizer with the clipper {clipper!r} cannot be saved in a Keras config: "
+        f"{refuse or 'it is not a NormClipper, ValueClipper or AGC'}; save the weights with "
+        "model.save_weights() and the clip state with state_dict()"
+    )
+
+
+def _clipper_from_config(config: Any) -> Any:
+    """The clipper `_clipper_config` describes (a number or None, as older configs hold, passes as is)."""
+    if config is None or isinstance(config, (int, float)):
+        return config
+    if not isinstance(config, Mapping) or config.get("class") not in ("NormClipper", "ValueClipper", "AGC"):
+        raise ValueError(
+            f"clipper config must be None, a max_norm or a mapping with class NormClipper, ValueClipper "
+            f"or AGC, got {config!r:.100}"
+        )
+    options = {k: v for k, v in config.items() if k != "class"}
+    if config["class"] == "ValueClipper":
+        return ValueClipper(**options)
+    if config["class"] == "AGC":
+        return AGC(**options)
+    policy = options.pop("policy", None)
+    if not isinstance(policy, Mapping) or policy.get("kind") not in _POLICIES:
+        raise ValueError(f"clipper config's policy must name one of {sorted(_POLICIES)}, got {policy!r:.100}")
+    return NormClipper(_POLICIES[policy["kind"]](**policy["config"]), **options)
 
 
 class GradClipCallback(keras.callbacks.Callback):

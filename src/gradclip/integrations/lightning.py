@@ -11,8 +11,11 @@ logs ``gradclip/pre_clip_norm``, ``post_clip_norm``, ``threshold``, ``clip_rate`
 ``skipped_steps`` through ``pl_module.log`` (so every Lightning logger, TensorBoard included, gets
 them), and a [`gradclip.monitor.GradMonitor`][gradclip.monitor.GradMonitor] writes the run log
 (``grads.jsonl``, per-layer norms, warnings, advice) into ``<trainer.log_dir>/gradclip`` for
-``gradclip report``. The clipper, its policy and the monitor go into Lightning checkpoints:
-``fit(ckpt_path=...)`` continues the adaptive threshold and appends to the same run log.
+``gradclip report``. The log's ``gradclip/loss`` is the step's training loss: the losses Lightning
+hands to ``on_before_backward`` (already divided by ``accumulate_grad_batches``, so their sum over
+the step's micro-batches is their mean; the ``GradScaler``'s factor is divided out under AMP).
+The clipper, its policy and the monitor go into Lightning checkpoints: ``fit(ckpt_path=...)``
+continues the adaptive threshold and appends to the same run log.
 
 Not supported, each with an error at ``fit``: manual optimisation (call a clipper in
 ``training_step`` instead), ``gradient_clip_val`` or an overridden ``configure_gradient_clipping``
@@ -107,6 +110,7 @@ class GradClipCallback(Callback):
         )  # fmt: skip
         self.step = self.clip.step
         self.prog_bar = bool(prog_bar)
+        self._loss: Any = None  # the step's loss so far: the sum of its micro-batches' (normalized) losses
 
     @property
     def monitor(self) -> Any:
@@ -131,6 +135,10 @@ class GradClipCallback(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self.clip.close()  # the log so far stays readable; a resume continues it
 
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: Any) -> None:
+        loss = loss.detach()
+        self._loss = loss if self._loss is None else self._loss + loss
+
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
@@ -139,7 +147,11 @@ class GradClipCallback(Callback):
                 f"GradClipCallback cannot clip for {type(optimizer).__name__} under a GradScaler: it "
                 "unscales inside step() (a fused optimizer?), after the clip; build it with fused=False"
             )
-        self.clip.clip(trainer.precision_plugin.main_params(optimizer), lr=optimizer.param_groups[0]["lr"])
+        loss, self._loss = self._loss, None
+        if loss is not None and scaler is not None:
+            loss = loss / scaler.get_scale()  # on_before_backward saw the scaled loss; update() comes later
+        params = trainer.precision_plugin.main_params(optimizer)
+        self.clip.clip(params, lr=optimizer.param_groups[0]["lr"], loss=loss)
         for name, value in self.step.metrics().items():
             show = self.prog_bar and name in ("gradclip/pre_clip_norm", "gradclip/clip_rate")
             pl_module.log(name, value, on_step=True, on_epoch=False, prog_bar=show)

@@ -11,16 +11,16 @@ const STYLES = [{ color: COLORS.norm, dash: "solid" }, { color: COLORS.none, das
 const state = { list: [], run: null, compare: null, data: {}, timer: null, generation: 0 };
 
 function traces(run, k) {
-  const t = run.timeline;
+  const t = run.timeline; // the series are named as the run log's fields (gradclip.sinks.TAGS)
   const st = STYLES[k];
   const name = (what) => `${run.id}: ${what}`;
   const norm = run.bucket > 1 ? `largest norm per ${run.bucket} steps` : "gradient norm";
   return [
-    { type: "scatter", mode: "lines", name: run.id, x: t.step, y: t.loss, xaxis: "x", yaxis: "y",
+    { type: "scatter", mode: "lines", name: run.id, x: t.step, y: t["gradclip/loss"], xaxis: "x", yaxis: "y",
       line: { color: st.color, dash: st.dash, width: 2 }, legendgroup: run.id },
-    { type: "scatter", mode: "lines", name: name(norm), x: t.step, y: t.total_norm, xaxis: "x", yaxis: "y2",
+    { type: "scatter", mode: "lines", name: name(norm), x: t.step, y: t["gradclip/pre_clip_norm"], xaxis: "x", yaxis: "y2",
       line: { color: st.color, dash: st.dash, width: 2 }, legendgroup: run.id, showlegend: false },
-    { type: "scatter", mode: "lines", name: name("threshold"), x: t.step, y: t.threshold, xaxis: "x", yaxis: "y2",
+    { type: "scatter", mode: "lines", name: name("threshold"), x: t.step, y: t["gradclip/threshold"], xaxis: "x", yaxis: "y2",
       line: { color: "#555", dash: k ? "dot" : "dashdot", width: 1.5 }, legendgroup: run.id, showlegend: false },
   ];
 }
@@ -34,7 +34,7 @@ function details(run) {
     : "";
   const warnings = run.warnings.map((w) => `<li>step ${escape(w.step)} · ${escape(w.kind)}: ${escape(w.message)}</li>`);
   const live = run.finished ? "" : " <span class=\"live\">still being written: refreshed every 2 s</span>";
-  const lastLoss = run.timeline.loss.filter((x) => x !== null).at(-1);
+  const lastLoss = run.timeline["gradclip/loss"].filter((x) => x !== null).at(-1);
   return `<h3>${escape(run.id)} <small>(${escape(run.name)})</small></h3>`
     + `<p><b>${run.steps}</b> steps${run.truncated ? " (last line unfinished)" : ""};${live} clipped on`
     + ` <b class="clip-rate">${fmt(100 * run.clip_rate)}%</b> of them; last loss ${fmt(lastLoss)}.</p>${caveat}`
@@ -44,8 +44,8 @@ function details(run) {
 
 function summary(runs) {
   return runs.map((r) => {
-    const loss = r.timeline.loss.filter((x) => x !== null);
-    const norms = r.timeline.total_norm.filter((x) => x !== null);
+    const loss = r.timeline["gradclip/loss"].filter((x) => x !== null);
+    const norms = r.timeline["gradclip/pre_clip_norm"].filter((x) => x !== null);
     return `${r.id}: ${r.steps} steps, loss from ${fmt(loss[0])} to ${fmt(loss.at(-1))}, gradient norm up to`
       + ` ${fmt(Math.max(...norms))}, clipped on ${fmt(100 * r.clip_rate)}% of steps${r.diverged ? ", diverged" : ""}.`;
   }).join(" ");
