@@ -73,3 +73,19 @@ def test_mixed_dtypes_are_not_promoted_silently():
     assert total_norm(grads).item() == pytest.approx(328**0.5)
     with pytest.raises(TypeError, match="floating point"):
         total_norm([torch.ones(8) for _ in range(40)] + [torch.ones(8, dtype=torch.int64)])
+
+
+@pytest.mark.parametrize("layout", ["same shape", "mixed"])
+def test_a_steps_per_tensor_norms_read_lazily_match_float64_in_input_order(layout):
+    # ClipStep keeps the packed norms as one tensor (NormRows) until they are read.
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(64,)] * 300 if layout == "same shape" else [(16,), (4, 4), (3, 5, 2), ()] * 40
+    params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    expected, expected_total = _reference([p.grad.clone() for p in params])
+    result = gradclip.ClipStep(None).clip_(params)
+    assert len(result.tensor_norms) == len(params)
+    assert [float(n) for n in result.tensor_norms] == pytest.approx(expected, rel=1e-6)
+    assert float(result.tensor_norms[-1]) == pytest.approx(expected[-1], rel=1e-6)
+    assert float(result.total_norm) == pytest.approx(expected_total, rel=1e-6)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from gradclip._validate import check_eps, check_norm_type, check_threshold
 from gradclip.clip import clip_factor, clip_grad_value_, scale_grads_
-from gradclip.norms import collect_grads, norms_and_total, param_grad_pairs
+from gradclip.norms import collect_grads, norm_rows_and_total, param_grad_pairs
 from gradclip.policies import Fixed, Policy
 from gradclip.result import ClipResult
 
@@ -67,7 +67,7 @@ class Measured(NamedTuple):
 
     params: list[Tensor]
     grads: list[Tensor]
-    tensor_norms: list[Tensor]
+    tensor_norms: Sequence[Tensor]
     total: Tensor
     host: float | None = None  # the total read as a float once, on the eager CPU path (free there)
 
@@ -136,7 +136,7 @@ def measure_grads(
     """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = collect_grads(params)
-    norms, total = norms_and_total(grads, norm_type, foreach=foreach, process_groups=groups)
+    norms, total = norm_rows_and_total(grads, norm_type, foreach=foreach, process_groups=groups)
     if grad_scale is not None:  # the gradients still carry the loss scale: measure true norms
         inv = torch.reciprocal(grad_scale.to(total.device, total.dtype))
         norms, total = [n * inv.to(n.device, n.dtype) for n in norms], total * inv

@@ -16,8 +16,9 @@ import math
 import types
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from operator import attrgetter
+from typing import overload
 
 from gradclip._extras import missing_extra
 
@@ -33,8 +34,10 @@ from gradclip.distributed import any_dtensor, as_total, norm_inputs, reduce_norm
 
 __all__ = [
     "FlatGrads",
+    "NormRows",
     "collect_grads",
     "get_total_norm",
+    "norm_rows_and_total",
     "norms_and_total",
     "param_grad_pairs",
     "tensor_norms",
@@ -239,8 +242,8 @@ def _group_norms(
     dtype: torch.dtype,
     foreach: bool | None,
     *,
-    per_tensor: bool = True,
-) -> tuple[list[Tensor], Tensor]:
+    per_tensor: bool | str = True,
+) -> tuple[Sequence[Tensor], Tensor]:
     """Per-tensor norms and the total of one (device, dtype) group.
 
     With ``per_tensor=False`` the per-tensor list may come back empty where the total alone is
@@ -267,7 +270,9 @@ _DOT_MIN_NUMEL = 1 << 14  # below this a BLAS call's overhead outweighs its spee
 _PACK_MIN_COUNT = 32  # fewer small tensors than this: the per-tensor kernels' overhead is small
 
 
-def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple[list[Tensor], Tensor]:
+def _cpu_l2_norms(
+    group: list[Tensor], foreach: bool, per_tensor: bool | str
+) -> tuple[Sequence[Tensor], Tensor]:
     """2-norms of float32/float64 CPU tensors and their total: BLAS dots for the large ones.
 
     Measured on ResNet-50's gradients (2 cores): the per-tensor dots read 25.5M floats in 2.4 ms,
@@ -300,8 +305,11 @@ def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple
     total = total[0] if len(group) == 1 else torch.linalg.vector_norm(total)
     if not per_tensor:
         return [], total
+    packed = len(small) >= _PACK_MIN_COUNT
+    if not big and packed and per_tensor == "lazy" and not torch.compiler.is_compiling():
+        return NormRows(parts[-1]), total  # the 0-dim tensors only if someone reads them
     big_norms = parts[0].unbind() if big else ()
-    if len(small) >= _PACK_MIN_COUNT:
+    if packed:
         small_norms = parts[-1].unbind()
     if not big:
         return list(small_norms), total
@@ -384,12 +392,73 @@ def norms_and_total(
         local = norm_inputs(grads)
         local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
         return reduce_norms(grads, local_norms, p, process_groups)
-    return _local_norms_and_total(grads, p, foreach, per_tensor=True)
+    norms, total = _local_norms_and_total(grads, p, foreach, per_tensor=True)
+    return (norms if isinstance(norms, list) else list(norms)), total
+
+
+def norm_rows_and_total(
+    grads: list[Tensor], norm_type: float, *, foreach: bool | None, process_groups: Sequence
+) -> tuple[Sequence[Tensor], Tensor]:
+    """[`norms_and_total`][gradclip.norms.norms_and_total], with the per-tensor norms possibly as
+    [`NormRows`][gradclip.norms.NormRows]: their 0-dim tensors are made only when they are read.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import norm_rows_and_total
+        >>> norms, total = norm_rows_and_total([torch.ones(4)] * 40, 2.0, foreach=None, process_groups=())
+        >>> len(norms), float(norms[0]), float(total)
+        (40, 2.0, 12.649110794067383)
+    """
+    if process_groups or any_dtensor(grads):
+        return norms_and_total(grads, norm_type, foreach=foreach, process_groups=process_groups)
+    return _local_norms_and_total(grads, check_norm_type(norm_type), foreach, per_tensor="lazy")
+
+
+class NormRows(Sequence[Tensor]):
+    """Per-tensor norms held as one 1-D tensor; the 0-dim tensors are made on first access.
+
+    A step on 10,000 small tensors reads their norms from one packed reduction; making 10,000 tensor
+    objects out of it costs more (~4 ms) than the reduction itself, and most steps never read them.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import NormRows
+        >>> rows = NormRows(torch.tensor([3.0, 4.0]))
+        >>> len(rows), rows[1], list(rows)
+        (2, tensor(4.), [tensor(3.), tensor(4.)])
+    """
+
+    __slots__ = ("_rows", "values")
+
+    def __init__(self, values: Tensor) -> None:
+        self.values = values
+        self._rows: tuple[Tensor, ...] | None = None
+
+    def _unbound(self) -> tuple[Tensor, ...]:
+        if self._rows is None:
+            self._rows = self.values.unbind()
+        return self._rows
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @overload
+    def __getitem__(self, i: int) -> Tensor: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Tensor, ...]: ...
+    def __getitem__(self, i: int | slice) -> Tensor | tuple[Tensor, ...]:
+        return self._unbound()[i]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self._unbound())
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 def _local_norms_and_total(
-    grads: list[Tensor], p: float, foreach: bool | None, *, per_tensor: bool
-) -> tuple[list[Tensor], Tensor]:
+    grads: list[Tensor], p: float, foreach: bool | None, *, per_tensor: bool | str
+) -> tuple[Sequence[Tensor], Tensor]:
     if not grads:
         return [], torch.zeros((), dtype=torch.float32)
     groups = _group(grads)

@@ -10,6 +10,7 @@ are Python floats and bools.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from types import GenericAlias
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -70,4 +71,4 @@ else:
         finite: B
         skipped: B
         spike: B
-        tensor_norms: list[T]
+        tensor_norms: Sequence[T]

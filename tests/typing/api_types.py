@@ -7,6 +7,7 @@ type (a torch result holds tensors, a NumPy one floats and bools).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
         )  # one result type, generic over the values
         assert_type(stats.total_norm, torch.Tensor)
         assert_type(stats.total_norm.item(), float | int | bool)
-        assert_type(stats.tensor_norms, list[torch.Tensor])
+        assert_type(stats.tensor_norms, Sequence[torch.Tensor])
         assert_type(stats.scale, torch.Tensor | None)  # None for value clipping and AGC
         assert_type(stats.finite, torch.Tensor)
         wrapped = gradclip.ClipOptimizer(opt, gradclip.NormClipper(gradclip.ZScore()))
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
         assert_type(stats, gnp.ClipStats)
         assert_type(stats, gradclip.ClipResult[float, bool])
         assert_type(stats.total_norm, float)
-        assert_type(stats.tensor_norms, list[float])
+        assert_type(stats.tensor_norms, Sequence[float])
         assert_type(stats.clipped, bool)
         assert_type(gnp.ClipStep(1.0).clip_(grads).post_clip_norm, float)
         assert_type(gradclip.GradMonitor(log_dir=None), gradclip.GradMonitor)
