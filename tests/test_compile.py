@@ -472,3 +472,16 @@ def test_compiled_clip_and_step_equals_eager_and_adds_no_graph_to_torchs(kind, e
     # compile when the first step lifts the counters and the policy state to tensors, and one more
     # hand-over when dynamo restarts its analysis of that frame (Python scalars to tensors).
     assert backend.graphs <= reference.graphs + 2, (backend.graphs, reference.graphs)
+
+
+@pytest.mark.filterwarnings(TORCH_OPTIM_WARNING)
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+def test_torchs_own_optimizer_step_is_not_one_graph_which_bounds_ours(kind):
+    # Why ClipStep.step / ClipOptimizer.step are compiled without fullgraph=True: torch's Optimizer.step
+    # calls torch._dynamo.graph_break() on purpose. If a torch release lifts that, this fails, and the
+    # optimizer-step tests above should then ask for fullgraph=True too.
+    params = _layers()
+    opt = _optimizer(kind, params)
+    _set_grads(params, 0)
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="graph_break"):
+        torch.compile(lambda: opt.step(), backend="aot_eager", fullgraph=True)()
