@@ -160,41 +160,48 @@ export function polyline(ctx, ax, xs, ys, n, { color, dash = [], width = 2, halo
 
 const TOLERANCE = 0.5; // px
 
-// Streaming line simplification (sleeve fitting, after Zhao & Saalfeld 1997): from the last point kept,
-// the line goes on while one direction passes within TOLERANCE of every point since, moving away; when a
-// point leaves that cone of directions (or comes back towards the anchor), the previous point is kept and
-// becomes the anchor. A straight or gently curving stretch (a run descending a valley, a loss falling
-// geometrically on a log axis) becomes one segment; corners and spikes are kept.
+// Streaming line simplification (sleeve fitting, after Zhao & Saalfeld 1997): from the last point kept
+// (the anchor) the line goes on while one direction passes within TOLERANCE of every point since and the
+// points keep moving away; when a point leaves that cone of directions, or comes back towards the anchor,
+// the previous point is kept and becomes the anchor. A point within TOLERANCE of the anchor is covered by
+// it. Every point ends up within TOLERANCE·√2 of the drawn line (off the line, and past its end); a
+// straight or gently curving stretch (a run descending a valley, a loss falling geometrically on a log
+// axis) becomes one segment, corners and spikes are kept.
 class Simplifier {
-  constructor() { this.path = new Path2D(); this.pen = false; }
+  constructor(path) { this.path = path; this.pen = false; }
   break() { this.end(); this.pen = false; }
   end() { if (this.pen && this.has) this.path.lineTo(this.lx, this.ly); this.has = false; }
   add(x, y) {
     if (!this.pen) { this.path.moveTo(x, y); this.anchor(x, y); this.pen = true; return; }
     const dx = x - this.ax, dy = y - this.ay, d = Math.hypot(dx, dy);
-    if (d > TOLERANCE) {
-      if (this.rx === null) { this.rx = dx / d; this.ry = dy / d; this.lo = -TOLERANCE / d; this.hi = TOLERANCE / d; }
-      else {
-        // Angle from the reference direction; TOLERANCE/d <= asin(TOLERANCE/d) keeps the cone on the safe side.
-        const phi = Math.atan2(this.rx * dy - this.ry * dx, this.rx * dx + this.ry * dy), half = TOLERANCE / d;
-        if (phi < this.lo || phi > this.hi || d < this.far - TOLERANCE) {
-          this.path.lineTo(this.lx, this.ly);
-          this.anchor(this.lx, this.ly);
-          this.add(x, y);
-          return;
-        }
-        this.lo = Math.max(this.lo, phi - half); this.hi = Math.min(this.hi, phi + half);
-      }
-      this.far = Math.max(this.far, d);
+    if (d < this.far - TOLERANCE) { this.restart(x, y); return; }
+    if (d <= TOLERANCE) {
+      if (this.rx === null) { this.lx = x; this.ly = y; this.has = true; } // else: the line keeps its farther end
+      return;
     }
+    if (this.rx === null) {
+      this.rx = dx / d; this.ry = dy / d; this.lo = -TOLERANCE / d; this.hi = TOLERANCE / d;
+    } else {
+      // Angle from the first direction; TOLERANCE/d <= asin(TOLERANCE/d) keeps the cone on the safe side.
+      const phi = Math.atan2(this.rx * dy - this.ry * dx, this.rx * dx + this.ry * dy), half = TOLERANCE / d;
+      if (phi < this.lo || phi > this.hi) { this.restart(x, y); return; }
+      this.lo = Math.max(this.lo, phi - half); this.hi = Math.min(this.hi, phi + half);
+    }
+    this.far = Math.max(this.far, d);
     this.lx = x; this.ly = y; this.has = true;
+  }
+  restart(x, y) { // keep the previous point, continue from it
+    this.path.lineTo(this.lx, this.ly);
+    this.anchor(this.lx, this.ly);
+    this.add(x, y);
   }
   anchor(x, y) { this.ax = x; this.ay = y; this.rx = null; this.far = 0; this.has = false; }
 }
 
-// A path in the plane, in data units; non-finite points break the line.
-export function thinPath(ax, xs, ys, n) {
-  const line = new Simplifier();
+// A path in the plane, in data units; non-finite points break the line. `path` receives moveTo and
+// lineTo calls in pixels (a Path2D, or a recorder in the tests).
+export function thinPath(ax, xs, ys, n, path = new Path2D()) {
+  const line = new Simplifier(path);
   for (let i = 0; i < n; i++) {
     const x = ax.px(xs[i]), y = ax.py(ys[i]);
     if (Number.isFinite(x) && Number.isFinite(y)) line.add(x, y); else line.break();
@@ -206,8 +213,8 @@ export function thinPath(ax, xs, ys, n) {
 // A series y[i] against i. Within each pixel column only the first, lowest, highest and last points
 // are kept, in their order (all that a column of a line chart shows), then the line is simplified, so a
 // 5000-step curve on 500 pixels is drawn with at most 2000 points, usually far fewer, and looks the same.
-export function thinSeries(ax, ys, n) {
-  const line = new Simplifier();
+export function thinSeries(ax, ys, n, path = new Path2D()) {
+  const line = new Simplifier(path);
   let col = NaN, first = 0, last = 0, lo = 0, hi = 0, iLo = 0, iHi = 0, x0 = 0, xl = 0, count = 0;
   const flush = () => {
     line.add(x0, first);
