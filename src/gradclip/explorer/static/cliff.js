@@ -124,7 +124,8 @@ function drawSurface() {
   state.ax = ax;
   window.cliffAxes = ax; // the browser tests map data to pixels with it
   const region = state.region?.key === regionKey() ? state.region : null;
-  baseLayer($("surface-base"), `${state.land.name}/${state.view}/${region ? region.key : "no region"}`, (base, bw, bh) => {
+  const regionId = region ? `${region.key}/${region.nu}x${region.nv}` : "no region";
+  baseLayer($("surface-base"), `${state.land.name}/${state.view}/${regionId}`, (base, bw, bh) => {
     const bax = surfaceAxes(bw, bh);
     base.drawImage(mapImage(bax, bw, bh), 0, 0, bw, bh);
     regionLayer(base, bax, region);
@@ -219,22 +220,25 @@ function regionKey() {
   return `${s.surface}/${s.lr}/${Math.min(s.steps, REGION_STEPS)}`;
 }
 
+// The region is computed by a worker once the input has settled (during a drag it would be out of date
+// at once), coarse first and then refined along its edges. A worker still busy with a setting that is no
+// longer the page's is stopped at once, so that it does not compete with the drag for the CPU.
 function requestRegion() {
   const key = regionKey();
-  if (state.region?.key === key || state.regionWanted === key) return;
+  if ((state.region?.key === key && state.region.final) || state.regionWanted === key) return;
   state.regionWanted = key;
   clearTimeout(state.regionTimer);
+  if (state.worker && state.regionBusy) { state.worker.terminate(); state.worker = null; state.regionBusy = false; }
   state.regionTimer = setTimeout(() => {
-    // A worker still busy with an older setting is dropped: its answer would be thrown away anyway.
-    if (state.worker && state.regionBusy) { state.worker.terminate(); state.worker = null; }
     if (!state.worker) {
       state.worker = new Worker("/static/region.js", { type: "module" });
       state.worker.onmessage = ({ data }) => {
-        state.regionBusy = false;
         if (data.id !== state.regionId) return;
+        if (data.final) state.regionBusy = false;
         const share = data.mask.reduce((a, b) => a + b, 0) / data.mask.length;
-        state.region = { key: data.key, mask: data.mask, nu: data.nu, nv: data.nv, share };
+        state.region = { key: data.key, mask: data.mask, nu: data.nu, nv: data.nv, share, final: data.final };
         document.body.dataset.regionReady = data.key;
+        document.body.dataset.regionCells = `${data.nu}x${data.nv}`;
         schedule({ full: false });
       };
     }
@@ -243,8 +247,7 @@ function requestRegion() {
     state.regionBusy = true;
     state.worker.postMessage({ id: state.regionId, key, name: s.surface, bounds: state.land.bounds, lr: s.lr,
       steps: Math.min(s.steps, REGION_STEPS), jump: jumpOf(state.land), nu: REGION[0], nv: REGION[1] });
-  }, 400); // once the input has settled: during a drag the region would be out of date at once
-
+  }, 400);
 }
 
 function simulate() {

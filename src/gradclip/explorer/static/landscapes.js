@@ -133,7 +133,9 @@ export function catapults(name, u, v, { lr, steps, jump }) {
     if (!(Number.isFinite(l) && Number.isFinite(gu) && Number.isFinite(gv))) return true;
     const du = lr * gu, dv = lr * gv;
     if (!(Math.hypot(du, dv) <= jump)) return true;
-    u -= du; v -= dv;
+    const u1 = u - du, v1 = v - dv;
+    if (Object.is(u1, u) && Object.is(v1, v)) return false; // at rest: every later step repeats this short one
+    u = u1; v = v1;
   }
   return false;
 }
