@@ -155,7 +155,8 @@ def main() -> None:
                 painted, work, sim = bench_browser(url, steps, args.repeats)
                 print(_line(f"slider -> painted ({steps} steps)", painted, target))
                 print(_line(f"  of which simulate + draw ({steps})", work))
-                print(_line(f"  of which simulate ({steps})", sim))
+                if None not in sim:  # (a page from before the simulation was timed on its own)
+                    print(_line(f"  of which simulate ({steps})", sim))
                 if args.trace:
                     committed, shown = bench_trace(url, steps, args.trace)
                     print(_line(f"slider -> on screen, trace ({steps})", shown, target))
