@@ -191,6 +191,9 @@ def test_default_scene_tells_the_story(page):
     assert "stranded" in page.text_content("#caption")
     page.wait_for_function("document.body.dataset.regionReady", timeout=30_000)
     assert "Hatched" in page.text_content("#surface-summary")  # the catapult region, computed in the page
+    # then refined along its edge to twice the resolution, in the background
+    page.wait_for_function("document.body.dataset.regionCells === '96x84'", timeout=60_000)
+    assert "Hatched" in page.text_content("#surface-summary")
     assert "jumps from its low of" in page.text_content("#loss-summary")
 
 
