@@ -16,6 +16,8 @@ Prints medians and 90th percentiles of
   input event to the end of the display compositor's draw and swap of the frame that followed the
   commit, which the page's own mark cannot see (software compositing of the whole window); the
   main-thread commit from the same trace is printed beside it. Tracing itself slows the page a little;
+* ``floor``, with ``--floor``: the same moves on a page whose handler only fills a canvas; this
+  harness cannot measure less (it waits for the next frame, and a move starts just after the last one);
 * ``simulate_all`` in Python (:func:`gradclip.explorer.cliff.simulate_all`), the reference the page
   is tested against, for scale: the same three runs, in process;
 * ``GET /api/simulate``: the round trip the page used to make on every move (HTTP + JSON included).
@@ -85,6 +87,37 @@ def bench_browser(url: str, steps: int, repeats: int) -> tuple[list[float], list
     return [s[0] for s in samples], [s[1] for s in samples], [s[2] for s in samples]
 
 
+# The floor of the measurement: a page whose slider handler only fills a canvas and marks its frame the
+# way the explorer does. Whatever the explorer does, it cannot measure less than this.
+FLOOR_PAGE = """<!doctype html><input id="lr" type="range" min="-3" max="1" step="0.01">
+<canvas id="c" width="700" height="644"></canvas><script>
+let n = 0;
+document.getElementById("lr").addEventListener("input", () => {
+  const ctx = document.getElementById("c").getContext("2d");
+  ctx.fillStyle = n++ % 2 ? "#0072B2" : "#D55E00"; ctx.fillRect(0, 0, 700, 644);
+  requestAnimationFrame(() => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { window.lastRedraw = { time: performance.now() }; };
+    ch.port2.postMessage(0);
+  });
+});
+</script>"""
+
+
+def bench_floor(repeats: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_content(FLOOR_PAGE)
+        for i in range(5):
+            page.evaluate(MOVE, 0.01 if i % 2 else -0.01)
+        samples = [page.evaluate(MOVE, 0.01 if i % 2 else -0.01)[0] for i in range(repeats)]
+        browser.close()
+    return samples
+
+
 def _event_type(event: dict) -> str | None:
     return event.get("args", {}).get("data", {}).get("type")
 
@@ -146,7 +179,10 @@ def main() -> None:
     parser.add_argument("--python-repeats", type=int, default=10)
     parser.add_argument("--trace", type=int, default=0, metavar="N",
                         help="also time N moves from Chromium's trace, to the frame on screen")  # fmt: skip
+    parser.add_argument("--floor", action="store_true", help="also time a page that only fills a canvas")
     args = parser.parse_args()
+    if args.floor:
+        print(_line("floor: slider -> painted, no work", bench_floor(args.repeats)))
     with tempfile.TemporaryDirectory() as tmp:
         url, server, thread = serve_in_thread(Path(tmp))
         try:
