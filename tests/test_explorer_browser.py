@@ -449,3 +449,17 @@ def test_thinned_lines_stay_within_a_pixel_of_every_point(page):
         assert len(drawn) <= 4 * 500 * len(points) / 5000 + 8  # at most 4 points per pixel column
         # within its pixel column and half a pixel: so each column still reaches its lowest and highest value
         assert _distance_to_polyline(points, drawn).max() <= 1.5
+
+
+def test_every_canvas_follows_its_box_when_the_window_is_resized(page):
+    # The canvases' sizes are kept by a ResizeObserver (no layout is forced while drawing): after a
+    # resize each one must be redrawn at its new size, not stretched.
+    _open(page)
+    sizes = """() => [...document.querySelectorAll('canvas')].map(c => { const r = c.getBoundingClientRect();
+        return [c.id, c.width, c.height, Math.round(r.width), Math.round(r.height)]; })"""
+    for width in (700, 390, 1400):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_function(
+            f"""() => ({sizes})().every(([, w, h, cw, ch]) => w === cw && h === ch)""", timeout=5_000
+        )
+    assert len(page.evaluate(sizes)) == 7  # map, loss and norm (base and top each), vector
