@@ -424,9 +424,12 @@ def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
         return np.hypot(*(points - line[0]).T)
     a, b = line[:-1], line[1:]
     ab = b - a
-    t = np.einsum("pij,ij->pi", points[:, None, :] - a, ab) / np.maximum((ab**2).sum(1), 1e-12)
-    nearest = a + np.clip(t, 0, 1)[..., None] * ab
-    return np.hypot(*(points[:, None, :] - nearest).transpose(2, 0, 1)).min(1)
+    out = []
+    for chunk in np.array_split(points, max(1, len(points) // 256)):  # a few MB at a time
+        t = np.einsum("pij,ij->pi", chunk[:, None, :] - a, ab) / np.maximum((ab**2).sum(1), 1e-12)
+        nearest = a + np.clip(t, 0, 1)[..., None] * ab
+        out.append(np.hypot(*(chunk[:, None, :] - nearest).transpose(2, 0, 1)).min(1))
+    return np.concatenate(out)
 
 
 def test_thinned_lines_stay_within_a_pixel_of_every_point(page):
