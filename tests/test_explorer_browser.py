@@ -191,6 +191,9 @@ def test_default_scene_tells_the_story(page):
     assert "stranded" in page.text_content("#caption")
     page.wait_for_function("document.body.dataset.regionReady", timeout=30_000)
     assert "Hatched" in page.text_content("#surface-summary")  # the catapult region, computed in the page
+    # then refined along its edge to twice the resolution, in the background
+    page.wait_for_function("document.body.dataset.regionCells === '96x84'", timeout=60_000)
+    assert "Hatched" in page.text_content("#surface-summary")
     assert "jumps from its low of" in page.text_content("#loss-summary")
 
 
@@ -397,3 +400,69 @@ def test_vector_view_matches_the_maths_when_typed(page):
     expected = 45.0 - math.degrees(math.atan(1 / 4))
     assert float(page.text_content("#angle")) == pytest.approx(expected, abs=0.05)
     assert "turned by" in page.text_content("#vector-summary")
+
+
+THIN_JS = """async ({ us, vs, series }) => {
+    const plot = await import('/static/plot.js');
+    const recorder = () => { const out = []; return { out, moveTo: (x, y) => out.push([[x, y]]),
+        lineTo: (x, y) => out[out.length - 1].push([x, y]) }; };
+    const box = { left: 50, top: 8, width: 500, height: 400 };
+    const map = plot.axes({ box, x: [2, 10], y: [-7, 0] });
+    const curve = plot.axes({ box, x: [0, series.length], y: [1e-12, 1e3], logY: true });
+    const a = recorder(), b = recorder();
+    plot.thinPath(map, us, vs, us.length, a);
+    plot.thinSeries(curve, series.map(y => y ?? NaN), series.length, b);
+    return { path: a.out, series: b.out,
+             pathPx: us.map((u, i) => [map.px(u), map.py(vs[i])]),
+             seriesPx: series.map((y, i) => [curve.px(i), y === null ? null : curve.py(y)]) };
+}"""
+
+
+def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distance from each point to the nearest segment of `line` (k x 2), in pixels."""
+    if len(line) == 1:
+        return np.hypot(*(points - line[0]).T)
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    out = []
+    for chunk in np.array_split(points, max(1, len(points) // 256)):  # a few MB at a time
+        t = np.einsum("pij,ij->pi", chunk[:, None, :] - a, ab) / np.maximum((ab**2).sum(1), 1e-12)
+        nearest = a + np.clip(t, 0, 1)[..., None] * ab
+        out.append(np.hypot(*(chunk[:, None, :] - nearest).transpose(2, 0, 1)).min(1))
+    return np.concatenate(out)
+
+
+def test_thinned_lines_stay_within_a_pixel_of_every_point(page):
+    # The page draws each line thinned to about one point per pixel (plot.js); what is drawn must stay
+    # within a pixel of every simulated point, and keep the breaks where the values stop being finite.
+    _open(page, "?steps=3000")
+    runs = _runs(page)
+    rng = np.random.default_rng(5)
+    walk = 10.0 ** np.cumsum(rng.normal(0, 0.3, 5000)).clip(-11, 2)
+    series = [None if 2400 <= i < 2410 else float(y) for i, y in enumerate(walk)]
+    out = page.evaluate(THIN_JS, {"us": runs["value"]["u"], "vs": runs["value"]["v"], "series": series})
+    (path,) = out["path"]
+    path_px, drawn = np.array(out["pathPx"]), np.array(path)
+    assert len(drawn) < len(path_px) / 5  # 3000 steps, mostly a crawl or a tiny zigzag: thinned a lot
+    assert _distance_to_polyline(path_px, drawn).max() <= 0.75
+    assert np.allclose(drawn[0], path_px[0]) and np.hypot(*(drawn[-1] - path_px[-1])) <= 0.75
+    assert len(out["series"]) == 2  # the stretch of NaN breaks the curve in two
+    for stretch, points in zip(out["series"], (out["seriesPx"][:2400], out["seriesPx"][2410:]), strict=True):
+        points, drawn = np.array(points, dtype=float), np.array(stretch)
+        assert len(drawn) <= 4 * 500 * len(points) / 5000 + 8  # at most 4 points per pixel column
+        # within its pixel column and half a pixel: so each column still reaches its lowest and highest value
+        assert _distance_to_polyline(points, drawn).max() <= 1.5
+
+
+def test_every_canvas_follows_its_box_when_the_window_is_resized(page):
+    # The canvases' sizes are kept by a ResizeObserver (no layout is forced while drawing): after a
+    # resize each one must be redrawn at its new size, not stretched.
+    _open(page)
+    sizes = """() => [...document.querySelectorAll('canvas')].map(c => { const r = c.getBoundingClientRect();
+        return [c.id, c.width, c.height, Math.round(r.width), Math.round(r.height)]; })"""
+    for width in (700, 390, 1400):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_function(
+            f"""() => ({sizes})().every(([, w, h, cw, ch]) => w === cw && h === ch)""", timeout=5_000
+        )
+    assert len(page.evaluate(sizes)) == 7  # map, loss and norm (base and top each), vector

@@ -2,7 +2,7 @@
 // table of how each run ended.
 import { COLORS, DASHES, LABELS, TEXT_COLORS, fmt } from "./common.js";
 import { METHODS } from "./landscapes.js";
-import { axes, drawAxes, fitCanvas, marker, polyline } from "./plot.js";
+import { axes, baseLayer, drawAxes, fitCanvas, marker, polyline } from "./plot.js";
 import { inside } from "./story.js";
 
 export const SHAPES = { none: "circle", norm: "square", value: "triangle" };
@@ -16,23 +16,35 @@ function range(arrays) {
   return [10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi) + 1e-9)];
 }
 
-export function drawCurve(canvas, runs, key, { steps, frame, hline = null, ylabel }) {
-  const { ctx, w, h } = fitCanvas(canvas);
+// Axes, grid and threshold on `base` (redrawn when the range, the step count or c changes); the curves,
+// the frame line and the markers on `top`.
+export function drawCurve(base, top, runs, key, { steps, frame, hline = null, ylabel }) {
+  const { ctx, w, h } = fitCanvas(top);
   const series = METHODS.map((m) => runs[m][key]);
   const [lo, hi] = range(hline ? [...series, [hline]] : series);
   const n = steps;
-  const ax = axes({ box: { left: 50, top: 8, width: w - 66, height: h - 44 }, x: [0, n], y: [lo, hi], logY: true });
-  drawAxes(ctx, ax, { xlabel: "step", ylabel });
+  const box = (bw, bh) => ({ left: 50, top: 8, width: bw - 66, height: bh - 44 });
+  const ax = axes({ box: box(w, h), x: [0, n], y: [lo, hi], logY: true });
+  baseLayer(base, `${lo}/${hi}/${n}/${hline}/${ylabel}`, (bctx, bw, bh) => {
+    const bax = axes({ box: box(bw, bh), x: [0, n], y: [lo, hi], logY: true });
+    drawAxes(bctx, bax, { xlabel: "step", ylabel });
+    if (hline) {
+      bctx.save();
+      bctx.beginPath(); bctx.rect(bax.box.left, bax.box.top, bax.box.width, bax.box.height); bctx.clip();
+      polyline(bctx, bax, [0, n], [hline, hline], 2, { color: "#555", dash: [3, 3], width: 1.5, halo: false });
+      bctx.restore();
+    }
+  });
   ctx.save();
   ctx.beginPath(); ctx.rect(ax.box.left, ax.box.top, ax.box.width, ax.box.height); ctx.clip();
-  if (hline) polyline(ctx, ax, [0, n], [hline, hline], 2, { color: "#555", dash: [3, 3], width: 1.5, halo: false });
   const k = frame;
   ctx.strokeStyle = "#777"; ctx.lineWidth = 1;
   ctx.beginPath(); ctx.moveTo(ax.px(k), ax.box.top); ctx.lineTo(ax.px(k), ax.box.top + ax.box.height); ctx.stroke();
-  for (const m of ["value", "norm", "none"]) { // the unclipped curve on top: it carries the story
+  // The unclipped curve on top: it carries the story. No white halo here: the plot is white already,
+  // and a halo doubles what is rasterised on every input.
+  for (const m of ["value", "norm", "none"]) {
     const ys = runs[m][key];
-    const xs = Float64Array.from(ys, (_, i) => i);
-    polyline(ctx, ax, xs, ys, ys.length, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m] });
+    polyline(ctx, ax, null, ys, ys.length, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m], halo: false });
   }
   for (const m of METHODS) {
     const ys = runs[m][key];
@@ -46,8 +58,13 @@ export function drawCurve(canvas, runs, key, { steps, frame, hline = null, ylabe
   ctx.restore();
 }
 
+// The table is built once and then only its cells' texts change (no new elements on every input).
 export function drawStats(table, runs, s, land) {
-  const rows = METHODS.map((m) => {
+  if (table.rows.length !== METHODS.length) {
+    table.innerHTML = METHODS.map((m) => `<tr id="stat-${m}"><th scope="row"><span class="swatch ${m}"></span>${LABELS[m]}</th>`
+      + '<td class="final-loss"></td><td class="max-step"></td><td></td><td class="clips"></td><td></td></tr>').join("");
+  }
+  METHODS.forEach((m, row) => {
     const r = runs[m];
     const longest = r.stepLength.reduce((a, b) => Math.max(a, b), 0);
     const clips = r.clipped.reduce((a, b) => a + b, 0);
@@ -56,11 +73,8 @@ export function drawStats(table, runs, s, land) {
     const off = r.u.findIndex((u, i) => !inside(land, u, r.v[i]));
     const where = r.diverged ? `overflowed after step ${end}`
       : `${off >= 0 ? `left the map at step ${off}; ` : ""}ended at (${fmt(r.u[end])}, ${fmt(r.v[end])})`;
-    return `<tr id="stat-${m}"><th scope="row"><span class="swatch ${m}"></span>${LABELS[m]}</th>`
-      + `<td class="final-loss">${r.diverged ? "overflow" : fmt(r.loss[r.loss.length - 1])}</td>`
-      + `<td class="max-step">${fmt(longest)}</td><td>${bound}</td><td class="clips">${clips} of ${r.clipped.length}</td>`
-      + `<td>${where}</td></tr>`;
+    const texts = [r.diverged ? "overflow" : fmt(r.loss[r.loss.length - 1]), fmt(longest), bound, `${clips} of ${r.clipped.length}`, where];
+    const cells = table.rows[row].cells;
+    texts.forEach((text, i) => { if (cells[i + 1].textContent !== text) cells[i + 1].textContent = text; });
   });
-  table.innerHTML = rows.join("");
 }
-

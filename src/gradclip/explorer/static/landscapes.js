@@ -83,10 +83,18 @@ export function simulate(name, start, { lr, threshold, steps, method }) {
     if (k === steps) break;
     g[0] = gu; g[1] = gv;
     const [norm, acted] = clipStep(g, method, threshold);
-    u = u - lr * g[0];
-    v = v - lr * g[1];
-    if (!(Number.isFinite(u) && Number.isFinite(v))) { diverged = true; break; }
+    const u1 = u - lr * g[0], v1 = v - lr * g[1];
+    if (!(Number.isFinite(u1) && Number.isFinite(v1))) { diverged = true; break; }
     norms[k] = norm; clipped[k] = acted ? 1 : 0;
+    if (Object.is(u1, u) && Object.is(v1, v)) {
+      // The step rounded to nothing (a run at rest, or stranded where the gradient is below the last
+      // bit of θ): every later step repeats this one exactly, so the rest of the run is filled in.
+      us.fill(u, k + 1); vs.fill(v, k + 1); loss.fill(l, k + 1);
+      norms.fill(norm, k + 1); clipped.fill(clipped[k], k + 1);
+      n = steps;
+      break;
+    }
+    u = u1; v = v1;
     n = k + 1;
     us[n] = u; vs[n] = v;
   }
@@ -125,7 +133,9 @@ export function catapults(name, u, v, { lr, steps, jump }) {
     if (!(Number.isFinite(l) && Number.isFinite(gu) && Number.isFinite(gv))) return true;
     const du = lr * gu, dv = lr * gv;
     if (!(Math.hypot(du, dv) <= jump)) return true;
-    u -= du; v -= dv;
+    const u1 = u - du, v1 = v - dv;
+    if (Object.is(u1, u) && Object.is(v1, v)) return false; // at rest: every later step repeats this short one
+    u = u1; v = v1;
   }
   return false;
 }

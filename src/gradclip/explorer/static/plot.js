@@ -1,14 +1,48 @@
-// Small canvas plotting: a canvas sized to its box at the screen's pixel density, and log-scale line
+// Small canvas plotting: canvases sized to their box at the screen's pixel density, and log-scale line
 // charts. Canvas instead of Plotly for the live views: a redraw costs well under a frame.
+//
+// Chromium rasterises a 2-D canvas in software here (no GPU), on the main thread, once per frame that
+// drew to it: that cost grows with the pixels and the path segments drawn. So a live figure is two
+// canvases stacked: a base layer (heatmap, axes, text) redrawn only when it changes, and a transparent
+// top layer with what moves; and lines are thinned to about one point per pixel before they are drawn.
 
 const AXIS = "#444"; // 9.7:1 on white
 const GRID = "#e3e3e3";
 export const FONT = "12px system-ui, sans-serif";
 
+// CSS sizes of the canvases, kept by a ResizeObserver: reading getBoundingClientRect while drawing would
+// force a layout in the middle of every input (the texts have just changed).
+const sizes = new WeakMap();
+let observer = null;
+const listeners = new Set();
+
+export function onCanvasResize(callback) {
+  listeners.add(callback);
+}
+
+function cssSize(canvas) {
+  let size = sizes.get(canvas);
+  if (!size) {
+    const box = canvas.getBoundingClientRect();
+    size = { w: Math.max(1, Math.round(box.width)), h: Math.max(1, Math.round(box.height)) };
+    sizes.set(canvas, size);
+    observer ||= new ResizeObserver((entries) => {
+      let changed = false;
+      for (const e of entries) {
+        const old = sizes.get(e.target);
+        const w = Math.max(1, Math.round(e.contentRect.width)), h = Math.max(1, Math.round(e.contentRect.height));
+        if (!old || old.w !== w || old.h !== h) { sizes.set(e.target, { w, h }); changed = true; }
+      }
+      if (changed) for (const callback of listeners) callback();
+    });
+    observer.observe(canvas);
+  }
+  return size;
+}
+
 export function fitCanvas(canvas) {
   const dpr = window.devicePixelRatio || 1;
-  const box = canvas.getBoundingClientRect();
-  const w = Math.max(1, Math.round(box.width)), h = Math.max(1, Math.round(box.height));
+  const { w, h } = cssSize(canvas);
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(h * dpr);
@@ -17,6 +51,18 @@ export function fitCanvas(canvas) {
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
   return { ctx, w, h };
+}
+
+// A figure's base layer (`base`, under `top`) is redrawn by `paint(ctx, w, h)` only when `key` changes
+// (or the size does); returns whether it was.
+export function baseLayer(base, key, paint) {
+  const { w, h } = cssSize(base);
+  const full = `${key}/${w}x${h}/${window.devicePixelRatio}`;
+  if (base.dataset.key === full) return false;
+  const { ctx } = fitCanvas(base);
+  paint(ctx, w, h);
+  base.dataset.key = full;
+  return true;
 }
 
 // A linear map from data to pixels for each axis; `log` axes map log10 of the value.
@@ -89,19 +135,15 @@ export function drawAxes(ctx, ax, { xlabel = "", ylabel = "" } = {}) {
   ctx.restore();
 }
 
-// A polyline through (xs[i], ys[i]) for i < n, skipping non-finite points; a white halo under it keeps
-// the line's contrast whatever it crosses.
+// A polyline through (xs[i], ys[i]) for i < n (xs null: x = i), skipping non-finite points; a white
+// halo under it keeps the line's contrast whatever it crosses. The path is thinned first (thinPath,
+// thinSeries): what is drawn differs from the full path by less than a pixel.
 export function polyline(ctx, ax, xs, ys, n, { color, dash = [], width = 2, halo = true }) {
-  const path = new Path2D();
-  let pen = false;
-  for (let i = 0; i < n; i++) {
-    const x = ax.px(xs[i]), y = ax.py(ys[i]);
-    if (!Number.isFinite(x) || !Number.isFinite(y)) { pen = false; continue; }
-    if (pen) path.lineTo(x, y); else path.moveTo(x, y);
-    pen = true;
-  }
+  const path = xs ? thinPath(ax, xs, ys, n) : thinSeries(ax, ys, n);
   ctx.save();
-  ctx.lineJoin = "round";
+  // Bevel joins look the same at these widths and rasterise faster than round ones (a run that
+  // oscillates has a corner every step); round caps keep the dots of a dotted line round.
+  ctx.lineJoin = "bevel";
   ctx.lineCap = "round";
   if (halo) {
     ctx.strokeStyle = "#fff";
@@ -114,6 +156,93 @@ export function polyline(ctx, ax, xs, ys, n, { color, dash = [], width = 2, halo
   ctx.setLineDash(dash);
   ctx.stroke(path);
   ctx.restore();
+}
+
+const TOLERANCE = 0.5; // px
+
+// Streaming line simplification (sleeve fitting, after Zhao & Saalfeld 1997): from the last point kept
+// (the anchor) the line goes on while one direction passes within TOLERANCE of every point since and the
+// points keep moving away; when a point leaves that cone of directions, or comes back towards the anchor,
+// the previous point is kept and becomes the anchor. A point within TOLERANCE of the anchor is covered by
+// it. Every point ends up within TOLERANCE·√2 of the drawn line (off the line, and past its end); a
+// straight or gently curving stretch (a run descending a valley, a loss falling geometrically on a log
+// axis) becomes one segment, corners and spikes are kept.
+class Simplifier {
+  constructor(path) { this.path = path; this.pen = false; }
+  break() { this.end(); this.pen = false; }
+  end() { if (this.pen && this.has) this.path.lineTo(this.lx, this.ly); this.has = false; }
+  add(x, y) {
+    if (!this.pen) { this.path.moveTo(x, y); this.anchor(x, y); this.pen = true; return; }
+    const dx = x - this.ax, dy = y - this.ay, d = Math.hypot(dx, dy);
+    if (d < this.far - TOLERANCE) { this.restart(x, y); return; }
+    if (d <= TOLERANCE) {
+      if (this.rx === null) { this.lx = x; this.ly = y; this.has = true; } // else: the line keeps its farther end
+      return;
+    }
+    if (this.rx === null) {
+      this.rx = dx / d; this.ry = dy / d; this.lo = -TOLERANCE / d; this.hi = TOLERANCE / d;
+    } else {
+      // Angle from the first direction; TOLERANCE/d <= asin(TOLERANCE/d) keeps the cone on the safe side.
+      const phi = Math.atan2(this.rx * dy - this.ry * dx, this.rx * dx + this.ry * dy), half = TOLERANCE / d;
+      if (phi < this.lo || phi > this.hi) { this.restart(x, y); return; }
+      this.lo = Math.max(this.lo, phi - half); this.hi = Math.min(this.hi, phi + half);
+    }
+    this.far = Math.max(this.far, d);
+    this.lx = x; this.ly = y; this.has = true;
+  }
+  restart(x, y) { // keep the previous point, continue from it
+    this.path.lineTo(this.lx, this.ly);
+    this.anchor(this.lx, this.ly);
+    this.add(x, y);
+  }
+  anchor(x, y) { this.ax = x; this.ay = y; this.rx = null; this.far = 0; this.has = false; }
+}
+
+// A path in the plane, in data units; non-finite points break the line. `path` receives moveTo and
+// lineTo calls in pixels (a Path2D, or a recorder in the tests).
+export function thinPath(ax, xs, ys, n, path = new Path2D()) {
+  const line = new Simplifier(path);
+  for (let i = 0; i < n; i++) {
+    const x = ax.px(xs[i]), y = ax.py(ys[i]);
+    if (Number.isFinite(x) && Number.isFinite(y)) line.add(x, y); else line.break();
+  }
+  line.end();
+  return line.path;
+}
+
+// A series y[i] against i. Within each pixel column only the first, lowest, highest and last points
+// are kept, in their order (all that a column of a line chart shows), then the line is simplified, so a
+// 5000-step curve on 500 pixels is drawn with at most 2000 points, usually far fewer, and looks the same.
+export function thinSeries(ax, ys, n, path = new Path2D()) {
+  const line = new Simplifier(path);
+  let col = NaN, first = 0, last = 0, lo = 0, hi = 0, iLo = 0, iHi = 0, x0 = 0, xl = 0, count = 0;
+  const flush = () => {
+    line.add(x0, first);
+    if (count > 2) {
+      if (iLo <= iHi) { line.add(x0, lo); line.add(x0, hi); } else { line.add(x0, hi); line.add(x0, lo); }
+    }
+    if (count > 1) line.add(xl, last);
+  };
+  for (let i = 0; i < n; i++) {
+    const x = ax.px(i), y = ax.py(ys[i]);
+    if (!Number.isFinite(y)) {
+      if (count) flush();
+      line.break(); col = NaN; count = 0;
+      continue;
+    }
+    const c = Math.floor(x);
+    if (c !== col) {
+      if (count) flush();
+      col = c; first = last = lo = hi = y; iLo = iHi = i; x0 = xl = x; count = 1;
+      continue;
+    }
+    last = y; xl = x; count += 1;
+    if (y < lo) { lo = y; iLo = i; }
+    if (y > hi) { hi = y; iHi = i; }
+  }
+  if (count) flush();
+  line.end();
+  return line.path;
 }
 
 // Method markers differ in shape as well as colour: circle, square, triangle.

@@ -2,7 +2,7 @@
 // circle and box. Drag (mouse, pen or finger: pointer events) or type the components.
 import { COLORS, DASHES, fmt, number, registerSettings, settingsChanged } from "./common.js";
 import { compareClipping } from "./landscapes.js";
-import { axes, drawAxes, fitCanvas } from "./plot.js";
+import { axes, drawAxes, fitCanvas, onCanvasResize } from "./plot.js";
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = { gx: 3, gy: 1, vthreshold: 1 };
@@ -107,7 +107,8 @@ export function initVector() {
   const stop = () => { state.dragging = false; };
   canvas.addEventListener("pointerup", stop);
   canvas.addEventListener("pointercancel", stop);
-  window.addEventListener("resize", schedule);
+  window.addEventListener("resize", schedule); // a zoom changes the pixel density
+  onCanvasResize(schedule); // the canvas's new size is known only after the layout that follows a resize
   const component = number(-1e4, 1e4);
   registerSettings({
     keys: { gx: component, gy: component, vthreshold: number(0, 1e4, { openLo: true }) },
