@@ -12,7 +12,9 @@ function range(arrays) {
   let lo = Infinity, hi = 0;
   for (const a of arrays) for (const x of a) if (Number.isFinite(x) && x > 0) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
   if (!Number.isFinite(lo)) return [1e-3, 1];
-  lo = Math.max(lo, hi * 1e-14);
+  // Keep the lowest run in view: an overflowing run leaves through the top of the axes instead of
+  // pushing the others off the bottom (at most 40 decades are shown).
+  hi = Math.min(hi, lo * 1e40);
   return [10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi) + 1e-9)];
 }
 
