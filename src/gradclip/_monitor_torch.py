@@ -67,6 +67,8 @@ class TorchGlue:
         import torch
 
         self._monitor = monitor
+        if optimizer is not None and not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or wrap one, got {optimizer!r:.60}")
         if model is None:
             named = [
                 (f"param{i}", p) for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])
@@ -74,7 +76,8 @@ class TorchGlue:
         elif isinstance(model, torch.nn.Module):
             named = [(_plain_name(n), p) for n, p in model.named_parameters()]
         else:
-            params = [model] if isinstance(model, torch.Tensor) else list(model)
+            iterable = hasattr(model, "__iter__") and not isinstance(model, (str, bytes))
+            params = [model] if isinstance(model, torch.Tensor) else list(model) if iterable else [None]
             if not all(isinstance(p, torch.Tensor) for p in params):
                 raise TypeError(
                     "model must be a torch.nn.Module or an iterable of torch tensors (for NumPy, pass "
@@ -153,6 +156,7 @@ class TorchGlue:
 
     def _step_for(self, clipper: Any, norm_type: float | str) -> Any:
         """The monitor's ClipStep for ``clipper``: kept while the same clipper (or number) comes back."""
+        from gradclip._validate import check_threshold
         from gradclip.clippers import NormClipper
         from gradclip.policies import Fixed
         from gradclip.step import ClipStep
@@ -162,7 +166,7 @@ class TorchGlue:
         key = (clipper, norm_type) if isinstance(clipper, (int, float)) else (id(clipper), norm_type)
         if self._step is None or self._step_key != key:
             if isinstance(clipper, (int, float)) and not isinstance(clipper, bool) and clipper > 0:
-                clipper = NormClipper(Fixed(float(clipper)), norm_type=norm_type)
+                clipper = NormClipper(Fixed(check_threshold(clipper, "clipper")), norm_type=norm_type)
             self._step, self._step_key = ClipStep(clipper), key
         return self._step
 

@@ -27,8 +27,8 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
-from gradclip._validate import check_norm_type, nonfinite_message
-from gradclip.distributed import as_total, is_dtensor_type, norm_inputs, reduce_norms
+from gradclip._validate import check_flag, check_norm_type, nonfinite_message
+from gradclip.distributed import as_total, check_process_groups, is_dtensor_type, norm_inputs, reduce_norms
 
 __all__ = [
     "FlatGrads",
@@ -36,6 +36,7 @@ __all__ = [
     "get_total_norm",
     "norms_and_total",
     "param_grad_pairs",
+    "param_list",
     "tensor_norms",
     "total_from_norms",
     "total_norm",
@@ -95,6 +96,25 @@ def _items(parameters: Tensor | Iterable[Tensor]) -> Iterable[Tensor]:
     return parameters
 
 
+def _check_iterable(parameters: object, name: str = "parameters") -> None:
+    if parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(f"{name} must be a tensor or an iterable of tensors, got {parameters!r:.60}")
+
+
+def param_list(parameters: Tensor | Iterable[Tensor], name: str = "parameters") -> list[Tensor]:
+    """``parameters`` as a list (a tensor as ``[tensor]``); None, text, non-iterables: TypeError."""
+    if isinstance(parameters, Tensor):
+        return [parameters]
+    _check_iterable(parameters, name)
+    return list(parameters)
+
+
+def _check_options(foreach: object, process_groups: object) -> None:
+    check_flag(foreach, "foreach", optional=True)
+    if not isinstance(process_groups, (tuple, list)):  # a tuple or list is checked where it is used
+        check_process_groups(process_groups)
+
+
 def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     """Turn a tensor, parameters or gradient tensors into the list of gradients to clip.
 
@@ -107,8 +127,8 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    elif parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
-        raise TypeError(f"parameters must be a tensor or an iterable of tensors, got {parameters!r:.60}")
+    else:
+        _check_iterable(parameters)
     param_type = torch.nn.Parameter
     grads: list[Tensor] = []
     it = iter(_items(parameters))
@@ -154,6 +174,8 @@ def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list
     Plain tensors raise ``TypeError``: a gradient alone does not carry the weight it is compared to.
     """
     pairs: dict[int, tuple[Tensor, Tensor]] = {}
+    if not isinstance(parameters, Tensor):
+        _check_iterable(parameters)
     for i, t in enumerate(_items(parameters)):
         is_param, g = _as_param_grad(t, i)
         if not is_param:
@@ -329,6 +351,7 @@ def norms_and_total(
     (see [`gradclip.distributed`][gradclip.distributed]).
     """
     p = check_norm_type(norm_type)
+    _check_options(foreach, process_groups)
     if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
         local = norm_inputs(grads)
         local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
@@ -368,6 +391,7 @@ def total_norm(
     created (10,000 x 256 floats: ~3 ms against ~15 ms for the per-tensor norms).
     """
     p = check_norm_type(norm_type)
+    _check_options(foreach, process_groups)
     if process_groups or any(is_dtensor_type(t) for t in {type(g) for g in grads}):
         return norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)[1]
     return _local_norms_and_total(grads, p, foreach, per_tensor=False)[1]
@@ -379,7 +403,12 @@ def tensor_norms(grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool |
     One read pass over the gradients; the foreach kernel is used per (device, dtype) group where
     the device supports it (``foreach=None``), forced with ``True``, avoided with ``False``.
     """
-    return norms_and_total(grads, norm_type, foreach=foreach)[0]
+    if not isinstance(grads, (list, tuple)):
+        raise TypeError(f"grads must be a list of gradient tensors, got {grads!r:.60}")
+    for i, g in enumerate(grads):
+        if not isinstance(g, Tensor):
+            raise TypeError(f"grads[{i}] must be a tensor, got {g!r:.60} ({type(g).__name__})")
+    return norms_and_total(list(grads), norm_type, foreach=foreach)[0]
 
 
 def total_from_norms(norms: list[Tensor], norm_type: float = 2.0) -> Tensor:
@@ -414,6 +443,7 @@ def get_total_norm(
     returned as a replicated DTensor, as torch does (``.full_tensor()`` gives the plain value).
     """
     p = check_norm_type(norm_type)
+    check_flag(error_if_nonfinite, "error_if_nonfinite")
     grads = collect_grads(tensors)
     total = total_norm(grads, p, foreach=foreach, process_groups=process_groups)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
@@ -444,7 +474,7 @@ class FlatGrads:
                 raise TypeError(f"parameters[{i}] must be a tensor, got {p!r:.60} ({type(p).__name__})")
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
-            raise ValueError("FlatGrads needs at least one parameter that requires grad")
+            raise ValueError(f"parameters must hold a tensor that requires grad, got {parameters!r:.60}")
         kinds = {(p.device, p.dtype) for p in self.params}
         if len(kinds) != 1:
             raise ValueError(

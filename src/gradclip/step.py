@@ -38,8 +38,9 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
-from gradclip._validate import check_off_or_threshold
+from gradclip._validate import check_flag, check_off_or_threshold
 from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, eager_cpu, measure_grads
+from gradclip.norms import param_list
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
@@ -154,9 +155,7 @@ class ClipStep:
 
     def _run(self, parameters: Any, grad_scale: Tensor | None, *, defer: bool, drop: bool) -> ClipResult:
         """Measure, threshold, decide, rescale (unless ``defer``: the fused kernel applies it)."""
-        m = self._measure(
-            list(parameters) if not isinstance(parameters, Tensor) else [parameters], grad_scale
-        )
+        m = self._measure(param_list(parameters), grad_scale)
         total = m.total
         threshold, pending = (math.inf, None) if self.clipper is None else self.clipper.propose(total)
         cpu = eager_cpu(total)
@@ -247,6 +246,11 @@ class ClipStep:
             raise TypeError(
                 f"optimizer must be a torch optimizer (step, param_groups), got {optimizer!r:.60}"
             )
+        if closure is not None and not callable(closure):
+            raise TypeError(f"closure must be a callable (recomputing the loss) or None, got {closure!r:.40}")
+        if scaler is not None and not callable(getattr(scaler, "unscale_", None)):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {scaler!r:.60}")
+        check_flag(fused, "fused", optional=True)
         if closure is not None:
             with torch.enable_grad():
                 closure()
