@@ -37,6 +37,7 @@ from gradclip.optim import ClipOptimizer, Lookahead
 from gradclip.policies import Fixed, Percentile, ZScore
 from gradclip.sandbox.convolutional import cli as conv_cli
 from gradclip.sandbox.convolutional.trainer import ConvTrainer
+from gradclip.sandbox.recurrent.train import RunConfig
 from gradclip.sandbox.vectorized import cli as vectorized_cli
 from gradclip.sandbox.vectorized.model import mlp
 from gradclip.sandbox.vectorized.optim import SGD as NumpySGD
@@ -205,6 +206,45 @@ def test_bad_clip_flags_are_refused_the_same_way_by_every_sandbox_cli(capsys, tm
         assert not any(out.parent.iterdir()), name  # no --out, no TensorBoard file, nothing
         texts[name] = _error_text(line)
     assert len(set(texts.values())) == 1, texts  # validated once, in clipflags: the same words
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--seed", "-1"], "--seed: expected a whole number in [0, 4294967295], got '-1'"),
+        (["--seed", str(2**64)], f"--seed: expected a whole number in [0, 4294967295], got '{2**64}'"),
+        (["--batch-size", "1e20"], "--batch-size: expected a whole number in [1, 1000000], got '1e20'"),
+        (["--epochs", "0"], "--epochs: expected a whole number in [1, 100000], got '0'"),
+        (["--lr", "0"], "--lr: expected a finite number in [1e-300, 1000], got '0'"),
+        (["--lr", "1e308"], "--lr: expected a finite number in [1e-300, 1000], got '1e308'"),
+        (["--grad-clip", "inf"], "--grad-clip: expected a finite number within float32 range, got 'inf'"),
+        (["--grad-clip", "1e39"], "--grad-clip: expected a finite number within float32 range, got '1e39'"),
+        (["--clip-mode", "zscore", "--grad-clip", "1e308"], "--grad-clip: expected a finite number within"),
+        (["--clip-mode", "value"], "--clip-mode value needs --grad-clip > 0"),
+        (["--skip-spikes", "-1"], "--skip-spikes must be a number K > 0"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_shared_flags_get_the_same_clear_words_from_both_sandboxes(capsys, tmp_path, flags, words):
+    """The issue's misleading messages ("expected non-negative integer", "Overflow when unpacking
+    long long") and the values one sandbox took and the other refused, now one rule for both."""
+    for name, (main, prefix) in CLIP_CLIS.items():
+        line = _exit_line(capsys, [*prefix, *flags, "--out", str(tmp_path / "o")], main=main)
+        assert words in line, (name, line)
+        assert "Overflow" not in line and "non-negative" not in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "flag"),
+    [
+        (["--lookahead", "-1"], "--lookahead"),
+        (["--lookahead-alpha", "2", "--lookahead", "5"], "--lookahead-alpha"),
+    ],
+)
+def test_vectorized_lookahead_flags_are_bounded(capsys, tmp_path, flags, flag):
+    line = _exit_line(capsys, [*VEC, *flags, "--out", str(tmp_path / "o")])
+    assert flag in line and not (tmp_path / "o").exists()
 
 
 def test_agc_is_a_conv_mode_and_refused_by_name_in_vectorized(capsys, tmp_path):
@@ -700,6 +740,18 @@ AUDITED = [
     ("ConvTrainer(seed=-1)", lambda m: _conv_trainer(m, seed=-1), ValueError, r"^seed"),
     ("ConvTrainer(seed=2**64)", lambda m: _conv_trainer(m, seed=2**64), ValueError, r"^seed"),
     ("ConvTrainer.check_data('abc')", lambda m: ConvTrainer.check_data("abc", Y2), ValueError, r"^x"),
+    ("ConvTrainer.fit(None)", lambda m: _conv_trainer(m).fit(None, 1, 2), TypeError, r"^data"),
+    ("ConvTrainer.fit(epochs=0)", lambda m: _conv_trainer(m).fit(None, 0, 2), ValueError, r"^epochs"),
+    ("ConvTrainer.load(5)", lambda m: _conv_trainer(m).load(5), TypeError, r"^path"),
+    ("ConvTrainer.save(None)", lambda m: _conv_trainer(m).save(None), TypeError, r"^path"),
+    ("VTrainer.load(None)", lambda m: _vtrainer_for().load(None), TypeError, r"^path"),
+    ("VTrainer.load('')", lambda m: _vtrainer_for().load(""), TypeError, r"^path"),
+    ("VTrainer.save(5)", lambda m: _vtrainer_for().save(5), TypeError, r"^path"),
+    ("RunConfig(task=5)", lambda m: RunConfig(task=5), ValueError, r"task"),
+    ("RunConfig(dtype=[5])", lambda m: RunConfig(dtype=[5]), ValueError, r"dtype"),
+    ("RunConfig(init=None)", lambda m: RunConfig(init=None), ValueError, r"init"),
+    ("RunConfig(hidden=0)", lambda m: RunConfig(hidden=0), ValueError, r"^hidden"),
+    ("RunConfig(lr=nan)", lambda m: RunConfig(lr=math.nan), ValueError, r"^lr"),
     ("numpy SGD(lr=-1)", lambda m: NumpySGD(lr=-1), ValueError, r"^lr"),
     ("numpy Adam(lr='abc')", lambda m: Adam(lr="abc"), ValueError, r"^lr"),
     ("numpy Lookahead('abc')", lambda m: NumpyLookahead("abc"), TypeError, r"^inner"),

@@ -221,6 +221,10 @@ class ConvTrainer:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not all(hasattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")):
+            raise TypeError(
+                f"data must be an ImageSplit (x_train, y_train, x_test, y_test), got {data!r:.60}"
+            )
         self.check_data(data.x_train, data.y_train, names=("x_train", "y_train"))
         self.check_data(data.x_test, data.y_test, names=("x_test", "y_test"))
         n = len(data.x_train)
