@@ -68,10 +68,10 @@ def bad_ints(lo: int, hi: int) -> st.SearchStrategy[str]:
     )
 
 
-def bad_floats(lo: float, hi: float) -> st.SearchStrategy[str]:
-    """Numbers outside [lo, hi], non-finite numbers, and text."""
+def bad_floats(lo: float, hi: float, *, low_open: bool = False) -> st.SearchStrategy[str]:
+    """Numbers outside [lo, hi] (``(lo, hi]`` with ``low_open``), non-finite numbers, and text."""
     return st.one_of(
-        st.floats(max_value=lo, exclude_max=True, allow_nan=False).map(repr),
+        st.floats(max_value=lo, exclude_max=not low_open, allow_nan=False).map(repr),
         st.floats(min_value=hi, exclude_min=True, allow_nan=False).map(repr),
         st.sampled_from(["nan", "inf", "-inf", "1e39", "1e308", "", "abc"]),
     )
@@ -84,7 +84,7 @@ PAS, CLIFF = ["experiment", "pascanu", "--quiet"], ["experiment", "cliff"]
 FLAGS = [
     (["demo"], "--epochs", bad_ints(1, 1000)),
     (["demo"], "--seed", bad_ints(0, 2**32 - 1)),
-    (["demo"], "--spike", bad_floats(1e-300, 1e30)),
+    (["demo"], "--spike", bad_floats(0.0, 1e30, low_open=True)),
     (VEC, "--hidden", bad_ints(1, 65536)),
     (VEC, "--dropout", bad_floats(0.0, 0.99)),
     (VEC, "--lr", bad_floats(1e-300, 1e3)),
@@ -111,7 +111,7 @@ FLAGS = [
     (PAS, "--eval-size", bad_ints(1, 1_000_000)),
     (PAS, "--workers", bad_ints(1, 1024)),
     (PAS, "--warmup", bad_ints(1, 10**7)),
-    (CLIFF, "--lr", bad_floats(1e-300, POS)),
+    (CLIFF, "--lr", bad_floats(0.0, POS, low_open=True)),
     (CLIFF, "--steps", bad_ints(1, 100_000)),
     (["explore", "--no-browser"], "--port", bad_ints(0, 65535)),
 ]
@@ -134,9 +134,9 @@ def _exit_line(capsys, argv: list[str], main=cli.main) -> str:
 )
 @FUZZ
 @given(data=st.data())
-def test_every_bad_flag_value_exits_2_naming_the_flag(capsys, tmp_path, prefix, flag, values, data):
+def test_every_bad_flag_value_exits_2_naming_the_flag(capsys, tmp_path_factory, prefix, flag, values, data):
     value = data.draw(values)
-    out = tmp_path / "out"
+    out = tmp_path_factory.mktemp("flag") / "out"  # one per example: a wrongly accepted value cannot hide
     line = _exit_line(capsys, [*prefix, "--out", str(out), f"{flag}={value}"] if flag != "--port" else
                       [*prefix, f"{flag}={value}"])  # fmt: skip
     assert flag in line
@@ -245,6 +245,18 @@ def test_shared_flags_get_the_same_clear_words_from_both_sandboxes(capsys, tmp_p
 def test_vectorized_lookahead_flags_are_bounded(capsys, tmp_path, flags, flag):
     line = _exit_line(capsys, [*VEC, *flags, "--out", str(tmp_path / "o")])
     assert flag in line and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "flag"),
+    [(VEC, "--grad-clip"), (VEC, "--hidden"), (VEC, "--dataset"), (CONV, "--clip-mode"), (CONV, "--seed"),
+     (PAS, "--lrs"), (CLIFF, "--lr")],
+)  # fmt: skip
+def test_a_double_dash_value_is_checked_as_a_value(capsys, tmp_path, prefix, flag):
+    """``--flag=--``: argparse before 3.12 drops the "--" and gave ``[]`` (``--hidden=--`` trained an
+    MLP without hidden layers; ``--grad-clip=--`` failed with "'>' not supported ...")."""
+    line = _exit_line(capsys, [*prefix, f"{flag}=--", "--out", str(tmp_path / "o")])
+    assert f"argument {flag}:" in line and "'--'" in line and not (tmp_path / "o").exists()
 
 
 def test_agc_is_a_conv_mode_and_refused_by_name_in_vectorized(capsys, tmp_path):
@@ -585,6 +597,7 @@ AUDITED = [
     # clippers and the step
     ("NormClipper('abc')", lambda m: NormClipper("abc"), TypeError, r"^policy"),
     ("NormClipper(-1)", lambda m: NormClipper(-1.0), ValueError, r"^policy"),
+    ("NormClipper(lambda)", lambda m: NormClipper(lambda norm: 1.0), TypeError, r"^policy"),
     ("NormClipper(norm_type=-1)", lambda m: NormClipper(norm_type=-1), ValueError, r"^norm_type"),
     ("NormClipper(eps=nan)", lambda m: NormClipper(eps=math.nan), ValueError, r"^eps"),
     ("NormClipper(foreach='no')", lambda m: NormClipper(foreach="no"), TypeError, r"^foreach"),
@@ -715,6 +728,7 @@ AUDITED = [
     ("VTrainer(clipper and grad_clip_norm)", lambda m: _vtrainer_for(clipper=ZScore(), grad_clip_norm=1.0),
      ValueError, r"grad_clip_norm"),
     ("VTrainer(monitor=5)", lambda m: _vtrainer_for(monitor=5), TypeError, r"^monitor"),
+    ("VTrainer(loss='abc')", lambda m: _vtrainer_for(loss="abc"), TypeError, r"^loss"),
     ("VTrainer(seed=-1)", lambda m: _vtrainer_for(seed=-1), ValueError, r"^seed"),
     ("VTrainer(seed='abc')", lambda m: _vtrainer_for(seed="abc"), TypeError, r"^seed"),
     ("VTrainer.fit(epochs=0)", lambda m: _vtrainer_for().fit(X2, Y2, 0), ValueError, r"^epochs"),

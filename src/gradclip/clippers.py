@@ -147,6 +147,8 @@ class NormClipper:
                     f"got {policy!r}"
                 )
             policy = Fixed(check_threshold(policy, "policy"))
+        if not callable(getattr(policy, "propose", None)):
+            raise TypeError(f"policy must be a threshold policy (with propose/commit), got {policy!r:.60}")
         self.policy = policy
         self.norm_type = check_norm_type(norm_type)
         self.eps = check_eps(eps)

@@ -101,6 +101,10 @@ class VTrainer:
             )
         self.model, self.optimizer, self.clip_mode = model, optimizer, clip_mode
         self.monitor = monitor
+        if loss is not None and not all(
+            callable(getattr(loss, m, None)) for m in ("forward", "backward", "check_targets")
+        ):
+            raise TypeError(f"loss must be a Loss (SoftmaxCrossEntropy, MSE, ...) or None, got {loss!r:.60}")
         self.loss = loss if loss is not None else SoftmaxCrossEntropy()
         self.rng = np.random.default_rng(check_count(seed, "seed", 0, 2**64 - 1))  # batch order
         self.epoch = 0
