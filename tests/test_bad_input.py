@@ -463,6 +463,11 @@ def _conv_trainer(m: torch.nn.Module, **kw) -> ConvTrainer:
     return ConvTrainer(**{"model": m, "optimizer": _sgd(m), **kw})
 
 
+def _measured(m: torch.nn.Module):
+    """The result of a step that measures and changes nothing (clipping off)."""
+    return ClipStep(None)(m.parameters())
+
+
 X2, Y2 = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
 NP = [np.ones(3)]
 # Entry points in monitor.py, sinks.py and report.py that still answer bad input with Python's own
@@ -496,6 +501,10 @@ AUDITED = [
      r"overwrite"),
     ("GradMonitor.observe(None)", lambda m: GradMonitor().observe(None), TypeError, r"^result"),
     ("GradMonitor.observe(3.0)", lambda m: GradMonitor().observe(3.0), TypeError, r"^result"),
+    ("GradMonitor.observe(loss='abc')", lambda m: GradMonitor().observe(_measured(m), loss="abc"), TypeError,
+     r"^loss"),
+    ("GradMonitor.observe(loss=tensor(2))", lambda m: GradMonitor().observe(_measured(m), loss=torch.ones(2)),
+     TypeError, r"^loss"),
     ("GradMonitor.clip_(1e39)", lambda m: GradMonitor(m).clip_(1e39), ValueError, r"^clipper"),
     ("GradMonitor.clip_('abc')", lambda m: GradMonitor(m).clip_("abc"), TypeError, r"^clipper"),
     ("GradMonitor.record(layer_norms) mismatch", lambda m: GradMonitor(names=["a"]).record(1.0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from gradclip.diagnosis import ClipMisuseWarning
 
@@ -24,7 +24,17 @@ def host_floats(values: list[Any]) -> list[Any]:
     layers), cast to float64 and concatenated, then read once: one sync on CUDA, a few ops on the CPU.
     """
     torch = sys.modules.get("torch")  # a tensor can only be here if torch is imported already
-    out = [None if v is None or (torch and isinstance(v, torch.Tensor)) else float(v) for v in values]
+    out: list[Any] = []
+    for v in values:
+        if v is None or (torch and isinstance(v, torch.Tensor)):
+            if v is not None and v.numel() != 1:
+                _refuse(v)
+            out.append(None)  # a tensor: read below, with the others
+        else:
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError):
+                _refuse(v)
     groups: dict[Any, tuple[list[int], list[Any]]] = {}
     for i, v in enumerate(values):
         if out[i] is None and v is not None:
@@ -41,6 +51,12 @@ def host_floats(values: list[Any]) -> list[Any]:
         for i, v in zip([i for ids, _ in groups.values() for i in ids], flat, strict=True):
             out[i] = v
     return out
+
+
+def _refuse(value: Any) -> NoReturn:
+    """The one value observe() cannot log; the loss is the one a caller passes in by hand."""
+    raise TypeError(f"loss (and every value observe() logs) must be a number or a one-element tensor, "
+                    f"got {value!r:.60}")  # fmt: skip
 
 
 def _plain_name(name: str) -> str:
