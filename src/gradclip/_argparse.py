@@ -47,6 +47,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
+        # ``--flag=--`` gives the one argument "--", which argparse before Python 3.12 deletes as the
+        # end-of-options marker, handing the flag an empty list (``--hidden=--``: no hidden layer at
+        # all): check "--" as the value it is.
+        if arg_strings == ["--"] and action.nargs in (None, "?", "+", "*"):
+            value = self._get_value(action, "--")
+            self._check_value(action, value)  # a choice list refuses it
+            return value if action.nargs in (None, "?") else [value]
+        return super()._get_values(action, arg_strings)
+
 
 def int_in(lo: int, hi: int) -> Callable[[str], int]:
     """An argparse type: a whole number in ``[lo, hi]``."""

@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "check_out_dir",
+    "check_path",
     "read_sealed",
     "remove_stale_temps",
     "resource_message",
@@ -34,13 +35,20 @@ SEAL_MAGIC = b"gradclip-checkpoint\n"
 SEAL_FORMAT = 1
 
 
+def check_path(path: object, name: str = "path") -> Path:
+    """``path`` as a Path; anything but a non-empty str or os.PathLike raises TypeError naming ``name``."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or os.fspath(path) == "":
+        raise TypeError(f"{name} must be a file path (a non-empty str or os.PathLike), got {path!r:.60}")
+    return Path(path)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
     ``os.replace`` is atomic on POSIX and Windows, so readers see either the previous content or
     the complete new one; on any error the temporary file is removed and the error re-raised.
     """
-    path = Path(path)
+    path = check_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         if hasattr(os, "fchmod"):  # POSIX: mkstemp makes 0600; give the mode a plain open() would
@@ -166,7 +174,7 @@ def read_sealed(path: str | os.PathLike[str], *, kind: str) -> bytes:
         ValueError: not a gradclip checkpoint, another kind, a newer format, truncated, or a digest
             mismatch (a flipped bit anywhere in the payload); the message names the file.
     """
-    name = os.fspath(path)
+    name = os.fspath(check_path(path))
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {name!r}")
     data = Path(path).read_bytes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from gradclip.diagnosis import ClipMisuseWarning
 
@@ -24,7 +24,17 @@ def host_floats(values: list[Any]) -> list[Any]:
     layers), cast to float64 and concatenated, then read once: one sync on CUDA, a few ops on the CPU.
     """
     torch = sys.modules.get("torch")  # a tensor can only be here if torch is imported already
-    out = [None if v is None or (torch and isinstance(v, torch.Tensor)) else float(v) for v in values]
+    out: list[Any] = []
+    for v in values:
+        if v is None or (torch and isinstance(v, torch.Tensor)):
+            if v is not None and v.numel() != 1:
+                _refuse(v)
+            out.append(None)  # a tensor: read below, with the others
+        else:
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError):
+                _refuse(v)
     groups: dict[Any, tuple[list[int], list[Any]]] = {}
     for i, v in enumerate(values):
         if out[i] is None and v is not None:
@@ -41,6 +51,12 @@ def host_floats(values: list[Any]) -> list[Any]:
         for i, v in zip([i for ids, _ in groups.values() for i in ids], flat, strict=True):
             out[i] = v
     return out
+
+
+def _refuse(value: Any) -> NoReturn:
+    """The one value observe() cannot log; the loss is the one a caller passes in by hand."""
+    raise TypeError(f"loss (and every value observe() logs) must be a number or a one-element tensor, "
+                    f"got {value!r:.60}")  # fmt: skip
 
 
 def _plain_name(name: str) -> str:
@@ -67,6 +83,8 @@ class TorchGlue:
         import torch
 
         self._monitor = monitor
+        if optimizer is not None and not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or wrap one, got {optimizer!r:.60}")
         if model is None:
             named = [
                 (f"param{i}", p) for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])
@@ -74,7 +92,8 @@ class TorchGlue:
         elif isinstance(model, torch.nn.Module):
             named = [(_plain_name(n), p) for n, p in model.named_parameters()]
         else:
-            params = [model] if isinstance(model, torch.Tensor) else list(model)
+            iterable = hasattr(model, "__iter__") and not isinstance(model, (str, bytes))
+            params = [model] if isinstance(model, torch.Tensor) else list(model) if iterable else [None]
             if not all(isinstance(p, torch.Tensor) for p in params):
                 raise TypeError(
                     "model must be a torch.nn.Module or an iterable of torch tensors (for NumPy, pass "
@@ -153,6 +172,7 @@ class TorchGlue:
 
     def _step_for(self, clipper: Any, norm_type: float | str) -> Any:
         """The monitor's ClipStep for ``clipper``: kept while the same clipper (or number) comes back."""
+        from gradclip._validate import check_threshold
         from gradclip.clippers import NormClipper
         from gradclip.policies import Fixed
         from gradclip.step import ClipStep
@@ -162,7 +182,7 @@ class TorchGlue:
         key = (clipper, norm_type) if isinstance(clipper, (int, float)) else (id(clipper), norm_type)
         if self._step is None or self._step_key != key:
             if isinstance(clipper, (int, float)) and not isinstance(clipper, bool) and clipper > 0:
-                clipper = NormClipper(Fixed(float(clipper)), norm_type=norm_type)
+                clipper = NormClipper(Fixed(check_threshold(clipper, "clipper")), norm_type=norm_type)
             self._step, self._step_key = ClipStep(clipper), key
         return self._step
 

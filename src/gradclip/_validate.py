@@ -7,7 +7,7 @@ fails at once with a message the user can act on instead of silently training on
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 NONFINITE_POLICIES = ("propagate", "keep")
 FLOAT32_MAX = 3.4028234663852886e38
@@ -52,6 +52,8 @@ def check_off_or_threshold(value: object, name: str, allowed: str = "a real numb
     v = float(value)
     if math.isnan(v):
         raise ValueError(f"{name} must be {allowed}, got nan")
+    if math.isfinite(v) and v > FLOAT32_MAX:  # float32 norms cannot reach it: a typo, not a threshold
+        raise ValueError(f"{name} must be at most {FLOAT32_MAX:.4g} (float32's largest), got {value!r}")
     return v if v > 0 else None
 
 
@@ -64,9 +66,32 @@ def check_eps(eps: object) -> float:
 
 def check_nonfinite(policy: object) -> str:
     """Return the non-finite policy: 'propagate' (torch's behaviour) or 'keep'."""
-    if policy not in NONFINITE_POLICIES:
-        raise ValueError(f"unknown nonfinite policy {policy!r}; choose from {list(NONFINITE_POLICIES)}")
+    if not isinstance(policy, str) or policy not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite must be one of {list(NONFINITE_POLICIES)}, got {policy!r:.60}")
     return str(policy)
+
+
+def check_flag(value: object, name: str, *, optional: bool = False) -> bool | None:
+    """Return a True/False option (NumPy's bool too; None as well when ``optional``) as a bool or None.
+
+    A truthy stand-in (a string, a tensor, a number) is refused: ``foreach="no"`` would mean True.
+    """
+    if value is None and optional:
+        return None
+    kind = type(value)
+    if kind is bool or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")):
+        return bool(value)
+    allowed = "True, False or None" if optional else "True or False"
+    raise TypeError(f"{name} must be {allowed}, got {value!r:.60} ({type(value).__name__})")
+
+
+def check_count(value: object, name: str, minimum: int, maximum: int) -> int:
+    """Return a whole number in ``[minimum, maximum]`` (windows and sizes: bounded, never 2**70)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be a whole number in [{minimum}, {maximum}], got {value!r:.60}")
+    if not minimum <= int(value) <= maximum:
+        raise ValueError(f"{name} must be a whole number in [{minimum}, {maximum}], got {value!r}")
+    return int(value)
 
 
 def nonfinite_message(norm_type: float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
@@ -58,6 +59,16 @@ def threshold_advice(
         >>> gradclip.threshold_advice([1.0, 2.0]) is None  # fewer than min_samples norms
         True
     """
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
+        raise ValueError(f"min_samples must be a whole number >= 1, got {min_samples!r:.60}")
+    if mean is not None and (isinstance(mean, bool) or not isinstance(mean, Real) or math.isnan(mean)):
+        raise TypeError(f"mean must be None or a real number, got {mean!r:.60}")
+    if isinstance(norms, (str, bytes)) or not hasattr(norms, "__iter__"):
+        raise TypeError(f"norms must be an iterable of real numbers, got {norms!r:.60}")
+    norms = list(norms)
+    for i, v in enumerate(norms):
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise TypeError(f"norms[{i}] must be a real number, got {v!r:.60} ({type(v).__name__})")
     values = np.asarray([v for v in norms if math.isfinite(v)], dtype=np.float64)
     if len(values) < min_samples:
         return None

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from gradclip._validate import (
     check_eps,
+    check_flag,
     check_nonfinite,
     check_norm_type,
     check_threshold,
@@ -189,8 +190,9 @@ def clip_grads_with_norm_(
     """
     max_norm = _threshold(max_norm, "max_norm")
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
-    if not isinstance(total_norm, Tensor):
-        raise TypeError(f"total_norm must be a tensor, got {type(total_norm).__name__}")
+    if not isinstance(total_norm, Tensor) or total_norm.ndim != 0:
+        raise TypeError(f"total_norm must be a 0-dim tensor (from get_total_norm), got {total_norm!r:.60}")
+    check_flag(foreach, "foreach", optional=True)
     total_norm = plain_total(total_norm)  # a DTensor total (ours, or torch's partial one) made whole
     grads = _local(_grads(parameters))
     if grads:
@@ -292,6 +294,8 @@ def clip_grad_norm_(
     max_norm = _threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
+    check_flag(error_if_nonfinite, "error_if_nonfinite")
+    check_flag(return_stats, "return_stats")
     grads = grads_in = _grads(parameters)
     if isinstance(parameters, FlatGrads) and return_stats:
         # Per-parameter norms from the views: still one pass over the buffer.
@@ -348,6 +352,7 @@ def clip_grad_value_(
         tensor([-1.0000,  0.5000,  1.0000])
     """
     c = check_threshold(clip_value, "clip_value")
+    check_flag(foreach, "foreach", optional=True)
     for device, group in _by_device(_local(_grads(parameters))).items():
         if not all(g.is_floating_point() for g in group):  # clamping an integer tensor to a float fails late
             raise TypeError(

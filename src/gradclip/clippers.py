@@ -32,9 +32,10 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
-from gradclip._validate import check_eps, check_norm_type, check_threshold
+from gradclip._validate import check_eps, check_flag, check_norm_type, check_threshold
 from gradclip.clip import clip_factor, clip_grad_value_, scale_grads_
-from gradclip.norms import collect_grads, norm_rows_and_total, param_grad_pairs
+from gradclip.distributed import check_process_groups
+from gradclip.norms import collect_grads, norm_rows_and_total, param_grad_pairs, param_list
 from gradclip.policies import Fixed, Policy
 from gradclip.result import ClipResult
 
@@ -134,7 +135,11 @@ def measure_grads(
         >>> measure_grads([w], 2.0, torch.tensor(100.0), None, ()).total  # the true norm
         tensor(5.)
     """
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    params = param_list(parameters)
+    if grad_scale is not None and not (isinstance(grad_scale, Tensor) and grad_scale.numel() == 1):
+        raise TypeError(
+            f"grad_scale must be a one-element tensor (a loss scale) or None, got {grad_scale!r:.40}"
+        )
     grads = collect_grads(params)
     norms, total = norm_rows_and_total(grads, norm_type, foreach=foreach, process_groups=groups)
     if grad_scale is not None:  # the gradients still carry the loss scale: measure true norms
@@ -186,10 +191,13 @@ class NormClipper:
                     f"got {policy!r}"
                 )
             policy = Fixed(check_threshold(policy, "policy"))
+        if not callable(getattr(policy, "propose", None)):
+            raise TypeError(f"policy must be a threshold policy (with propose/commit), got {policy!r:.60}")
         self.policy = policy
         self.norm_type = check_norm_type(norm_type)
         self.eps = check_eps(eps)
-        self.foreach = foreach
+        self.foreach = check_flag(foreach, "foreach", optional=True)
+        check_process_groups(process_groups)
         self.process_groups = tuple(process_groups)  # extra groups for a global norm (distributed.py)
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
@@ -337,7 +345,7 @@ class ValueClipper(_Stateless):
 
     def __init__(self, clip_value: float, *, foreach: bool | None = None) -> None:
         self.clip_value = check_threshold(clip_value, "clip_value")
-        self.foreach = foreach
+        self.foreach = check_flag(foreach, "foreach", optional=True)
 
     def measure(self, parameters: Params, grad_scale: Tensor | None = None) -> Measured:
         """The inf-norm pass (the quantity value clipping bounds)."""
@@ -428,7 +436,9 @@ class AGC(_Stateless):
     ) -> None:
         self.clip_factor = check_threshold(clip_factor, "clip_factor")
         self.eps = check_eps(eps)
-        excluded = list(exclude.parameters() if isinstance(exclude, torch.nn.Module) else exclude)
+        excluded = param_list(
+            exclude.parameters() if isinstance(exclude, torch.nn.Module) else exclude, "exclude"
+        )
         for t in excluded:
             if not isinstance(t, Tensor):
                 raise TypeError(f"exclude must hold parameters (tensors), got a {type(t).__name__}")

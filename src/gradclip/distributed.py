@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # annotations only: DTensor may be missing at run time (torch
 __all__ = [
     "any_dtensor",
     "as_total",
+    "check_process_groups",
     "is_dtensor",
     "is_dtensor_type",
     "local_tensor",
@@ -220,7 +221,7 @@ def _reduce_over_mesh(powered: Tensor, mesh, kinds: list[tuple[str, ...]], p: fl
     return powered
 
 
-def _check_groups(process_groups: object) -> None:
+def check_process_groups(process_groups: object) -> None:
     """``process_groups`` must be a sequence of initialised torch.distributed process groups."""
     import torch.distributed as dist
 
@@ -255,7 +256,7 @@ def reduce_norms(
     """
     import torch.distributed as dist
 
-    _check_groups(process_groups)
+    check_process_groups(process_groups)
     op = dist.ReduceOp.MAX if math.isinf(p) else dist.ReduceOp.SUM
     if not local_norms:  # this rank holds no gradients but must still join the collectives
         total = torch.zeros((), dtype=torch.float32, device=_group_device(process_groups))

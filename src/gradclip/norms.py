@@ -29,8 +29,8 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
-from gradclip._validate import check_norm_type, nonfinite_message
-from gradclip.distributed import any_dtensor, as_total, norm_inputs, reduce_norms
+from gradclip._validate import check_flag, check_norm_type, nonfinite_message
+from gradclip.distributed import any_dtensor, as_total, check_process_groups, norm_inputs, reduce_norms
 
 __all__ = [
     "FlatGrads",
@@ -40,6 +40,7 @@ __all__ = [
     "norm_rows_and_total",
     "norms_and_total",
     "param_grad_pairs",
+    "param_list",
     "tensor_norms",
     "total_from_norms",
     "total_norm",
@@ -99,6 +100,25 @@ def _items(parameters: Tensor | Iterable[Tensor]) -> Iterable[Tensor]:
     return parameters
 
 
+def _check_iterable(parameters: object, name: str = "parameters") -> None:
+    if parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(f"{name} must be a tensor or an iterable of tensors, got {parameters!r:.60}")
+
+
+def param_list(parameters: Tensor | Iterable[Tensor], name: str = "parameters") -> list[Tensor]:
+    """``parameters`` as a list (a tensor as ``[tensor]``); None, text, non-iterables: TypeError."""
+    if isinstance(parameters, Tensor):
+        return [parameters]
+    _check_iterable(parameters, name)
+    return list(parameters)
+
+
+def _check_options(foreach: object, process_groups: object) -> None:
+    check_flag(foreach, "foreach", optional=True)
+    if not isinstance(process_groups, (tuple, list)):  # a tuple or list is checked where it is used
+        check_process_groups(process_groups)
+
+
 def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     """Turn a tensor, parameters or gradient tensors into the list of gradients to clip.
 
@@ -123,8 +143,8 @@ def collect_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    elif parameters is None or isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
-        raise TypeError(f"parameters must be a tensor or an iterable of tensors, got {parameters!r:.60}")
+    else:
+        _check_iterable(parameters)
     param_type = torch.nn.Parameter
     items = _items(parameters)
     fast = isinstance(items, (list, tuple)) and len(items) > 64 and not torch.compiler.is_compiling()
@@ -193,6 +213,8 @@ def param_grad_pairs(parameters: Tensor | Iterable[Tensor], *, who: str) -> list
         [(True, [0.5, 0.5])]
     """
     pairs: dict[int, tuple[Tensor, Tensor]] = {}
+    if not isinstance(parameters, Tensor):
+        _check_iterable(parameters)
     for i, t in enumerate(_items(parameters)):
         is_param, g = _as_param_grad(t, i)
         if not is_param:
@@ -388,6 +410,7 @@ def norms_and_total(
         ([tensor(5.), tensor(12.)], tensor(13.))
     """
     p = check_norm_type(norm_type)
+    _check_options(foreach, process_groups)
     if process_groups or any_dtensor(grads):
         local = norm_inputs(grads)
         local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
@@ -494,6 +517,7 @@ def total_norm(
         tensor(80.)
     """
     p = check_norm_type(norm_type)
+    _check_options(foreach, process_groups)
     if process_groups or any_dtensor(grads):
         return norms_and_total(grads, p, foreach=foreach, process_groups=process_groups)[1]
     return _local_norms_and_total(grads, p, foreach, per_tensor=False)[1]
@@ -510,7 +534,12 @@ def tensor_norms(grads: list[Tensor], norm_type: float = 2.0, *, foreach: bool |
         >>> gradclip.tensor_norms([torch.tensor([3.0, 4.0]), torch.ones(4, dtype=torch.float64)])
         [tensor(5.), tensor(2., dtype=torch.float64)]
     """
-    return norms_and_total(grads, norm_type, foreach=foreach)[0]
+    if not isinstance(grads, (list, tuple)):
+        raise TypeError(f"grads must be a list of gradient tensors, got {grads!r:.60}")
+    for i, g in enumerate(grads):
+        if not isinstance(g, Tensor):
+            raise TypeError(f"grads[{i}] must be a tensor, got {g!r:.60} ({type(g).__name__})")
+    return norms_and_total(list(grads), norm_type, foreach=foreach)[0]
 
 
 def total_from_norms(norms: list[Tensor], norm_type: float = 2.0) -> Tensor:
@@ -561,6 +590,7 @@ def get_total_norm(
         tensor(4.)
     """
     p = check_norm_type(norm_type)
+    check_flag(error_if_nonfinite, "error_if_nonfinite")
     grads = collect_grads(tensors)
     total = total_norm(grads, p, foreach=foreach, process_groups=process_groups)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
@@ -602,7 +632,7 @@ class FlatGrads:
                 raise TypeError(f"parameters[{i}] must be a tensor, got {p!r:.60} ({type(p).__name__})")
         self.params = [p for p in parameters if p.requires_grad]
         if not self.params:
-            raise ValueError("FlatGrads needs at least one parameter that requires grad")
+            raise ValueError(f"parameters must hold a tensor that requires grad, got {parameters!r:.60}")
         kinds = {(p.device, p.dtype) for p in self.params}
         if len(kinds) != 1:
             raise ValueError(

@@ -15,12 +15,14 @@ import types
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
+from numbers import Real
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import numpy as np
 
 from gradclip._validate import (
     check_eps,
+    check_flag,
     check_nonfinite,
     check_norm_type,
     check_off_or_threshold,
@@ -56,6 +58,8 @@ def _arrays(grads: Arrays) -> list[np.ndarray]:
         items = [grads]
     elif isinstance(grads, Mapping):
         items = list(grads.values())
+    elif grads is None or isinstance(grads, (str, bytes)) or not hasattr(grads, "__iter__"):
+        raise TypeError(f"grads must be a NumPy array, a mapping or an iterable of arrays, got {grads!r:.60}")
     else:
         items = list(grads)
         if not items and isinstance(grads, types.GeneratorType):
@@ -67,10 +71,10 @@ def _arrays(grads: Arrays) -> list[np.ndarray]:
     out = [g for g in items if g is not None]
     for i, g in enumerate(out):
         if not isinstance(g, np.ndarray):
-            raise TypeError(f"gradients must be NumPy arrays, got {type(g).__name__} at position {i}")
+            raise TypeError(f"grads must hold NumPy arrays; grads[{i}] is {g!r:.60} ({type(g).__name__})")
         if not np.issubdtype(g.dtype, np.floating):
             raise TypeError(
-                f"gradients must be floating point arrays, got dtype {g.dtype} at position {i} "
+                f"grads[{i}] must be a floating point array, got dtype {g.dtype} "
                 "(integer and boolean arrays are never clipped)"
             )
     if len(out) > 1 and len({id(g) for g in out}) != len(out):
@@ -127,6 +131,7 @@ def get_total_norm(grads: Arrays, norm_type: float | str = 2.0, error_if_nonfini
         5.0
     """
     p = check_norm_type(norm_type)
+    check_flag(error_if_nonfinite, "error_if_nonfinite")
     total = _combine(tensor_norms(grads, p), p)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(nonfinite_message(p))
@@ -166,6 +171,9 @@ def clip_grads_with_norm_(
         array([0.6, 0.8])
     """
     c = check_threshold(max_norm, "max_norm")
+    zero_dim = isinstance(total_norm, np.ndarray) and total_norm.ndim == 0 and total_norm.dtype.kind in "iuf"
+    if isinstance(total_norm, bool) or not (isinstance(total_norm, Real) or zero_dim):
+        raise TypeError(f"total_norm must be a real number (get_total_norm's result), got {total_norm!r:.60}")
     _scale_(_arrays(grads), _factor(c, float(total_norm), check_eps(eps), check_nonfinite(nonfinite)))
 
 
@@ -232,6 +240,8 @@ def clip_grad_norm_(
     c = check_threshold(max_norm, "max_norm")
     p = check_norm_type(norm_type)
     eps, nonfinite = check_eps(eps), check_nonfinite(nonfinite)
+    check_flag(error_if_nonfinite, "error_if_nonfinite")
+    check_flag(return_stats, "return_stats")
     arrays = _arrays(grads)
     norms = [_norm(g, p) for g in arrays]
     total = _combine(norms, p)
@@ -305,8 +315,8 @@ class ClipStep:
         skip_spikes: SpikeSkip | None = None,
         rate_window: int = 100,
     ) -> None:
-        if mode not in ("norm", "value"):
-            raise ValueError(f"unknown mode {mode!r}; choose from ['norm', 'value']")
+        if not isinstance(mode, str) or mode not in ("norm", "value"):
+            raise ValueError(f"unknown mode {mode!r:.60}; choose from ['norm', 'value']")
         self.policy, self.max_norm = None, None
         if callable(getattr(clipper, "propose", None)):
             self.policy = clipper

@@ -108,8 +108,8 @@ class ClipOptimizer(_Wrapper):
     ) -> None:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
             raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
-        if fused not in (None, True, False):
-            raise ValueError(f"fused must be None, True or False, got {fused!r}")
+        if not (fused is None or isinstance(fused, bool)):
+            raise ValueError(f"fused must be None, True or False, got {fused!r:.60}")
         self.optimizer = optimizer
         self.clip_step = ClipStep(clipper, skip_nonfinite=skip_nonfinite, skip_spikes=skip_spikes)
         can_fuse = self.clip_step.fuses(optimizer)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 from typing import Any, NamedTuple, Protocol
 
+from gradclip._validate import check_flag
+
 __all__ = [
     "Fixed",
     "FixedState",
@@ -486,6 +488,12 @@ def zscore(
 # --- stateful wrappers ----------------------------------------------------------------------------
 
 
+def _check_norm(norm: Any) -> Any:
+    if (isinstance(norm, Real) and not isinstance(norm, bool)) or getattr(norm, "ndim", None) == 0:
+        return norm
+    raise TypeError(f"norm must be a real number or a 0-dim tensor, got {norm!r:.60} ({type(norm).__name__})")
+
+
 class _Stateful:
     """Holds a policy's state; ``update(norm)`` returns this step's threshold."""
 
@@ -498,12 +506,12 @@ class _Stateful:
         self.state = fns.init()
 
     def update(self, norm: Norm) -> Norm:
-        threshold, self.state = self._fns.update(norm, self.state)
+        threshold, self.state = self._fns.update(_check_norm(norm), self.state)
         return threshold
 
     def propose(self, norm: Norm) -> tuple[Norm, Any]:
         """This step's threshold and the state it would leave, without keeping that state."""
-        return self._fns.update(norm, self.state)
+        return self._fns.update(_check_norm(norm), self.state)
 
     def commit(self, state: Any) -> None:
         """Keep a state returned by [`propose`][gradclip.clippers.NormClipper.propose] (a skipped step keeps
@@ -629,8 +637,9 @@ class Percentile(_Stateful):
         warmup_factor: float | None = WARMUP_FACTOR,
     ) -> None:
         config: dict[str, Any] = {"p": p, "window": window, "warmup": warmup}
-        config.update(include_current=bool(include_current), warmup_factor=warmup_factor)
-        fns = percentile(p, window=window, warmup=warmup, include_current=bool(include_current),
+        include_current = bool(check_flag(include_current, "include_current"))
+        config.update(include_current=include_current, warmup_factor=warmup_factor)
+        fns = percentile(p, window=window, warmup=warmup, include_current=include_current,
                          warmup_factor=warmup_factor)  # fmt: skip
         super().__init__(fns, config)
 

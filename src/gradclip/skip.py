@@ -20,9 +20,14 @@ from typing import Any
 __all__ = ["SpikeSkip", "check_recent", "check_step_options", "decide", "load_all_or_nothing"]
 
 
+MAX_WINDOW = 10**9  # windows are deques of floats: a bound that fits memory and a C size
+
+
 def _count(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value > MAX_WINDOW:
+        raise ValueError(f"{name} must be an integer >= {minimum} and at most 10**9, got {value!r}")
     return value
 
 
@@ -81,6 +86,8 @@ class SpikeSkip:
 
     def check(self, norm: float) -> bool:
         """Whether ``norm`` is a spike; records it (accepted norms only) and returns the verdict."""
+        if isinstance(norm, bool) or not isinstance(norm, (int, float)):
+            raise TypeError(f"norm must be a real number (the step's total norm), got {norm!r:.60}")
         self._to_host()
         if not math.isfinite(norm):
             return False  # non-finite steps are the other rule's
@@ -165,8 +172,7 @@ def check_step_options(skip_nonfinite: object, skip_spikes: object, rate_window:
         raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
     if skip_spikes is not None and not isinstance(skip_spikes, SpikeSkip):
         raise TypeError(f"skip_spikes must be a gradclip.SpikeSkip or None, got {skip_spikes!r}")
-    if isinstance(rate_window, bool) or not isinstance(rate_window, int) or rate_window < 1:
-        raise ValueError(f"rate_window must be an integer >= 1, got {rate_window!r}")
+    _count(rate_window, "rate_window", 1)
 
 
 def check_recent(recent: object, maxlen: int) -> list[float]:

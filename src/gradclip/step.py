@@ -49,8 +49,9 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 
 from torch import Tensor
 
-from gradclip._validate import check_off_or_threshold
+from gradclip._validate import check_flag, check_off_or_threshold
 from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, measure_grads
+from gradclip.norms import param_list
 from gradclip.policies import Fixed
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
@@ -184,9 +185,7 @@ class ClipStep:
         self, parameters: Any, grad_scale: Tensor | None, *, defer: bool, drop: bool
     ) -> ClipResult[Tensor, Tensor]:
         """Measure, threshold, decide, rescale (unless ``defer``: the fused kernel applies it)."""
-        m = self._measure(
-            list(parameters) if not isinstance(parameters, Tensor) else [parameters], grad_scale
-        )
+        m = self._measure(param_list(parameters), grad_scale)
         if torch.compiler.is_compiling():
             return self._run_branch_free(m, grad_scale, defer=defer, drop=drop)
         total, host = m.total, m.host  # host: the total as a float, read once (eager CPU), else None
@@ -314,8 +313,9 @@ class ClipStep:
         Args:
             parameters: parameters (their ``.grad`` is used) or gradient tensors. Gradient tensors
                 cannot be dropped: honour ``result.skipped`` yourself.
-            grad_scale: the loss scale the gradients still carry (``GradScaler.get_scale()``,
-                unscaled here in the same pass as the clip), or None.
+            grad_scale: the loss scale the gradients still carry, as a one-element tensor
+                (``torch.tensor(scaler.get_scale())``; unscaled here in the same pass as the clip),
+                or None.
         """
         return self._run(parameters, grad_scale, defer=False, drop=True)
 
@@ -340,6 +340,11 @@ class ClipStep:
             raise TypeError(
                 f"optimizer must be a torch optimizer (step, param_groups), got {optimizer!r:.60}"
             )
+        if closure is not None and not callable(closure):
+            raise TypeError(f"closure must be a callable (recomputing the loss) or None, got {closure!r:.40}")
+        if scaler is not None and not callable(getattr(scaler, "unscale_", None)):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {scaler!r:.60}")
+        check_flag(fused, "fused", optional=True)
         if closure is not None:
             with torch.enable_grad():
                 closure()

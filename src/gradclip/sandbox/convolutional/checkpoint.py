@@ -31,7 +31,7 @@ try:
 except ModuleNotFoundError as err:  # torch is an extra: say which one
     missing_extra(err, __name__)
 
-from gradclip._io import read_sealed, write_sealed
+from gradclip._io import check_path, read_sealed, write_sealed
 from gradclip._state import check_int, check_keys, check_mapping, check_optimizer_state
 
 __all__ = ["KIND", "check_trainer_state", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
@@ -67,7 +67,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         ValueError: a foreign, corrupted (digest mismatch), truncated or newer-format file, a state
             without the entries a trainer saves, or non-finite weights or optimizer state.
     """
-    name = os.fspath(path)
+    name = os.fspath(check_path(path))
     payload = read_sealed(path, kind=KIND)
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)

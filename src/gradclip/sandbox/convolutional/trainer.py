@@ -33,7 +33,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradclip._validate import check_off_or_threshold
+from gradclip._validate import check_count, check_off_or_threshold
 from gradclip.result import ClipResult
 from gradclip.sandbox.convolutional.checkpoint import (
     check_trainer_state,
@@ -155,7 +155,7 @@ class ConvTrainer:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not (callable(getattr(optimizer, "step", None)) and hasattr(optimizer, "param_groups")):
             raise TypeError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
-        if clip_mode not in CLIP_MODES:
+        if not isinstance(clip_mode, str) or clip_mode not in CLIP_MODES:
             raise ValueError(f"unknown clip_mode {clip_mode!r}; choose from {sorted(CLIP_MODES)}")
         self.grad_clip_norm = check_off_or_threshold(grad_clip_norm, "grad_clip_norm")
         if clipper is not None and self.grad_clip_norm is not None:
@@ -178,6 +178,7 @@ class ConvTrainer:
         self.scaler = torch.amp.GradScaler("cuda") if cuda_fp16 else None
         self.spike = _spike(spike)
         self.progress = progress
+        seed = check_count(seed, "seed", 0, 2**64 - 1)
         self.generator = torch.Generator().manual_seed(seed)  # data order, saved in checkpoints
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.log_dir = log_dir
@@ -255,6 +256,10 @@ class ConvTrainer:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not all(hasattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")):
+            raise TypeError(
+                f"data must be an ImageSplit (x_train, y_train, x_test, y_test), got {data!r:.60}"
+            )
         self.check_data(data.x_train, data.y_train, names=("x_train", "y_train"))
         self.check_data(data.x_test, data.y_test, names=("x_test", "y_test"))
         n = len(data.x_train)

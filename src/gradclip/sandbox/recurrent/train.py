@@ -80,9 +80,9 @@ class RunConfig:
         _positive(self.target_error, "target_error")
         if self.threshold is not None:
             _positive(self.threshold, "threshold")
-        if self.init not in INITS:
+        if not isinstance(self.init, str) or self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {list(INITS)}")
-        if self.dtype not in DTYPES:
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
 
 

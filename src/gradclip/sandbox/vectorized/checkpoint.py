@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gradclip._io import read_sealed, write_sealed
+from gradclip._io import check_path, read_sealed, write_sealed
 from gradclip._state import check_int, check_keys, check_mapping
 
 __all__ = ["KIND", "check_trainer_state", "load_state", "save_state"]
@@ -59,7 +59,7 @@ def _unpack(value: Any, arrays: Any) -> Any:
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically; return the path."""
-    path = Path(path)
+    path = check_path(path)
     arrays: dict[str, np.ndarray] = {}
     meta = json.dumps(_pack(state, "", arrays))
     buffer = io.BytesIO()
@@ -75,7 +75,7 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: nothing at ``path``.
         ValueError: a foreign, corrupted, truncated or newer-format file (the message names it).
     """
-    name = os.fspath(path)
+    name = os.fspath(check_path(path))
     payload = read_sealed(path, kind=KIND)
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as archive:

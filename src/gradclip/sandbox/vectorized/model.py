@@ -95,8 +95,13 @@ class Sequential:
 
 def mlp(sizes: Sequence[int], *, dropout: float = 0.0, dtype: type = np.float32, seed: int = 0) -> Sequential:
     """Dense-ReLU stack: ``mlp([64, 128, 10])`` is Dense(64,128), ReLU, Dense(128,10)."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a sequence of layer sizes, got {sizes!r:.60}")
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)!r}")
+    for i, n in enumerate(sizes):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"sizes[{i}] must be a whole number >= 1, got {n!r:.60}")
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(Dense(n_in, n_out))

@@ -25,8 +25,8 @@ Schedule = Callable[[int], float]
 
 def _check_nonneg(value: object, name: str, *, upper: float = math.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < upper:
-        bound = f"[0, {upper})" if math.isfinite(upper) else ">= 0"
-        raise ValueError(f"{name} must be a real number in {bound}, got {value!r}")
+        bound = f"in [0, {upper})" if math.isfinite(upper) else ">= 0"
+        raise ValueError(f"{name} must be a real number {bound}, got {value!r}")
     return float(value)
 
 

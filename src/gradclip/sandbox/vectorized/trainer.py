@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from gradclip import numpy as gnp
-from gradclip._validate import check_off_or_threshold
+from gradclip._validate import check_count, check_off_or_threshold
 from gradclip.sandbox.vectorized.checkpoint import check_trainer_state, load_state, save_state
 from gradclip.sandbox.vectorized.losses import Loss, SoftmaxCrossEntropy
 from gradclip.sandbox.vectorized.model import Sequential
@@ -104,7 +104,7 @@ class VTrainer:
             raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
         if not isinstance(optimizer, (Optimizer, Lookahead)):
             raise TypeError(f"optimizer must be SGD, Adam or Lookahead, got {type(optimizer).__name__}")
-        if clip_mode not in CLIP_MODES:
+        if not isinstance(clip_mode, str) or clip_mode not in CLIP_MODES:
             raise ValueError(f"unknown clip_mode {clip_mode!r}; choose from {list(CLIP_MODES)}")
         if clipper is not None and (grad_clip_norm is not None or clip_mode != "norm"):
             raise ValueError(
@@ -131,8 +131,12 @@ class VTrainer:
             )
         self.model, self.optimizer, self.clip_mode = model, optimizer, clip_mode
         self.monitor = monitor
+        if loss is not None and not all(
+            callable(getattr(loss, m, None)) for m in ("forward", "backward", "check_targets")
+        ):
+            raise TypeError(f"loss must be a Loss (SoftmaxCrossEntropy, MSE, ...) or None, got {loss!r:.60}")
         self.loss = loss if loss is not None else SoftmaxCrossEntropy()
-        self.rng = np.random.default_rng(seed)  # batch order
+        self.rng = np.random.default_rng(check_count(seed, "seed", 0, 2**64 - 1))  # batch order
         self.epoch = 0
         self.step_count = 0
         self.history: dict[str, list[float]] = {k: [] for k in EPOCH_KEYS + STEP_KEYS}
