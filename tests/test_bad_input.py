@@ -470,11 +470,6 @@ def _measured(m: torch.nn.Module):
 
 X2, Y2 = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
 NP = [np.ones(3)]
-# Entry points in monitor.py, sinks.py and report.py that still answer bad input with Python's own
-# message (no argument named): those modules take only message edits until issue 17 lands.
-LATER = pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="monitor.py/sinks.py/report.py: checked after issue 17"
-)
 
 # (id, call, exception type, regex the message must match: it names the argument). Every public
 # constructor and method audited for issue 19, with the bad values the audit tried.
@@ -512,23 +507,23 @@ AUDITED = [
      ValueError, r"^layer_norms"),
     ("MonitorConfig(window=0)", lambda m: MonitorConfig(window=0), ValueError, r"window"),
     ("MonitorConfig(clip_rate=2)", lambda m: MonitorConfig(clip_rate=2.0), ValueError, r"clip_rate"),
-    pytest.param("GradMonitor(names=5)", lambda m: GradMonitor(names=5), TypeError, r"^names", marks=LATER),
+    pytest.param("GradMonitor(names=5)", lambda m: GradMonitor(names=5), TypeError, r"^names"),
     pytest.param("GradMonitor.record('abc')", lambda m: GradMonitor().record("abc"), TypeError,
                  r"^total_norm",
-                 marks=LATER),
+                 ),
     pytest.param("GradMonitor.record(loss='abc')", lambda m: GradMonitor().record(1.0, loss="abc"), TypeError,
-                 r"^loss", marks=LATER),
+                 r"^loss"),
     pytest.param("GradMonitor.record(threshold=[1])", lambda m: GradMonitor().record(1.0, threshold=[1]),
-                 TypeError, r"^threshold", marks=LATER),
+                 TypeError, r"^threshold"),
     pytest.param("GradMonitor.record(layer_norms=5)", lambda m: GradMonitor().record(1.0, layer_norms=5),
-                 TypeError, r"^layer_norms", marks=LATER),
+                 TypeError, r"^layer_norms"),
     # sinks and reports
     ("make_sink('parquet')", lambda m: make_sink("parquet", "x"), ValueError, r"sink"),
     ("TensorBoardSink(histogram_every=0)", lambda m: TensorBoardSink("x", histogram_every=0), ValueError,
      r"^histogram_every"),
-    pytest.param("make_sink([5])", lambda m: make_sink([5], "x"), ValueError, r"^kind", marks=LATER),
-    pytest.param("JsonlSink(log_dir=5)", lambda m: JsonlSink(5), TypeError, r"^log_dir", marks=LATER),
-    pytest.param("read_run(5)", lambda m: read_run(5), TypeError, r"^path", marks=LATER),
+    pytest.param("make_sink([5])", lambda m: make_sink([5], "x"), ValueError, r"^kind"),
+    pytest.param("JsonlSink(log_dir=5)", lambda m: JsonlSink(5), TypeError, r"^log_dir"),
+    pytest.param("read_run(5)", lambda m: read_run(5), TypeError, r"^path"),
     # the torch functional API
     ("clip_grad_norm_(None)", lambda m: clip_grad_norm_(None, 1.0), TypeError, r"^parameters"),
     ("clip_grad_norm_('ab')", lambda m: clip_grad_norm_("ab", 1.0), TypeError, r"^parameters"),

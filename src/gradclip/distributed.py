@@ -222,7 +222,16 @@ def _reduce_over_mesh(powered: Tensor, mesh, kinds: list[tuple[str, ...]], p: fl
 
 
 def check_process_groups(process_groups: object) -> None:
-    """``process_groups`` must be a sequence of initialised torch.distributed process groups."""
+    """``process_groups`` must be a sequence of initialised torch.distributed process groups.
+
+    Examples:
+        >>> from gradclip.distributed import check_process_groups
+        >>> check_process_groups(())  # no extra group: nothing to reduce over
+        >>> check_process_groups(["x"])
+        Traceback (most recent call last):
+            ...
+        TypeError: process_groups[0] must be a torch.distributed ProcessGroup...
+    """
     import torch.distributed as dist
 
     if isinstance(process_groups, (str, bytes)) or not isinstance(process_groups, Sequence):

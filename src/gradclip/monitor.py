@@ -75,6 +75,16 @@ def _stacklevel() -> int:
 _SINK_METHODS = ("open", "write_step", "write_event", "close")
 
 
+def _real(value: Any, name: str) -> float:
+    """``value`` as a float (a number or a one-element tensor/array); anything else: TypeError naming it."""
+    if not isinstance(value, (str, bytes)):
+        try:
+            return float(value)  # numbers, one-element tensors and arrays
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise TypeError(f"{name} must be a real number (or a one-element tensor), got {value!r:.60}")
+
+
 class GradMonitor:
     """Watches gradient norms step by step; warns, advises a threshold and logs to sinks.
 
@@ -172,6 +182,12 @@ class GradMonitor:
             from gradclip._monitor_torch import TorchGlue
 
             self._torch = TorchGlue(self, model, optimizer)
+        if names is not None and (
+            isinstance(names, str)
+            or not isinstance(names, Sequence)
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise TypeError(f"names must be a sequence of layer names (str), got {names!r:.60}")
         self.names = list(names) if names is not None else (self._torch.names if self._torch else None)
         self._sinks = self._make_sinks(sinks)
         self._opened, self._closed = False, False
@@ -272,7 +288,19 @@ class GradMonitor:
         Defaults: ``finite = isfinite(total_norm)``; ``clipped = total_norm > threshold``;
         ``post_clip_norm = min(total_norm, threshold)`` under norm clipping.
         """
-        total = float(total_norm)
+        total = _real(total_norm, "total_norm")
+        if threshold is not None:
+            threshold = _real(threshold, "threshold")
+        if loss is not None:
+            loss = _real(loss, "loss")
+        if lr is not None:
+            lr = _real(lr, "lr")
+        if layer_norms is not None and (
+            isinstance(layer_norms, (str, bytes)) or not hasattr(layer_norms, "__len__")
+        ):
+            raise TypeError(
+                f"layer_norms must be a sequence of per-layer norms or None, got {layer_norms!r:.60}"
+            )
         if finite is None:
             finite = math.isfinite(total)
         if clipped is None:

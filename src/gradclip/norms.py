@@ -106,7 +106,18 @@ def _check_iterable(parameters: object, name: str = "parameters") -> None:
 
 
 def param_list(parameters: Tensor | Iterable[Tensor], name: str = "parameters") -> list[Tensor]:
-    """``parameters`` as a list (a tensor as ``[tensor]``); None, text, non-iterables: TypeError."""
+    """``parameters`` as a list (a tensor as ``[tensor]``); None, text, non-iterables: TypeError.
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.norms import param_list
+        >>> len(param_list(torch.nn.Linear(2, 1).parameters())), len(param_list(torch.ones(3)))
+        (2, 1)
+        >>> param_list(None)
+        Traceback (most recent call last):
+            ...
+        TypeError: parameters must be...
+    """
     if isinstance(parameters, Tensor):
         return [parameters]
     _check_iterable(parameters, name)

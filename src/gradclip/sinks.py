@@ -44,7 +44,7 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
-from gradclip._io import atomic_write
+from gradclip._io import atomic_write, check_path
 
 __all__ = [
     "COLUMNS",
@@ -165,7 +165,7 @@ class JsonlSink:
     """
 
     def __init__(self, log_dir: str | Path) -> None:
-        self.path = Path(log_dir) / JSONL_NAME
+        self.path = check_path(log_dir, "log_dir") / JSONL_NAME
         self._file: io.TextIOWrapper | None = None
 
     def open(self, header: Mapping[str, Any]) -> None:
@@ -259,7 +259,7 @@ class CsvSink:
     """
 
     def __init__(self, log_dir: str | Path) -> None:
-        self.path = Path(log_dir) / CSV_NAME
+        self.path = check_path(log_dir, "log_dir") / CSV_NAME
         self._file: io.TextIOWrapper | None = None
         self._writer: Any = None
 
@@ -323,7 +323,7 @@ class TensorBoardSink:
     def __init__(self, log_dir: str | Path, *, histogram_every: int = 100) -> None:
         if isinstance(histogram_every, bool) or not isinstance(histogram_every, int) or histogram_every < 1:
             raise ValueError(f"histogram_every must be a whole number >= 1, got {histogram_every!r}")
-        self.log_dir = Path(log_dir)
+        self.log_dir = check_path(log_dir, "log_dir")
         self.histogram_every = histogram_every
         self._writer: Any = None
         self._layers: list[str] = []
@@ -384,10 +384,10 @@ def make_sink(kind: str, log_dir: str | Path) -> Sink:
         >>> make_sink("parquet", "runs/example")
         Traceback (most recent call last):
             ...
-        ValueError: unknown sink 'parquet'...
+        ValueError: kind must be a sink name: unknown sink 'parquet'...
     """
-    if kind not in _SINKS:
-        raise ValueError(f"unknown sink {kind!r}; choose from {sorted(_SINKS)}")
+    if not isinstance(kind, str) or kind not in _SINKS:
+        raise ValueError(f"kind must be a sink name: unknown sink {kind!r:.60}; choose from {sorted(_SINKS)}")
     return _SINKS[kind](log_dir)
 
 
@@ -541,7 +541,7 @@ def read_run(path: str | Path) -> RunLog:
             ...
         FileNotFoundError: no gradient log at runs/no-such-run...
     """
-    path = Path(path)
+    path = check_path(path)
     if path.is_dir():
         path = path / JSONL_NAME
     if not path.is_file():
