@@ -283,7 +283,9 @@ class ClipStep:
         mode: ``'norm'`` rescales when ``||g||_2 > c``; ``'value'`` clamps every element to
             ``[-c, c]`` (its total is the inf-norm, the quantity it bounds).
         eps: added to the norm in the denominator (norm mode).
-        skip_nonfinite, skip_spikes, rate_window: as for the torch step ([`gradclip.skip`][gradclip.skip]).
+        skip_nonfinite: skip the update when the norm is NaN/Inf, as the torch step does.
+        skip_spikes: a [`SpikeSkip`][gradclip.skip.SpikeSkip] to also skip spikes, or None.
+        rate_window: the clip rate is the fraction of clipped steps among the last ``rate_window``.
 
     [`clip_`][gradclip.numpy.ClipStep.clip_] returns a [`ClipResult`][gradclip.result.ClipResult] of floats;
     on a skipped step nothing is changed (arrays, policy state) and ``result.skipped`` tells the caller not to
