@@ -35,6 +35,7 @@ from gradclip.monitor import GradMonitor, MonitorConfig
 from gradclip.norms import FlatGrads, tensor_norms
 from gradclip.optim import ClipOptimizer, Lookahead
 from gradclip.policies import Fixed, Percentile, ZScore
+from gradclip.report import render_report, write_report
 from gradclip.sandbox.convolutional import cli as conv_cli
 from gradclip.sandbox.convolutional.trainer import ConvTrainer
 from gradclip.sandbox.recurrent.train import RunConfig
@@ -517,7 +518,15 @@ AUDITED = [
                  TypeError, r"^threshold"),
     pytest.param("GradMonitor.record(layer_norms=5)", lambda m: GradMonitor().record(1.0, layer_norms=5),
                  TypeError, r"^layer_norms"),
+    ("GradMonitor(name=tensor)", lambda m: GradMonitor(name=torch.ones(1)), TypeError, r"^name"),
+    ("GradMonitor(overwrite='yes')", lambda m: GradMonitor(overwrite="yes"), TypeError, r"^overwrite"),
+    ("GradMonitor(resume=tensor)", lambda m: GradMonitor(resume=torch.ones(2)), TypeError, r"^resume"),
+    ("GradMonitor.record(lr='abc')", lambda m: GradMonitor().record(1.0, lr="abc"), TypeError, r"^lr"),
     # sinks and reports
+    ("write_report([5])", lambda m: write_report([5], "x"), TypeError, r"^run_dirs\[0\]"),
+    ("write_report(out_dir=5)", lambda m: write_report(["a"], 5), TypeError, r"^out_dir"),
+    ("write_report(results=[1])", lambda m: write_report(["a"], "x", results=[1]), TypeError, r"^results"),
+    ("render_report(['a'])", lambda m: render_report(["a"], "x"), TypeError, r"^runs\[0\]"),
     ("make_sink('parquet')", lambda m: make_sink("parquet", "x"), ValueError, r"sink"),
     ("TensorBoardSink(histogram_every=0)", lambda m: TensorBoardSink("x", histogram_every=0), ValueError,
      r"^histogram_every"),

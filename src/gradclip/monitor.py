@@ -33,6 +33,7 @@ from typing import Any
 
 from gradclip._monitor_state import load_state, state_of
 from gradclip._monitor_torch import host_floats
+from gradclip._validate import check_flag
 from gradclip.advice import Advice, threshold_advice
 from gradclip.diagnosis import (
     WARNING_KINDS,
@@ -162,6 +163,10 @@ class GradMonitor:
         if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or os.fspath(log_dir) == ""):
             raise TypeError(f"log_dir must be a directory path or None, got {log_dir!r:.60}")
         self.log_dir = None if log_dir is None else Path(log_dir)
+        check_flag(overwrite, "overwrite")
+        check_flag(resume, "resume")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a run name (str) or None, got {name!r:.60}")
         if overwrite and resume:
             raise ValueError(
                 "overwrite=True and resume=True contradict each other: replace the log or continue it"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradclip._io import atomic_write, atomic_write_text
+from gradclip._io import atomic_write, atomic_write_text, check_path
 from gradclip.monitor import Advice, threshold_advice
 from gradclip.sinks import RunLog, read_run
 
@@ -481,7 +481,21 @@ def write_report(
     """
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ValueError(f"run_dirs must be a non-empty list of run directories, got {run_dirs!r}")
-    return render_report([read_run(d) for d in run_dirs], out_dir, title=title, results=results)
+    if not isinstance(run_dirs, Sequence):
+        raise TypeError(f"run_dirs must be a list of run directories, got {run_dirs!r:.60}")
+    dirs = [check_path(d, f"run_dirs[{i}]") for i, d in enumerate(run_dirs)]
+    _check_results(results)
+    check_path(out_dir, "out_dir")
+    return render_report([read_run(d) for d in dirs], out_dir, title=title, results=results)
+
+
+def _check_results(results: object) -> None:
+    if results is not None and (
+        not isinstance(results, Mapping) or not all(isinstance(v, Mapping) for v in results.values())
+    ):
+        raise TypeError(
+            f"results must be None or a mapping of run name to {{metric: value}}, got {results!r:.60}"
+        )
 
 
 def render_report(
@@ -501,7 +515,13 @@ def render_report(
         >>> "<title>A small run</title>" in page.read_text()
         True
     """
-    out = Path(out_dir)
+    out = check_path(out_dir, "out_dir")
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs:
+        raise TypeError(f"runs must be a non-empty list of runs read with read_run, got {runs!r:.60}")
+    for i, run in enumerate(runs):
+        if not isinstance(run, RunLog):
+            raise TypeError(f"runs[{i}] must be a RunLog (from gradclip.sinks.read_run), got {run!r:.60}")
+    _check_results(results)
     if title is not None:
         _check_title(title)
     out.mkdir(parents=True, exist_ok=True)
