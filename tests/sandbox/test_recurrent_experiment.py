@@ -94,6 +94,11 @@ def test_compare_counts_successes_with_wilson_intervals_and_fisher_p() -> None:
     assert (row.sgd.solved, row.clipped.solved) == (sum(r.solved for r in results[:2]), 2)
     assert row.clipped.rate.estimate == 1.0 and row.clipped.rate.low == pytest.approx(0.3424, abs=1e-4)
     assert 0 < row.p_value <= 1
+    clipped_runs = results[2:]  # (lr, clipped, seed) order: the unclipped pair first
+    assert row.sgd.clip_rate == 0
+    assert row.clipped.clip_rate == sum(r.clipped_steps for r in clipped_runs) / sum(
+        len(r.grad_norms) for r in clipped_runs
+    )
     table = format_table([row])
     assert "2/2 [0.34, 1.00]" in table and "addition" in table
 

@@ -131,6 +131,7 @@ class Arm(NamedTuple):
     error: Interval  # median final error over the evaluated runs, 95% order-statistic interval
     errors: tuple[float, ...]  # each run's `final_error`, in seed order (NaN: never evaluated)
     median_threshold: float  # NaN for SGD
+    clip_rate: float  # clipped steps / steps over the arm's runs (0 for SGD)
     diverged: int  # runs ending in NaN/inf
     spikes: int  # |g| > 10 x the median of the previous 20 steps
     jumps: int  # spikes after which the mean loss of the next 20 steps doubled
@@ -174,6 +175,7 @@ def _arm(group: list[RunResult], clipped: bool) -> Arm:
         error=median_interval(evaluated) if evaluated else Interval(math.nan, math.nan, math.nan),
         errors=errors,
         median_threshold=statistics.median(r.config["threshold"] for r in group) if clipped else math.nan,
+        clip_rate=sum(r.clipped_steps for r in group) / max(1, sum(len(r.grad_norms) for r in group)),
         diverged=sum(r.diverged for r in group), spikes=sum(o.spikes for o in outcomes),
         jumps=sum(o.jumps for o in outcomes),
     )  # fmt: skip

@@ -31,7 +31,8 @@ NOTE = ("success: error < 1% on fresh sequences within the step budget; solved [
         "p: two-sided Fisher exact test of the success rates of SGD vs SGD-C; "
         "err: median error of the last evaluation (a diverged run counts as 1) [a, b]: 95% "
         "order-statistic interval of the median; p err: two-sided Mann-Whitney U test of the final "
-        "errors (normal approximation, tie-corrected); c: median clipping threshold")  # fmt: skip
+        "errors (normal approximation, tie-corrected); c: median clipping threshold; "
+        "clipped: share of SGD-C's steps that were clipped")  # fmt: skip
 
 
 def _rate(arm: Arm) -> str:
@@ -51,12 +52,12 @@ def _cells(c: Comparison) -> list[str]:
     s, k = c.sgd, c.clipped
     return [s.task, str(s.length), f"{s.lr:g}", _rate(s), _rate(k), f"{c.p_value:.3g}", _error(s),
             _error(k), _num(c.error_test.p_value, ".2g"), _num(s.median_steps),
-            _num(k.median_steps), _num(k.median_threshold, ".3g"), f"{s.diverged}/{k.diverged}",
-            f"{s.jumps}/{k.jumps}"]  # fmt: skip
+            _num(k.median_steps), _num(k.median_threshold, ".3g"), f"{k.clip_rate:.1%}",
+            f"{s.diverged}/{k.diverged}", f"{s.jumps}/{k.jumps}"]  # fmt: skip
 
 
 HEAD = ["task", "T", "lr", "SGD solved", "SGD-C solved", "p", "SGD err", "SGD-C err", "p err",
-        "SGD steps", "SGD-C steps", "c", "NaN", "jumps"]  # fmt: skip
+        "SGD steps", "SGD-C steps", "c", "clipped", "NaN", "jumps"]  # fmt: skip
 
 
 def format_table(comparisons: Sequence[Comparison]) -> str:
