@@ -17,13 +17,18 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradclip._io import atomic_write
 from gradclip.sandbox.recurrent.experiment import Arm, Comparison, run_name
 from gradclip.sandbox.recurrent.model import PARAM_NAMES
 from gradclip.sandbox.recurrent.train import RunConfig, RunResult
+from gradclip.sandbox.stats import Interval
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["format_markdown", "format_table", "log_runs", "plot_rates", "write_outputs"]
 
@@ -76,8 +81,10 @@ def format_markdown(comparisons: Sequence[Comparison]) -> str:
     return "\n".join(lines)
 
 
-def _bars(ax, comparisons: Sequence[Comparison], lrs: list[float], pick) -> list[int]:
-    """One task's panel: ``pick(arm)`` (an Interval) per T, SGD and SGD-C per lr; the lengths drawn."""
+def _bars(
+    ax: Axes, comparisons: Sequence[Comparison], lrs: list[float], pick: Callable[[Arm], Interval]
+) -> None:
+    """One task's panel: the interval ``pick(arm)`` per T, SGD and SGD-C side by side per lr."""
     lengths = sorted({c.sgd.length for c in comparisons})
     width = 0.8 / (2 * len(lrs))
     styles = {False: ("tab:red", "o", "SGD"), True: ("tab:blue", "s", "SGD-C")}
@@ -97,12 +104,14 @@ def _bars(ax, comparisons: Sequence[Comparison], lrs: list[float], pick) -> list
                         label=f"{name}, lr {lr:g}")  # fmt: skip
     ax.set_xticks(range(len(lengths)), [f"T={n}" for n in lengths])
     ax.grid(axis="y", alpha=0.3)
-    return lengths
 
 
 def plot_rates(comparisons: Sequence[Comparison], *, title: str = "") -> bytes:
-    """PNG bytes: per task (columns), success rate vs T with 95% Wilson bars (top) and the median
-    final error with its 95% order-statistic interval (bottom), SGD and SGD-C per lr."""
+    """PNG bytes: success rates (top) and median final errors (bottom) against T, one column per task.
+
+    SGD and SGD-C side by side per lr; the rates with their 95% Wilson intervals, the errors with
+    their 95% order-statistic intervals.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -130,8 +139,8 @@ def plot_rates(comparisons: Sequence[Comparison], *, title: str = "") -> bytes:
 
 
 def _json_value(value: object) -> object:
-    """NaN as null, intervals and tests as objects, tuples as lists (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
+    """NaN and inf as null (JSON has neither), intervals and tests as objects, tuples as lists."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "_asdict"):
         return {k: _json_value(v) for k, v in value._asdict().items()}
