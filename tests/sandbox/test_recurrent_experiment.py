@@ -13,8 +13,9 @@ from gradclip.sandbox.recurrent import cli
 from gradclip.sandbox.recurrent.cliff import run_cliff
 from gradclip.sandbox.recurrent.experiment import compare, run_grid
 from gradclip.sandbox.recurrent.grid import Grid
-from gradclip.sandbox.recurrent.results import format_table
+from gradclip.sandbox.recurrent.results import format_table, write_outputs
 from gradclip.sandbox.recurrent.train import RunConfig, average_norm_threshold, spike_outcomes, train_run
+from gradclip.sandbox.stats import mann_whitney_u
 from gradclip.sinks import read_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: see tests/conftest.py
@@ -93,8 +94,40 @@ def test_compare_counts_successes_with_wilson_intervals_and_fisher_p() -> None:
     assert (row.sgd.solved, row.clipped.solved) == (sum(r.solved for r in results[:2]), 2)
     assert row.clipped.rate.estimate == 1.0 and row.clipped.rate.low == pytest.approx(0.3424, abs=1e-4)
     assert 0 < row.p_value <= 1
+    clipped_runs = results[2:]  # (lr, clipped, seed) order: the unclipped pair first
+    assert row.sgd.clip_rate == 0
+    assert row.clipped.clip_rate == sum(r.clipped_steps for r in clipped_runs) / sum(
+        len(r.grad_norms) for r in clipped_runs
+    )
     table = format_table([row])
     assert "2/2 [0.34, 1.00]" in table and "addition" in table
+
+
+def test_compare_tests_the_final_errors_and_the_summary_carries_the_test(tmp_path) -> None:
+    results = run_grid(replace(TINY_GRID, seeds=6), workers=1)
+    # Forged final errors check the bookkeeping, not the training; SGD seed 2 diverged (error 1).
+    sgd_errors, clip_errors = [0.7, 0.72, 0.05, 0.71, 0.74, 0.73], [0.1, 0.2, 0.6, 0.3, 0.4, 0.5]
+    forged = [
+        r._replace(solved=False, diverged=r.config["threshold"] is None and r.config["seed"] == 2,
+                   final_error=(clip_errors if r.config["threshold"] else sgd_errors)[r.config["seed"]])
+        for r in results
+    ]  # fmt: skip
+    [row] = compare(forged)
+    sgd_as_scored = [0.7, 0.72, 1.0, 0.71, 0.74, 0.73]
+    assert row.sgd.errors == tuple(sgd_as_scored) and row.clipped.errors == tuple(clip_errors)
+    assert row.error_test.u == 36  # every SGD error is above every clipped one
+    assert row.error_test == mann_whitney_u(sgd_as_scored, clip_errors)
+    assert 0 < row.error_test.p_value < 0.01
+    assert row.clipped.error == (0.35, 0.1, 0.6)  # n = 6: the 95% interval runs from the min to the max
+    assert "0.35 [0.10, 0.60]" in format_table([row]) and "p err" in format_table([row])
+    write_outputs([row], tmp_path, command="gradclip experiment pascanu", settings={}, seconds=1.0)
+    [saved] = json.loads((tmp_path / "summary.json").read_text())["comparisons"]
+    assert saved["error_test"] == {"u": 36.0, "p_value": row.error_test.p_value}
+    assert saved["sgd"]["error"] == {"estimate": 0.725, "low": 0.7, "high": 1.0}
+    assert saved["sgd"]["errors"] == sgd_as_scored
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| p err |" in markdown and f"| {row.error_test.p_value:.2g} |" in markdown
+    assert "significantly lower with clipping in 1 of 1 settings" in markdown
 
 
 @pytest.mark.parametrize(
@@ -169,3 +202,5 @@ def test_quick_preset_runs_and_writes_its_table(tmp_path, capsys) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     [row] = summary["comparisons"]
     assert row["sgd"]["runs"] == row["clipped"]["runs"] == 20 and 0 <= row["p_value"] <= 1
+    assert 0 <= row["error_test"]["p_value"] <= 1 and len(row["clipped"]["errors"]) == 20
+    assert "p err" in out and "Mann-Whitney" in (tmp_path / "summary.md").read_text()

@@ -8,7 +8,9 @@ seed x lr x {SGD, SGD-C}. SGD-C's threshold is set per seed and lr by the paper'
 ``factor`` x the mean gradient norm of the first ``warmup`` unclipped updates of the same seed.
 Cells go to worker processes (``spawn``, one torch thread each). `compare` turns the runs
 into one `Comparison` per (task, T, lr): both arms' success rates with 95% Wilson intervals
-and the two-sided Fisher exact p-value of the difference (`gradclip.sandbox.stats`).
+and the two-sided Fisher exact p-value of the difference, and, because a short step budget may
+leave every run unsolved, both arms' median final errors with their 95% order-statistic
+intervals and the two-sided Mann-Whitney U test of the errors (`gradclip.sandbox.stats`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,16 @@ from typing import NamedTuple
 from gradclip.sandbox.recurrent.grid import Grid
 from gradclip.sandbox.recurrent.population import Member, train_population, warmup_norms
 from gradclip.sandbox.recurrent.train import RunConfig, RunResult, spike_outcomes
-from gradclip.sandbox.stats import Interval, fisher_exact, wilson_interval
+from gradclip.sandbox.stats import (
+    Interval,
+    RankTest,
+    fisher_exact,
+    mann_whitney_u,
+    median_interval,
+    wilson_interval,
+)
 
-__all__ = ["Arm", "Comparison", "compare", "run_cell", "run_grid", "run_name"]
+__all__ = ["Arm", "Comparison", "compare", "final_error", "run_cell", "run_grid", "run_name"]
 
 
 def run_name(config: RunConfig) -> str:
@@ -119,32 +128,54 @@ class Arm(NamedTuple):
     solved: int
     rate: Interval  # success rate and its 95% Wilson interval
     median_steps: float  # over solved runs; NaN when none
-    median_error: float  # of the last evaluation, over every run
+    error: Interval  # median final error over the evaluated runs, 95% order-statistic interval
+    errors: tuple[float, ...]  # each run's `final_error`, in seed order (NaN: never evaluated)
     median_threshold: float  # NaN for SGD
+    clip_rate: float  # clipped steps / steps over the arm's runs (0 for SGD)
     diverged: int  # runs ending in NaN/inf
     spikes: int  # |g| > 10 x the median of the previous 20 steps
     jumps: int  # spikes after which the mean loss of the next 20 steps doubled
 
 
 class Comparison(NamedTuple):
-    """SGD vs SGD-C at one (task, T, lr), with the two-sided Fisher exact p-value of the rates."""
+    """SGD vs SGD-C at one (task, T, lr): the rates' Fisher p-value and the final errors' rank test."""
 
     sgd: Arm
     clipped: Arm
-    p_value: float
+    p_value: float  # two-sided Fisher exact test of the success rates
+    error_test: RankTest  # two-sided Mann-Whitney U of SGD's final errors against SGD-C's; NaN: too few
+
+
+def final_error(run: RunResult) -> float:
+    """The error a run ended with: its last evaluation's, 1 (every answer wrong) when it diverged.
+
+    A diverged run stops at its last finite weights, so its last evaluation would flatter it;
+    counting it as the worst possible error keeps it last in the rank test. NaN when the runs are
+    not evaluated (``eval_every`` 0).
+    """
+    return 1.0 if run.diverged and run.config["eval_every"] else run.final_error
+
+
+def _error_test(sgd: Arm, clipped: Arm) -> RankTest:
+    x, y = ([e for e in arm.errors if not math.isnan(e)] for arm in (sgd, clipped))
+    return mann_whitney_u(x, y) if x and y else RankTest(math.nan, math.nan)
 
 
 def _arm(group: list[RunResult], clipped: bool) -> Arm:
     cfg = group[0].config
     steps = [r.steps_to_success for r in group if r.solved]
-    errors = [r.final_error for r in group if not math.isnan(r.final_error)]
+    group = sorted(group, key=lambda r: r.config["seed"])
+    errors = tuple(final_error(r) for r in group)
+    evaluated = [e for e in errors if not math.isnan(e)]
     outcomes = [spike_outcomes(r.grad_norms, r.losses) for r in group]
     return Arm(
         task=cfg["task"], length=cfg["length"], lr=cfg["lr"], clipped=clipped, runs=len(group),
         solved=len(steps), rate=wilson_interval(len(steps), len(group)),
         median_steps=float(statistics.median([s for s in steps if s is not None])) if steps else math.nan,
-        median_error=statistics.median(errors) if errors else math.nan,
+        error=median_interval(evaluated) if evaluated else Interval(math.nan, math.nan, math.nan),
+        errors=errors,
         median_threshold=statistics.median(r.config["threshold"] for r in group) if clipped else math.nan,
+        clip_rate=sum(r.clipped_steps for r in group) / max(1, sum(len(r.grad_norms) for r in group)),
         diverged=sum(r.diverged for r in group), spikes=sum(o.spikes for o in outcomes),
         jumps=sum(o.jumps for o in outcomes),
     )  # fmt: skip
@@ -161,5 +192,6 @@ def compare(results: Sequence[RunResult]) -> list[Comparison]:
         if not arms[False] or not arms[True]:
             raise ValueError("every (task, length, lr) needs runs of both arms, SGD and SGD-C")
         sgd, clip = _arm(arms[False], False), _arm(arms[True], True)
-        out.append(Comparison(sgd, clip, fisher_exact(sgd.solved, sgd.runs, clip.solved, clip.runs)))
+        rates_p = fisher_exact(sgd.solved, sgd.runs, clip.solved, clip.runs)
+        out.append(Comparison(sgd, clip, rates_p, _error_test(sgd, clip)))
     return out

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None, help=f"default {b.batch_size}")
     parser.add_argument("--workers", type=positive_int, default=2, help="processes (default 2)")
     parser.add_argument(
-        "--quick", action="store_true", help="2 seeds x 40 steps at lr 1: about a minute on 2 cores"
+        "--quick", action="store_true", help="2 seeds x 60 steps at lr 1: about a minute on 2 cores"
     )
     parser.add_argument("--out", type=out_path, default=Path("runs/transformer"), help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished experiment in --out")
