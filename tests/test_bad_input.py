@@ -522,6 +522,12 @@ AUDITED = [
     ("GradMonitor(overwrite='yes')", lambda m: GradMonitor(overwrite="yes"), TypeError, r"^overwrite"),
     ("GradMonitor(resume=tensor)", lambda m: GradMonitor(resume=torch.ones(2)), TypeError, r"^resume"),
     ("GradMonitor.record(lr='abc')", lambda m: GradMonitor().record(1.0, lr="abc"), TypeError, r"^lr"),
+    ("GradMonitor.record(clipped='abc')", lambda m: GradMonitor().record(1.0, clipped="abc"), TypeError,
+     r"^clipped"),
+    ("GradMonitor.record(skipped=None)", lambda m: GradMonitor().record(1.0, skipped=None), TypeError,
+     r"^skipped"),
+    ("GradMonitor.record(post_clip_norm='x')", lambda m: GradMonitor().record(1.0, post_clip_norm="x"),
+     TypeError, r"^post_clip_norm"),
     # sinks and reports
     ("write_report([5])", lambda m: write_report([5], "x"), TypeError, r"^run_dirs\[0\]"),
     ("write_report(out_dir=5)", lambda m: write_report(["a"], 5), TypeError, r"^out_dir"),

@@ -300,6 +300,11 @@ class GradMonitor:
             loss = _real(loss, "loss")
         if lr is not None:
             lr = _real(lr, "lr")
+        if post_clip_norm is not None:
+            post_clip_norm = _real(post_clip_norm, "post_clip_norm")
+        for flag, flag_name in ((clipped, "clipped"), (finite, "finite")):
+            check_flag(flag, flag_name, optional=True)
+        check_flag(skipped, "skipped")
         if layer_norms is not None and (
             isinstance(layer_norms, (str, bytes)) or not hasattr(layer_norms, "__len__")
         ):
