@@ -217,7 +217,15 @@ def test_a_clipper_a_config_cannot_hold_is_refused_by_name():
     opt = GradClipOptimizer(keras.optimizers.SGD(0.1), AGC(0.01, exclude=[x.value]))
     with pytest.raises(NotImplementedError, match=r"AGC\(exclude=...\) holds tensors"):
         opt.get_config()
-    own = GradClipOptimizer(keras.optimizers.SGD(0.1), NormClipper(lambda norm: 1.0))  # a policy of one's own
+
+    class Half:  # a threshold policy of one's own: half the norm, no state
+        def propose(self, norm):
+            return 0.5 * norm, None
+
+        def commit(self, state):
+            pass
+
+    own = GradClipOptimizer(keras.optimizers.SGD(0.1), NormClipper(Half()))
     with pytest.raises(
         NotImplementedError, match=r"is not one of gradclip's \['fixed', 'percentile', 'zscore'\]"
     ):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from gradclip._extras import missing_extra
 
@@ -184,16 +184,14 @@ class NormClipper:
         foreach: bool | None = None,
         process_groups: Sequence = (),
     ) -> None:
-        if not callable(policy):
+        if not callable(getattr(policy, "propose", None)):
             if isinstance(policy, bool) or not isinstance(policy, (int, float)):
                 raise TypeError(
-                    f"policy must be a threshold policy (Fixed, Percentile, ZScore) or a float max_norm, "
-                    f"got {policy!r}"
+                    "policy must be a threshold policy (Fixed, Percentile, ZScore, or an object with "
+                    f"propose/commit) or a float max_norm, got {policy!r:.60}"
                 )
             policy = Fixed(check_threshold(policy, "policy"))
-        if not callable(getattr(policy, "propose", None)):
-            raise TypeError(f"policy must be a threshold policy (with propose/commit), got {policy!r:.60}")
-        self.policy = policy
+        self.policy = cast(Policy, policy)  # a number became Fixed above
         self.norm_type = check_norm_type(norm_type)
         self.eps = check_eps(eps)
         self.foreach = check_flag(foreach, "foreach", optional=True)
