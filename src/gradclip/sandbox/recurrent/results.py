@@ -26,6 +26,7 @@ from gradclip.sandbox.recurrent.experiment import Arm, Comparison, run_name
 from gradclip.sandbox.recurrent.model import PARAM_NAMES
 from gradclip.sandbox.recurrent.train import RunConfig, RunResult
 from gradclip.sandbox.stats import Interval
+from gradclip.sandbox.tables import markdown_table, text_table
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -67,18 +68,12 @@ HEAD = ["task", "T", "lr", "SGD solved", "SGD-C solved", "p", "SGD err", "SGD-C 
 
 def format_table(comparisons: Sequence[Comparison]) -> str:
     """Plain-text table, one line per (task, T, lr)."""
-    rows = [HEAD] + [_cells(c) for c in comparisons]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(HEAD, [_cells(c) for c in comparisons])
 
 
 def format_markdown(comparisons: Sequence[Comparison]) -> str:
     """The same table in Markdown."""
-    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    lines += ["| " + " | ".join(_cells(c)) + " |" for c in comparisons]
-    return "\n".join(lines)
+    return markdown_table(HEAD, [_cells(c) for c in comparisons])
 
 
 def _bars(

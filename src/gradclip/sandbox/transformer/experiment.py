@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gradclip.sandbox.stats import Interval, mean_interval
+from gradclip.sandbox.tables import markdown_table, text_table
 from gradclip.sandbox.transformer.config import ARMS, Preset, RunConfig
 from gradclip.sandbox.transformer.train import RunResult, loss_spikes, train_run
 
@@ -124,16 +125,11 @@ def _cells(r: ArmRow) -> list[str]:
 
 
 def format_table(rows: Sequence[ArmRow]) -> str:
-    table = [HEAD] + [_cells(r) for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEAD))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in table]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(HEAD, [_cells(r) for r in rows])
 
 
 def format_markdown(rows: Sequence[ArmRow]) -> str:
-    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    return "\n".join(lines + ["| " + " | ".join(_cells(r)) + " |" for r in rows])
+    return markdown_table(HEAD, [_cells(r) for r in rows])
 
 
 NOTE = ("[a, b]: 95% Student-t interval over seeds; vs none: val loss minus the same seed's unclipped run; "
