@@ -275,7 +275,7 @@ def _group_norms(
     dtype: torch.dtype,
     foreach: bool | None,
     *,
-    per_tensor: bool | str = True,
+    per_tensor: bool = True,
 ) -> tuple[Sequence[Tensor], Tensor]:
     """Per-tensor norms and the total of one (device, dtype) group.
 
@@ -303,9 +303,7 @@ _DOT_MIN_NUMEL = 1 << 14  # below this a BLAS call's overhead outweighs its spee
 _PACK_MIN_COUNT = 32  # fewer small tensors than this: the per-tensor kernels' overhead is small
 
 
-def _cpu_l2_norms(
-    group: list[Tensor], foreach: bool, per_tensor: bool | str
-) -> tuple[Sequence[Tensor], Tensor]:
+def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple[Sequence[Tensor], Tensor]:
     """2-norms of float32/float64 CPU tensors and their total: BLAS dots for the large ones.
 
     Measured on ResNet-50's gradients (2 cores): the per-tensor dots read 25.5M floats in 2.4 ms,
@@ -339,7 +337,7 @@ def _cpu_l2_norms(
     if not per_tensor:
         return [], total
     packed = len(small) >= _PACK_MIN_COUNT
-    if not big and packed and per_tensor == "lazy" and not torch.compiler.is_compiling():
+    if not big and packed and not torch.compiler.is_compiling():
         return NormRows(parts[-1]), total  # the 0-dim tensors only if someone reads them
     big_norms = parts[0].unbind() if big else ()
     if packed:
@@ -420,13 +418,8 @@ def norms_and_total(
         >>> norms_and_total([torch.tensor([3.0, 4.0]), torch.tensor([12.0])])
         ([tensor(5.), tensor(12.)], tensor(13.))
     """
-    p = check_norm_type(norm_type)
     _check_options(foreach, process_groups)
-    if process_groups or any_dtensor(grads):
-        local = norm_inputs(grads)
-        local_norms = norms_and_total(local, p, foreach=foreach)[0] if local else []
-        return reduce_norms(grads, local_norms, p, process_groups)
-    norms, total = _local_norms_and_total(grads, p, foreach, per_tensor=True)
+    norms, total = norm_rows_and_total(grads, norm_type, foreach=foreach, process_groups=process_groups)
     return (norms if isinstance(norms, list) else list(norms)), total
 
 
@@ -443,9 +436,14 @@ def norm_rows_and_total(
         >>> len(norms), float(norms[0]), float(total)
         (40, 2.0, 12.649110794067383)
     """
+    p = check_norm_type(norm_type)
     if process_groups or any_dtensor(grads):
-        return norms_and_total(grads, norm_type, foreach=foreach, process_groups=process_groups)
-    return _local_norms_and_total(grads, check_norm_type(norm_type), foreach, per_tensor="lazy")
+        local = norm_inputs(grads)
+        local_norms = (
+            list(norm_rows_and_total(local, p, foreach=foreach, process_groups=())[0]) if local else []
+        )
+        return reduce_norms(grads, local_norms, p, process_groups)
+    return _local_norms_and_total(grads, p, foreach, per_tensor=True)
 
 
 class NormRows(Sequence[Tensor]):
@@ -491,7 +489,7 @@ class NormRows(Sequence[Tensor]):
 
 
 def _local_norms_and_total(
-    grads: list[Tensor], p: float, foreach: bool | None, *, per_tensor: bool | str
+    grads: list[Tensor], p: float, foreach: bool | None, *, per_tensor: bool
 ) -> tuple[Sequence[Tensor], Tensor]:
     if not grads:
         return [], torch.zeros((), dtype=torch.float32)
