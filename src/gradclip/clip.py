@@ -83,12 +83,24 @@ else:  # at run time the class itself, so ``isinstance(x, ClipStats)`` works
     ClipStats = ClipResult  # the functional form's name for the one result type
 
 
+def eager_cpu(t: Tensor) -> bool:
+    """The eager CPU path: reading the value is free (no device, no graph to keep whole).
+
+    Examples:
+        >>> import torch
+        >>> from gradclip.clip import eager_cpu
+        >>> eager_cpu(torch.ones(()))
+        True
+    """
+    return t.is_cpu and not torch.compiler.is_compiling()
+
+
 def _threshold(value: float | Tensor, name: str) -> float | Tensor:
     """Validate a threshold; a 0-dim tensor is accepted (checked only when it lives on the CPU)."""
     if isinstance(value, Tensor):
         if value.ndim != 0 or not value.is_floating_point():
             raise TypeError(f"{name} as a tensor must be a 0-dim floating point tensor, got {value!r}")
-        if value.device.type == "cpu" and not torch.compiler.is_compiling():
+        if eager_cpu(value):
             check_threshold(float(value), name)
         return value
     return check_threshold(value, name)
@@ -158,7 +170,7 @@ def scale_grads_(grads: list[Tensor], scale: Tensor, foreach: bool | None) -> No
     """
     # Under torch.compile the multiply always runs: reading the factor would be a data-dependent
     # guard (a graph break, or an error with fullgraph=True).
-    if scale.device.type == "cpu" and not torch.compiler.is_compiling() and float(scale) == 1.0:
+    if eager_cpu(scale) and float(scale) == 1.0:
         return
     _scale_(grads, scale, foreach)
 
@@ -309,12 +321,7 @@ def clip_grad_norm_(
     grads = _local(grads)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(nonfinite_message(p))
-    if (
-        not return_stats
-        and not isinstance(max_norm, Tensor)
-        and total.is_cpu
-        and not torch.compiler.is_compiling()
-    ):
+    if not return_stats and not isinstance(max_norm, Tensor) and eager_cpu(total):
         # The eager CPU: reading the norm is free, so an unclipped step makes no tensor at all, and
         # a clipped one the factor of clip_factor's own maths (the same bits), without its where().
         t = float(total)

@@ -33,7 +33,7 @@ except ModuleNotFoundError as err:  # torch is an extra: say which one
 from torch import Tensor
 
 from gradclip._validate import check_eps, check_flag, check_norm_type, check_threshold
-from gradclip.clip import clip_factor, clip_grad_value_, scale_grads_
+from gradclip.clip import clip_factor, clip_grad_value_, eager_cpu, scale_grads_
 from gradclip.distributed import check_process_groups
 from gradclip.norms import collect_grads, norm_rows_and_total, param_grad_pairs, param_list
 from gradclip.policies import Fixed, Policy
@@ -115,11 +115,6 @@ def cpu_constant(value: bool | float, dtype: torch.dtype) -> Tensor:
     if t is None:
         t = _CPU_CONSTANTS[key] = torch.tensor(value, dtype=dtype)
     return t
-
-
-def eager_cpu(t: Tensor) -> bool:
-    """The eager CPU path: reading the value is free (no device, no graph to keep whole)."""
-    return t.is_cpu and not torch.compiler.is_compiling()
 
 
 def measure_grads(
