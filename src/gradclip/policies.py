@@ -186,6 +186,20 @@ class _TensorOps:
         return x.minimum(y) if hasattr(y, "shape") else x.clamp(max=y)
 
 
+def ring_of(values: Any, window: int, like: Any) -> Any:
+    """The last ``window`` of ``values`` as a 1-D tensor of ``like``'s device and dtype, oldest first,
+    NaN marking the empty slots (the tensor form of a window of host floats)."""
+    kept = [float(v) for v in values][-window:]
+    return like.new_tensor([math.nan] * (window - len(kept)) + kept)
+
+
+def push_newest(ring: Any, x: Any) -> Any:
+    """``ring`` without its oldest value and with the 0-dim tensor ``x`` in the newest (last) slot, by
+    tensor methods only (no shape or branch depends on a value)."""
+    n = ring.shape[0]
+    return x.where(ring.new_ones(n).cumsum(0) == n, ring.roll(-1, 0))
+
+
 def _ops_for(norm: Norm) -> tuple[Any, Any]:
     """Return (ops, norm): floats for real numbers, tensor methods for tensor-likes."""
     if isinstance(norm, Real):
@@ -356,15 +370,12 @@ def _percentile_tensor(
     """
     history, count = state.history, state.count
     if not hasattr(history, "nanquantile"):  # host state (a fresh policy, a checkpoint): lift once
-        kept = [float(v) for v in history][-window:]
-        history = g.new_tensor([math.nan] * (window - len(kept)) + kept)
+        history = ring_of(history, window, g)
     history = history.to(device=g.device, dtype=g.dtype)
     count = count.to(g.device) if hasattr(count, "to") else g.new_full((), float(count))
     pick = _TensorOps.where  # pick(cond, a, b): a where cond, else b
     finite = g.isfinite()
-    last = history.new_ones(window).cumsum(0) == window  # the newest slot
-    pushed = pick(last, g, history.roll(-1, 0))
-    new_history = pick(finite, pushed, history)
+    new_history = pick(finite, push_newest(history, g), history)
     new_count = pick(finite, count + 1, count)
     pool = pick(finite, new_history, history) if include_current else history
     q = pool.nanquantile(p / 100.0)  # NaN when the pool is empty
@@ -534,9 +545,8 @@ class _Stateful:
                 old = old.to(device=new.device, dtype=new.dtype)
             elif isinstance(old, Real):
                 old = new.new_full(tuple(new.shape), float(old))
-            else:  # a history of host floats, as a ring of len(new) slots, NaN where empty
-                kept = [float(v) for v in old][-len(new) :]
-                old = new.new_tensor([math.nan] * (len(new) - len(kept)) + kept)
+            else:  # a history of host floats, as a ring of len(new) slots
+                old = ring_of(old, len(new), new)
             merged.append(new.where(keep, old))
         self.state = type(state)(*merged)
 

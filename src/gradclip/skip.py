@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gradclip.policies import push_newest, ring_of
+
 __all__ = ["SpikeSkip", "check_recent", "check_step_options", "decide", "load_all_or_nothing"]
 
 
@@ -103,9 +105,8 @@ class SpikeSkip:
     def check_tensor(self, norm: Any) -> Any:
         """[`check`][gradclip.skip.SpikeSkip.check] on a 0-dim tensor, with tensor methods only: returns a
         0-dim bool tensor, and the history and the run of spikes stay tensors (no read-back, no branch)."""
-        if self._ring is None:  # the host history, lifted once (NaN marks an empty slot)
-            kept = list(self._history)
-            ring = norm.new_tensor([math.nan] * (self.window - len(kept)) + kept).double()
+        if self._ring is None:  # the host history, lifted once (float64: the host floats' precision)
+            ring = ring_of(self._history, self.window, norm.double())
             self._ring, self.consecutive = ring, ring.new_full((), float(self.consecutive))
         ring, run = self._ring, self.consecutive
         x = norm.to(ring.dtype)
@@ -118,9 +119,7 @@ class SpikeSkip:
         spike = over & (run + 1 <= self.max_consecutive)
         restart = over & spike.logical_not()  # a new level: the history starts again from this norm
         base = ring.where(restart.logical_not(), math.nan)
-        newest = ring.new_ones(self.window).cumsum(0) == self.window  # the last slot
-        pushed = x.where(newest, base.roll(-1, 0))
-        self._ring = pushed.where(finite & spike.logical_not(), ring)
+        self._ring = push_newest(base, x).where(finite & spike.logical_not(), ring)
         self.consecutive = (run + 1).where(spike, run.new_zeros(())).where(finite, run)
         return spike
 

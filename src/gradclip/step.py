@@ -52,7 +52,7 @@ from torch import Tensor
 from gradclip._validate import check_flag, check_off_or_threshold
 from gradclip.clippers import Clipper, Measured, NormClipper, cpu_constant, measure_grads
 from gradclip.norms import param_list
-from gradclip.policies import Fixed
+from gradclip.policies import Fixed, push_newest, ring_of
 from gradclip.result import ClipResult
 from gradclip.skip import SpikeSkip, check_recent, check_step_options, decide, load_all_or_nothing
 
@@ -259,9 +259,8 @@ class ClipStep:
         """The counters and the clip-rate window as tensors on ``like``'s device (once; no reads after)."""
         if self._ring is not None:
             return
-        window = self._rate_window  # (dynamo reads a deque's maxlen as None)
-        kept = [float(v) for v in self._recent]
-        self._ring = torch.tensor([math.nan] * (window - len(kept)) + kept, device=like.device)
+        # (the window's length from _rate_window: dynamo reads a deque's maxlen as None)
+        self._ring = ring_of(self._recent, self._rate_window, like.float())
         self._steps, self._skipped, self._spike_skips = (
             torch.tensor(int(v), device=like.device) for v in (self._steps, self._skipped, self._spike_skips)
         )
@@ -289,9 +288,7 @@ class ClipStep:
     def _record(self, result: ClipResult[Tensor, Tensor]) -> ClipResult[Tensor, Tensor]:
         clipped = result.clipped
         if self._ring is not None:  # the tensor window: the newest flag goes in the last slot
-            ring = self._ring
-            newest = torch.ones_like(ring).cumsum(0) == ring.numel()
-            self._ring = torch.where(newest, clipped.to(ring), ring.roll(-1, 0))
+            self._ring = push_newest(self._ring, clipped.to(self._ring))
             self._steps = self._steps + 1
             self.last = result
             return result
