@@ -145,6 +145,12 @@ def _scale_(grads: list[Tensor], scale: float | Tensor, foreach: bool | None) ->
             torch._foreach_mul_(group, s)
 
 
+def _raw_factor(max_norm: float | Tensor, total: Tensor, eps: float) -> Tensor:
+    """``min(1, max_norm / (total + eps))`` for any norm: the maths of every applied factor, before
+    [`clip_factor`][gradclip.clip.clip_factor] keeps 1 within the threshold and for a non-finite norm."""
+    return torch.clamp(max_norm / (total + eps), max=1.0)
+
+
 def clip_factor(max_norm: float | Tensor, total: Tensor, eps: float, nonfinite: str = "keep") -> Tensor:
     """The factor ``max_norm / (total + eps)`` when ``total > max_norm``, else exactly 1, as a 0-dim tensor.
 
@@ -154,7 +160,7 @@ def clip_factor(max_norm: float | Tensor, total: Tensor, eps: float, nonfinite: 
     (gradients left alone); with ``'propagate'`` it gives NaN or 0 as in torch. This is the one place
     the factor is computed: what is applied is what is reported.
     """
-    scale = torch.clamp(max_norm / (total + eps), max=1.0)
+    scale = _raw_factor(max_norm, total, eps)
     one = torch.ones_like(scale)
     if nonfinite == "keep":
         return torch.where((total > max_norm) & torch.isfinite(total), scale, one)
@@ -326,7 +332,7 @@ def clip_grad_norm_(
         # a clipped one the factor of clip_factor's own maths (the same bits), without its where().
         t = float(total)
         if grads and not t <= max_norm and (nonfinite == "propagate" or math.isfinite(t)):
-            _scale_(grads, torch.clamp(max_norm / (total + eps), max=1.0), foreach)
+            _scale_(grads, _raw_factor(max_norm, total, eps), foreach)
         return as_total(total, grads_in)
     scale = clip_factor(max_norm, total, eps, nonfinite)
     if grads:

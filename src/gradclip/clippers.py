@@ -361,7 +361,7 @@ class ValueClipper(_Stateless):
             bound = torch.where(keep, c, math.inf).to(m.total)
             for g in m.grads:
                 b = bound.to(g.device, g.dtype)
-                g.copy_(torch.minimum(torch.maximum(g, -b), b))
+                g.clamp_(-b, b)
             return None, torch.where(keep, torch.clamp(m.total, max=c), m.total), clipped & keep
         if m.grads and (not eager_cpu(m.total) or bool(clipped)):  # a CPU flag is free to read
             clip_grad_value_(m.grads, c, self.foreach)
