@@ -81,6 +81,8 @@ def test_conv_trainer_under_torchrun_ddp_matches_one_process(tmp_path):
     one = json.loads((tmp_path / "one" / "history.json").read_text())
     two = json.loads((tmp_path / "two" / "history.json").read_text())
     assert sum(one["clipped"]) == sum(two["clipped"]) > 0  # the same steps were clipped
-    # float32 sums in another order (gloo all-reduce): equal to ~1e-5 after 46 steps
-    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+    # float32 sums in another order (gloo all-reduce). At lr 0.5 this run amplifies rounding: in ONE
+    # process, two reduction orders of the norm (dots against the foreach kernel; first-step norms
+    # 1e-7 apart) end 5.4e-4 apart in the last validation loss, so that is the noise floor here.
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=2e-3)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-3)

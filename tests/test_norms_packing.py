@@ -89,3 +89,19 @@ def test_a_steps_per_tensor_norms_read_lazily_match_float64_in_input_order(layou
     assert [float(n) for n in result.tensor_norms] == pytest.approx(expected, rel=1e-6)
     assert float(result.tensor_norms[-1]) == pytest.approx(expected[-1], rel=1e-6)
     assert float(result.total_norm) == pytest.approx(expected_total, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "grads",
+    [
+        [torch.zeros(0) for _ in range(40)],  # empty rows: stack works, packing them does not
+        [torch.full((8,), 0.5, dtype=torch.bfloat16) for _ in range(40)],  # reduced in float32
+        [torch.full((8,), 0.5) for _ in range(39)] + [torch.full((2, 4), 0.5)],  # one other shape
+    ],
+    ids=["empty", "bfloat16", "one other shape"],
+)
+def test_layouts_the_packed_path_hands_back_still_give_the_float64_total(grads):
+    _, expected = _reference(grads)
+    for total in (total_norm(grads), norms_and_total(grads)[1]):
+        assert total.dtype == torch.float32
+        assert total.item() == pytest.approx(expected, rel=1e-6)

@@ -300,6 +300,10 @@ def _group_norms(
 
 
 _DOT_MIN_NUMEL = 1 << 14  # below this a BLAS call's overhead outweighs its speed
+# Below this many elements in the large tensors together, the dots' extra kernels (dot, stack, sqrt,
+# cat, unbind) cost more than their faster read saves: a 26k-parameter MLP's norms took 77-83 us
+# with one 16k-element dot against 41-52 us for the foreach kernel over all six tensors.
+_DOT_MIN_TOTAL = 1 << 20
 _PACK_MIN_COUNT = 32  # fewer small tensors than this: the per-tensor kernels' overhead is small
 
 
@@ -309,13 +313,9 @@ def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple
     Measured on ResNet-50's gradients (2 cores): the per-tensor dots read 25.5M floats in 2.4 ms,
     where ``vector_norm`` over one flat buffer of the same bytes takes 2.8 ms and ``_foreach_norm``
     3.0 ms; the BLAS reduction is also the more accurate (wider SIMD accumulators). Many small
-    tensors are packed (`_packed_norms`); a few keep the foreach kernel.
+    tensors are packed (`_packed_norms`); a few keep the foreach kernel, as do large ones that
+    together hold fewer than ``_DOT_MIN_TOTAL`` elements (a small model: kernel count dominates).
     """
-    if not per_tensor and len(group) >= _PACK_MIN_COUNT and group[0].numel() < _DOT_MIN_NUMEL:
-        try:  # all one small shape: one packed read, no Python loop (stack refuses other shapes)
-            return [], torch.linalg.vector_norm(torch.stack(group))
-        except RuntimeError:
-            pass
     big: list[Tensor] = []
     small: list[Tensor] = []
     is_big: list[bool] = []
@@ -323,6 +323,8 @@ def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple
         b = g.numel() >= _DOT_MIN_NUMEL and g.is_contiguous()
         (big if b else small).append(g)
         is_big.append(b)
+    if big and sum(map(Tensor.numel, big)) < _DOT_MIN_TOTAL:
+        big, small, is_big = [], group, [False] * len(group)
     parts = []  # 1-D tensors of per-tensor norms: big ones, then small ones
     if big:
         parts.append(torch.stack([torch.dot(v, v) for v in (g.view(-1) for g in big)]).sqrt())
@@ -348,6 +350,33 @@ def _cpu_l2_norms(group: list[Tensor], foreach: bool, per_tensor: bool) -> tuple
         return list(big_norms), total
     it_big, it_small = iter(big_norms), iter(small_norms)
     return [next(it_big) if b else next(it_small) for b in is_big], total
+
+
+def _packed_l2(grads: list[Tensor], per_tensor: bool) -> tuple[Sequence[Tensor], Tensor] | None:
+    """2-norms of many same-shape small float32/float64 CPU tensors from one copy, else None.
+
+    The common layout of many small tensors, taken before `_group`: one pass reads the dtypes, and
+    ``torch.stack`` (which refuses other shapes and other devices) both checks the rest and packs
+    the rows, so no Python loop runs per tensor. The total alone is a BLAS dot over the packed
+    buffer (10,000 x 256 floats: more accurate than ``vector_norm`` against a float64 reference,
+    1.7e-5 against 4.6e-5 relative, and faster); per-tensor norms stay one tensor (`NormRows`).
+    """
+    first = grads[0]
+    if len(grads) < _PACK_MIN_COUNT or not first.is_cpu or first.numel() >= _DOT_MIN_NUMEL:
+        return None
+    if first.shape != grads[-1].shape:  # a model's mixed shapes: no failed copy (ResNet-50's first is small)
+        return None
+    if first.dtype not in (torch.float32, torch.float64) or set(map(_DTYPE, grads)) != {first.dtype}:
+        return None
+    try:
+        rows = torch.stack(grads).view(len(grads), -1)
+    except RuntimeError:  # other shapes, other devices, or empty tensors: the general path
+        return None
+    if per_tensor:
+        norms = torch.linalg.vector_norm(rows, dim=1)
+        return NormRows(norms), torch.linalg.vector_norm(norms)
+    flat = rows.view(-1)
+    return [], torch.dot(flat, flat).sqrt()
 
 
 def _packed_norms(small: list[Tensor]) -> Tensor:
@@ -493,6 +522,10 @@ def _local_norms_and_total(
 ) -> tuple[Sequence[Tensor], Tensor]:
     if not grads:
         return [], torch.zeros((), dtype=torch.float32)
+    if p == 2.0 and not torch.compiler.is_compiling():
+        packed = _packed_l2(grads, per_tensor)
+        if packed is not None:
+            return packed
     groups = _group(grads)
     if len(groups) == 1:  # one device, one dtype: no reordering, no extra stacking
         ((device, dtype),) = groups
