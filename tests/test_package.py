@@ -53,3 +53,18 @@ def test_clip_result_is_one_class_generic_over_norms_and_flags():
     assert type(stats) is ClipResult and isinstance(stats, gnp.ClipStats)  # the alias is the class itself
     assert (stats.total_norm, stats.clipped) == (5.0, True)
     assert typing.get_origin(ClipResult[float, bool]) is ClipResult  # the annotations' form works at run time
+
+
+def test_the_torch_entry_points_do_not_import_dynamo_or_dtensor():
+    # torch._dynamo (and DTensor, which it imports) cost seconds to import: importing gradclip's
+    # modules and clipping must not pull them in (torch's own optimizers do, on construction).
+    code = (
+        "import sys, torch, gradclip\n"
+        "from gradclip import ClipStep, ClipOptimizer, clip_grad_norm_\n"
+        "import gradclip.step, gradclip.optim, gradclip.clippers, gradclip.monitor\n"
+        "w = torch.nn.Parameter(torch.ones(3)); w.grad = torch.ones(3)\n"
+        "ClipStep(1.0).clip_([w]); ClipOptimizer; clip_grad_norm_([w], 1.0)\n"
+        "print(sorted(m for m in ('torch._dynamo', 'torch.distributed.tensor') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -519,10 +519,21 @@ class ClipStep:
         )
 
 
-@torch.compiler.disable  # dynamo loses attributes set on the optimizer across its step's graph break
 def _fused_step(optimizer: Any, grad_scale: Tensor, found_inf: Tensor) -> None:
     """One step of a torch fused optimizer with ``grad_scale``/``found_inf`` as its kernel inputs (eager:
-    the fused kernel is one kernel already)."""
+    the fused kernel is one kernel already).
+
+    Under torch.compile it runs outside dynamo, which loses attributes set on the optimizer across
+    its step's graph break. The wrapper is made here rather than as a decorator: that would import
+    torch._dynamo (and DTensor with it: seconds) with this module, for eager users too.
+    """
+    if torch.compiler.is_compiling():
+        torch.compiler.disable(_set_and_step)(optimizer, grad_scale, found_inf)
+    else:
+        _set_and_step(optimizer, grad_scale, found_inf)
+
+
+def _set_and_step(optimizer: Any, grad_scale: Tensor, found_inf: Tensor) -> None:
     optimizer.grad_scale, optimizer.found_inf = grad_scale, found_inf
     try:
         optimizer.step()
