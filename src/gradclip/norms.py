@@ -369,7 +369,7 @@ def _packed_l2(grads: list[Tensor], per_tensor: bool) -> tuple[Sequence[Tensor],
     if first.dtype not in (torch.float32, torch.float64) or set(map(_DTYPE, grads)) != {first.dtype}:
         return None
     try:
-        rows = torch.stack(grads).view(len(grads), -1)
+        rows = _stack_rows(grads)
     except RuntimeError:  # other shapes, other devices, or empty tensors: the general path
         return None
     if per_tensor:
