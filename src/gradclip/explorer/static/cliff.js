@@ -5,7 +5,7 @@ import { COLORS, DASHES, LABELS, TEXT_COLORS, fmt, number, registerSettings, set
 import { contourSegments, viridis } from "./contours.js";
 import { SHAPES, WIDTHS, drawCurve, drawStats } from "./curves.js";
 import { METHODS, simulateAll, surfaceGrid } from "./landscapes.js";
-import { axes, baseLayer, drawAxes, fitCanvas, marker, onCanvasResize, polyline } from "./plot.js";
+import { axes, drawAxes, drawBase, fitCanvas, marker, onCanvasResize, polyline, sameUntil } from "./plot.js";
 import { caption, inside, lossSummary, mapSummary, normSummary } from "./story.js";
 
 const $ = (id) => document.getElementById(id);
@@ -116,16 +116,16 @@ function regionLayer(ctx, ax, r) {
   ctx.restore();
 }
 
-// The map is two canvases: the base (surface, catapult region, axes) is redrawn only when one of them
-// changes; the top layer, cleared and redrawn on every input, holds the paths, the markers and the start.
+// The map: its static part (surface, catapult region, axes) is rendered only when one of them changes
+// and copied in; the paths, the markers and the start are drawn over it on every input.
 function drawSurface() {
-  const { ctx, w, h } = fitCanvas($("surface-canvas"));
+  const { ctx, w, h } = fitCanvas($("surface-canvas"), { clear: false });
   const ax = surfaceAxes(w, h);
   state.ax = ax;
   window.cliffAxes = ax; // the browser tests map data to pixels with it
   const region = state.region?.key === regionKey() ? state.region : null;
   const regionId = region ? `${region.key}/${region.nu}x${region.nv}` : "no region";
-  baseLayer($("surface-base"), `${state.land.name}/${state.view}/${regionId}`, (base, bw, bh) => {
+  drawBase($("surface-canvas"), `${state.land.name}/${state.view}/${regionId}`, (base, bw, bh) => {
     const bax = surfaceAxes(bw, bh);
     base.drawImage(mapImage(bax, bw, bh), 0, 0, bw, bh);
     regionLayer(base, bax, region);
@@ -134,10 +134,7 @@ function drawSurface() {
   ctx.save();
   ctx.beginPath(); ctx.rect(ax.box.left, ax.box.top, ax.box.width, ax.box.height); ctx.clip();
   const k = state.frame;
-  for (const m of METHODS) {
-    const r = state.runs[m];
-    polyline(ctx, ax, r.u, r.v, Math.min(k + 1, r.u.length), { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m] });
-  }
+  drawPaths(ctx, ax, state.runs, k);
   ctx.restore();
   for (const m of ["none", "value", "norm"]) drawMarker(ctx, ax, m, k);
   // The start: a ring drawn last, so the markers sitting on it at step 0 do not hide it.
@@ -146,6 +143,21 @@ function drawSurface() {
   ctx.strokeStyle = "#fff"; ctx.lineWidth = 5; ctx.stroke();
   ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.stroke();
   ctx.restore();
+}
+
+// The three paths up to step k, each with its white halo, in METHODS order. Where a run goes through
+// the same points as one drawn after it (all three do until the first clip) the later halo covers it,
+// so it is drawn from one point before they part (`cover` false: every path whole, for the tests).
+export function drawPaths(ctx, ax, runs, k, { cover = true } = {}) {
+  METHODS.forEach((m, i) => {
+    const r = runs[m];
+    let hidden = 0;
+    for (const later of cover ? METHODS.slice(i + 1) : []) {
+      hidden = Math.max(hidden, Math.min(sameUntil(r.u, runs[later].u), sameUntil(r.v, runs[later].v)));
+    }
+    const n = Math.min(k + 1, r.u.length);
+    polyline(ctx, ax, r.u, r.v, n, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m], from: Math.max(0, Math.min(hidden, n) - 1) });
+  });
 }
 
 // The current point of a run; a run off the map is shown at the edge with an arrow and where it is.
@@ -192,8 +204,8 @@ function drawText() {
 function drawAll({ full = true } = {}) {
   drawSurface();
   const at = { steps: state.s.steps, frame: state.frame };
-  drawCurve($("loss-base"), $("loss-canvas"), state.runs, "loss", { ...at, ylabel: "loss" });
-  drawCurve($("norm-base"), $("norm-canvas"), state.runs, "gradNorm", { ...at, hline: state.s.threshold, ylabel: "‖g‖" });
+  drawCurve($("loss-canvas"), state.runs, "loss", { ...at, ylabel: "loss" });
+  drawCurve($("norm-canvas"), state.runs, "gradNorm", { ...at, hline: state.s.threshold, ylabel: "‖g‖" });
   if (full) drawStats(document.querySelector("#stats tbody"), state.runs, state.s, state.land);
   drawText();
   markRedraw();

@@ -5,7 +5,7 @@
 // that no reading depends on hue. TEXT holds darker shades of the same hues for text (>= 4.5:1 on white).
 export const COLORS = { none: "#D55E00", norm: "#0072B2", value: "#009E73" };
 export const TEXT_COLORS = { none: "#A84300", norm: "#005A8C", value: "#00704F" };
-export const DASHES = { none: [], norm: [10, 5], value: [2, 4] };
+export const DASHES = { none: [], norm: [10, 5], value: [2.5, 3.5] };
 export const LABELS = { none: "no clipping", norm: "norm clipping", value: "value clipping" };
 // The Plotly toolbar, reduced to what helps reading a run: zoom, pan, reset and save as PNG.
 export const PLOT_CONFIG = {

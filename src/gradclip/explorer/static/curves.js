@@ -2,7 +2,7 @@
 // table of how each run ended.
 import { COLORS, DASHES, LABELS, TEXT_COLORS, fmt } from "./common.js";
 import { METHODS } from "./landscapes.js";
-import { axes, baseLayer, drawAxes, fitCanvas, marker, polyline } from "./plot.js";
+import { axes, drawAxes, drawBase, fitCanvas, marker, polyline, sameUntil } from "./plot.js";
 import { inside } from "./story.js";
 
 export const SHAPES = { none: "circle", norm: "square", value: "triangle" };
@@ -18,16 +18,16 @@ function range(arrays) {
   return [10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi) + 1e-9)];
 }
 
-// Axes, grid and threshold on `base` (redrawn when the range, the step count or c changes); the curves,
-// the frame line and the markers on `top`.
-export function drawCurve(base, top, runs, key, { steps, frame, hline = null, ylabel }) {
-  const { ctx, w, h } = fitCanvas(top);
+// Axes, grid and threshold as the static part (rendered anew when the range, the step count or c
+// changes); the curves, the frame line and the markers over it.
+export function drawCurve(canvas, runs, key, { steps, frame, hline = null, ylabel, cover = true }) {
+  const { ctx, w, h } = fitCanvas(canvas, { clear: false });
   const series = METHODS.map((m) => runs[m][key]);
   const [lo, hi] = range(hline ? [...series, [hline]] : series);
   const n = steps;
   const box = (bw, bh) => ({ left: 50, top: 8, width: bw - 66, height: bh - 44 });
   const ax = axes({ box: box(w, h), x: [0, n], y: [lo, hi], logY: true });
-  baseLayer(base, `${lo}/${hi}/${n}/${hline}/${ylabel}`, (bctx, bw, bh) => {
+  drawBase(canvas, `${lo}/${hi}/${n}/${hline}/${ylabel}`, (bctx, bw, bh) => {
     const bax = axes({ box: box(bw, bh), x: [0, n], y: [lo, hi], logY: true });
     drawAxes(bctx, bax, { xlabel: "step", ylabel });
     if (hline) {
@@ -43,10 +43,15 @@ export function drawCurve(base, top, runs, key, { steps, frame, hline = null, yl
   ctx.strokeStyle = "#777"; ctx.lineWidth = 1;
   ctx.beginPath(); ctx.moveTo(ax.px(k), ax.box.top); ctx.lineTo(ax.px(k), ax.box.top + ax.box.height); ctx.stroke();
   // The unclipped curve on top: it carries the story. No white halo here: the plot is white already,
-  // and a halo doubles what is rasterised on every input.
+  // and a halo doubles what is rasterised on every input. Where a clipped run's curve equals the
+  // unclipped one (before its first clip, or all along), the wider unclipped line covers it: it is drawn
+  // from one point before they part (to 1e-9, the same pixel on any axis: the norm-clipped run sums
+  // its gradient norm in another order; `cover` false: every curve whole, for the tests).
+  const top = runs.none[key];
   for (const m of ["value", "norm", "none"]) {
     const ys = runs[m][key];
-    polyline(ctx, ax, null, ys, ys.length, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m], halo: false });
+    const from = m === "none" || !cover ? 0 : Math.max(0, sameUntil(ys, top, 1e-9) - 1);
+    polyline(ctx, ax, null, ys, ys.length, { color: COLORS[m], dash: DASHES[m], width: WIDTHS[m], halo: false, from });
   }
   for (const m of METHODS) {
     const ys = runs[m][key];

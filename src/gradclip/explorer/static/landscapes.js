@@ -70,6 +70,13 @@ function clipStep(g, method, c) {
  * (the loss, the gradient or the parameters stopped being finite numbers; the run stops there).
  */
 export function simulate(name, start, { lr, threshold, steps, method }) {
+  return descend(name, start, lr, threshold, steps, method, null, null);
+}
+
+// The descent, optionally resumed at step `prefix.k` of `prefix.run` (whose steps before k are this
+// run's: nothing was clipped in them; their gradient norms, as this method computes them, are
+// `prefix.gradNorm`), and optionally recording each step's gradient into `grads` ({u, v}).
+function descend(name, start, lr, threshold, steps, method, prefix, grads) {
   const f = LOSS_AND_GRAD[name];
   const us = new Float64Array(steps + 1), vs = new Float64Array(steps + 1), loss = new Float64Array(steps + 1);
   const norms = new Float64Array(steps), clipped = new Uint8Array(steps);
@@ -78,11 +85,18 @@ export function simulate(name, start, { lr, threshold, steps, method }) {
   const g = [0, 0];
   let n = 0; // steps taken
   let diverged = false;
-  for (let k = 0; k <= steps; k++) {
+  if (prefix) {
+    n = prefix.k;
+    us.set(prefix.run.u.subarray(0, n + 1)); vs.set(prefix.run.v.subarray(0, n + 1));
+    loss.set(prefix.run.loss.subarray(0, n)); norms.set(prefix.gradNorm.subarray(0, n));
+    u = us[n]; v = vs[n];
+  }
+  for (let k = n; k <= steps; k++) {
     const [l, gu, gv] = f(u, v);
     loss[k] = l;
     if (!(Number.isFinite(l) && Number.isFinite(gu) && Number.isFinite(gv))) { diverged = true; break; }
     if (k === steps) break;
+    if (grads) { grads.u[k] = gu; grads.v[k] = gv; }
     g[0] = gu; g[1] = gv;
     const [norm, acted] = clipStep(g, method, threshold);
     const u1 = u - lr * g[0], v1 = v - lr * g[1];
@@ -93,6 +107,7 @@ export function simulate(name, start, { lr, threshold, steps, method }) {
       // bit of θ): every later step repeats this one exactly, so the rest of the run is filled in.
       us.fill(u, k + 1); vs.fill(v, k + 1); loss.fill(l, k + 1);
       norms.fill(norm, k + 1); clipped.fill(clipped[k], k + 1);
+      if (grads) { grads.u.fill(gu, k + 1); grads.v.fill(gv, k + 1); }
       n = steps;
       break;
     }
@@ -109,8 +124,31 @@ export function simulate(name, start, { lr, threshold, steps, method }) {
   };
 }
 
+// The three runs, the same as three calls of simulate, bit for bit. Until a clipped run's first
+// clip its steps are the unclipped run's (clipping passes the gradient through untouched), so it is
+// resumed from there instead of being run again: on the default scene that is most of each run.
 export function simulateAll(name, start, settings) {
-  return Object.fromEntries(METHODS.map((m) => [m, simulate(name, start, { ...settings, method: m })]));
+  const { lr, threshold: c, steps } = settings;
+  const grads = { u: new Float64Array(steps), v: new Float64Array(steps) };
+  const none = descend(name, start, lr, c, steps, "none", null, grads);
+  const runs = { none };
+  for (const method of ["norm", "value"]) {
+    const gradNorm = new Float64Array(none.steps);
+    let k = 0;
+    for (; k < none.steps; k++) {
+      const gu = grads.u[k], gv = grads.v[k];
+      if (method === "norm") {
+        const total = Math.sqrt(gu * gu + gv * gv); // as clipStep
+        if (total > c) break;
+        gradNorm[k] = total;
+      } else {
+        if (Math.abs(gu) > c || Math.abs(gv) > c) break;
+        gradNorm[k] = none.gradNorm[k];
+      }
+    }
+    runs[method] = descend(name, start, lr, c, steps, method, { run: none, k, gradNorm }, null);
+  }
+  return runs;
 }
 
 // loss[i][j] = f(u_j, v_i) on a grid x grid lattice over bounds [[u0, u1], [v0, v1]] (rows follow v).

@@ -1,10 +1,11 @@
 // Small canvas plotting: canvases sized to their box at the screen's pixel density, and log-scale line
 // charts. Canvas instead of Plotly for the live views: a redraw costs well under a frame.
 //
-// Chromium rasterises a 2-D canvas in software here (no GPU), on the main thread, once per frame that
-// drew to it: that cost grows with the pixels and the path segments drawn. So a live figure is two
-// canvases stacked: a base layer (heatmap, axes, text) redrawn only when it changes, and a transparent
-// top layer with what moves; and lines are thinned to about one point per pixel before they are drawn.
+// Chromium copies every canvas on the page into the compositor on every frame (software compositing
+// here, no GPU), whether it was drawn to or not, at a cost that grows with its pixels. So a live figure
+// is one canvas: its static part (heatmap, axes, text) is rendered into an offscreen canvas only when it
+// changes and copied in first on every redraw, then what moves is drawn over it; and lines are thinned to
+// about one point per pixel before they are drawn.
 
 const AXIS = "#444"; // 9.7:1 on white
 const GRID = "#e3e3e3";
@@ -40,7 +41,7 @@ function cssSize(canvas) {
   return size;
 }
 
-export function fitCanvas(canvas) {
+export function fitCanvas(canvas, { clear = true } = {}) {
   const dpr = window.devicePixelRatio || 1;
   const { w, h } = cssSize(canvas);
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
@@ -49,20 +50,39 @@ export function fitCanvas(canvas) {
   }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, w, h);
+  if (clear) ctx.clearRect(0, 0, w, h);
   return { ctx, w, h };
 }
 
-// A figure's base layer (`base`, under `top`) is redrawn by `paint(ctx, w, h)` only when `key` changes
-// (or the size does); returns whether it was.
-export function baseLayer(base, key, paint) {
-  const { w, h } = cssSize(base);
-  const full = `${key}/${w}x${h}/${window.devicePixelRatio}`;
-  if (base.dataset.key === full) return false;
-  const { ctx } = fitCanvas(base);
-  paint(ctx, w, h);
-  base.dataset.key = full;
-  return true;
+// A figure's static part, under what moves: rendered by `paint(ctx, w, h)` into an offscreen canvas
+// only when `key` changes (or the size does), then copied onto `canvas`, replacing every pixel (so
+// fitCanvas need not clear it first); returns whether it was rendered anew.
+const bases = new WeakMap();
+
+export function drawBase(canvas, key, paint) {
+  const { w, h } = cssSize(canvas);
+  const dpr = window.devicePixelRatio || 1;
+  const full = `${key}/${w}x${h}/${dpr}`;
+  let base = bases.get(canvas);
+  const fresh = base?.key !== full;
+  if (fresh) {
+    const off = base?.canvas || document.createElement("canvas");
+    off.width = Math.round(w * dpr);
+    off.height = Math.round(h * dpr);
+    const bctx = off.getContext("2d");
+    bctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    bctx.clearRect(0, 0, w, h);
+    paint(bctx, w, h);
+    base = { canvas: off, key: full };
+    bases.set(canvas, base);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.save();
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.globalCompositeOperation = "copy";
+  ctx.drawImage(base.canvas, 0, 0);
+  ctx.restore();
+  return fresh;
 }
 
 // A linear map from data to pixels for each axis; `log` axes map log10 of the value.
@@ -137,14 +157,15 @@ export function drawAxes(ctx, ax, { xlabel = "", ylabel = "" } = {}) {
 
 // A polyline through (xs[i], ys[i]) for i < n (xs null: x = i), skipping non-finite points; a white
 // halo under it keeps the line's contrast whatever it crosses. The path is thinned first (thinPath,
-// thinSeries): what is drawn differs from the full path by less than a pixel.
-export function polyline(ctx, ax, xs, ys, n, { color, dash = [], width = 2, halo = true }) {
-  const path = xs ? thinPath(ax, xs, ys, n) : thinSeries(ax, ys, n);
+// thinSeries): what is drawn differs from the full path by less than a pixel. The line may start at
+// index `from` (where what came before is covered by a line drawn over it: sameUntil).
+export function polyline(ctx, ax, xs, ys, n, { color, dash = [], width = 2, halo = true, from = 0 }) {
+  const path = xs ? thinPath(ax, xs, ys, n, new Path2D(), from) : thinSeries(ax, ys, n, new Path2D(), from);
   ctx.save();
   // Bevel joins look the same at these widths and rasterise faster than round ones (a run that
   // oscillates has a corner every step); round caps keep the dots of a dotted line round.
   ctx.lineJoin = "bevel";
-  ctx.lineCap = "round";
+  ctx.lineCap = dash.length ? "butt" : "round";
   if (halo) {
     ctx.strokeStyle = "#fff";
     ctx.lineWidth = width + 3;
@@ -199,21 +220,41 @@ class Simplifier {
 }
 
 // A path in the plane, in data units; non-finite points break the line. `path` receives moveTo and
-// lineTo calls in pixels (a Path2D, or a recorder in the tests).
-export function thinPath(ax, xs, ys, n, path = new Path2D()) {
-  const line = new Simplifier(path);
-  for (let i = 0; i < n; i++) {
+// lineTo calls in pixels (a Path2D, or a recorder in the tests). A segment the path has already drawn
+// (both ends within 1/8 px, either way round) is not drawn again: a run that hops back and forth across
+// a valley retraces the same few segments hundreds of times, and each retrace costs as much to
+// rasterise as a new segment while changing no pixel. Points before `from` are left out.
+export function thinPath(ax, xs, ys, n, path = new Path2D(), from = 0) {
+  const line = new Simplifier(new Retraces(path));
+  for (let i = from; i < n; i++) {
     const x = ax.px(xs[i]), y = ax.py(ys[i]);
     if (Number.isFinite(x) && Number.isFinite(y)) line.add(x, y); else line.break();
   }
   line.end();
-  return line.path;
+  return path;
+}
+
+// Passes moveTo/lineTo on to `path`, leaving out the segments it has passed already.
+class Retraces {
+  constructor(path) { this.path = path; this.seen = new Set(); this.x = NaN; this.y = NaN; this.moved = false; }
+  moveTo(x, y) { this.x = x; this.y = y; this.moved = true; }
+  lineTo(x, y) {
+    const a = `${Math.round(8 * this.x)},${Math.round(8 * this.y)}`, b = `${Math.round(8 * x)},${Math.round(8 * y)}`;
+    const key = a < b ? `${a} ${b}` : `${b} ${a}`;
+    if (!this.seen.has(key)) {
+      this.seen.add(key);
+      if (this.moved) { this.path.moveTo(this.x, this.y); this.moved = false; }
+      this.path.lineTo(x, y);
+    } else this.moved = true;
+    this.x = x; this.y = y;
+  }
 }
 
 // A series y[i] against i. Within each pixel column only the first, lowest, highest and last points
 // are kept, in their order (all that a column of a line chart shows), then the line is simplified, so a
 // 5000-step curve on 500 pixels is drawn with at most 2000 points, usually far fewer, and looks the same.
-export function thinSeries(ax, ys, n, path = new Path2D()) {
+// Points before `from` are left out.
+export function thinSeries(ax, ys, n, path = new Path2D(), from = 0) {
   const line = new Simplifier(path);
   let col = NaN, first = 0, last = 0, lo = 0, hi = 0, iLo = 0, iHi = 0, x0 = 0, xl = 0, count = 0;
   const flush = () => {
@@ -223,7 +264,7 @@ export function thinSeries(ax, ys, n, path = new Path2D()) {
     }
     if (count > 1) line.add(xl, last);
   };
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < n; i++) {
     const x = ax.px(i), y = ax.py(ys[i]);
     if (!Number.isFinite(y)) {
       if (count) flush();
@@ -243,6 +284,15 @@ export function thinSeries(ax, ys, n, path = new Path2D()) {
   if (count) flush();
   line.end();
   return line.path;
+}
+
+// How many leading values of `a` equal those of `b` (to a relative `rtol`): the stretch where a line
+// drawn over another through the same points hides it.
+export function sameUntil(a, b, rtol = 0) {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && (a[i] === b[i] || Math.abs(a[i] - b[i]) <= rtol * Math.abs(b[i]))) i++;
+  return i;
 }
 
 // Method markers differ in shape as well as colour: circle, square, triangle.
