@@ -154,17 +154,22 @@ SIMULATE_JS = """async (cases) => {
 }"""
 
 
-def test_js_trajectories_equal_the_python_reference(page):
-    rng = random.Random(18)
+def _random_settings(rng: random.Random, per_surface: int, steps=(500,), lr_decades=(-2, 0.5)) -> list[dict]:
+    """Random starts, learning rates and thresholds on every surface (the page's units)."""
     cases = []
     for name, land in cliff.LANDSCAPES.items():
         (u0, u1), (v0, v1) = land.bounds
-        for _ in range(20):
+        for _ in range(per_surface):
             cases.append({
-                "name": name, "start": [rng.uniform(u0, u1), rng.uniform(v0, v1)], "steps": 500,
-                "lr": 10 ** rng.uniform(-2, 0.5), "threshold": 10 ** rng.uniform(-1.5, 1),
-                "method": rng.choice(cliff.METHODS),
+                "name": name, "start": [rng.uniform(u0, u1), rng.uniform(v0, v1)], "steps": rng.choice(steps),
+                "lr": 10 ** rng.uniform(*lr_decades), "threshold": 10 ** rng.uniform(-1.5, 1),
             })  # fmt: skip
+    return cases
+
+
+def test_js_trajectories_equal_the_python_reference(page):
+    rng = random.Random(18)
+    cases = [{**case, "method": rng.choice(cliff.METHODS)} for case in _random_settings(rng, 20)]
     _open(page)
     js = page.evaluate(SIMULATE_JS, cases)
     for case, got in zip(cases, js, strict=True):
@@ -497,19 +502,11 @@ SIMULATE_ALL_JS = """async (cases) => {
 def test_simulate_all_resumes_each_clipped_run_bit_for_bit(page):
     # simulateAll starts each clipped run at its first clip from the unclipped run's steps: every
     # array and flag must be the one a run of its own gives, bit for bit (signs of zero included).
-    rng = random.Random(7)
-    cases = []
+    cases = _random_settings(random.Random(7), 40, steps=(1, 2, 60, 500), lr_decades=(-2, 0.7))
     for name, land in cliff.LANDSCAPES.items():
-        (u0, u1), (v0, v1) = land.bounds
         default = {"name": name, "start": list(land.start), "lr": land.lr}
         cases.append({**default, "steps": 500, "threshold": land.threshold})
         cases.append({**default, "steps": 50, "threshold": 1e6})  # never clips
-        for _ in range(40):
-            cases.append({
-                "name": name, "start": [rng.uniform(u0, u1), rng.uniform(v0, v1)],
-                "steps": rng.choice([1, 2, 60, 500]), "lr": 10 ** rng.uniform(-2, 0.7),
-                "threshold": 10 ** rng.uniform(-1.5, 1),
-            })  # fmt: skip
     _open(page)
     assert page.evaluate(SIMULATE_ALL_JS, cases) == []
 
