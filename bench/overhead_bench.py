@@ -3,10 +3,10 @@
 Run: ``.venv/bin/python bench/overhead_bench.py`` (``--layouts`` to choose, ``--reps`` per layout).
 On a small model the norm and the multiply take a few microseconds, so what a call costs is Python:
 argument handling, the policy, the skip rule, the result (the step object,
-:class:`gradclip.step.ClipStep`). For each layout (a 26k-parameter MLP; the large layouts of
-``clip_bench.py``: GPT-2-small, ResNet-50, 10,000 x 256) and each case (``no clip``: threshold above
-the norm; ``clip``: below it, gradients restored before every call outside the timing), prints the
-median CPU thread time of one call and the ratio to torch's ``clip_grad_norm_``.
+:class:`gradclip.step.ClipStep`). For each layout (a 26k-parameter MLP, a 930k-parameter GPT; the
+large layouts of ``clip_bench.py``: GPT-2-small, ResNet-50, 10,000 x 256) and each case (``no clip``:
+threshold above the norm; ``clip``: below it, gradients restored before every call outside the
+timing), prints the median CPU thread time of one call and the ratio to torch's ``clip_grad_norm_``.
 
 Torch runs on one intra-op thread (``torch.set_num_threads(1)``), so the calling thread's CPU time
 is all the work done, and other processes on the machine do not enter the figure the way they enter
@@ -34,7 +34,16 @@ def mlp_shapes() -> list[tuple[int, ...]]:
     return [(128, 64), (128,), (128, 128), (128,), (10, 128), (10,)]
 
 
-LAYOUTS = {"mlp-26k": mlp_shapes, **LARGE_LAYOUTS}
+def small_gpt_shapes() -> list[tuple[int, ...]]:
+    """A 4-layer GPT, width 128, vocabulary 1000, context 64 (929,536 parameters, 52 tensors): large
+    tensors too few elements together for BLAS dots, and 35 small ones in 4 shapes."""
+    d = 128
+    attention = [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,)]
+    block = [*attention, (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return [(1000, d), (64, d)] + block * 4 + [(d,), (d,)]
+
+
+LAYOUTS = {"mlp-26k": mlp_shapes, "gpt-930k": small_gpt_shapes, **LARGE_LAYOUTS}
 
 
 def _impls(c: float, norm: float) -> dict[str, Callable[[list[torch.Tensor]], object]]:

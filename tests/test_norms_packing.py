@@ -15,8 +15,10 @@ def _reference(grads: list[torch.Tensor]) -> tuple[list[float], float]:
 
 
 def _mixed(gen: torch.Generator) -> list[torch.Tensor]:
-    """Small tensors of several shapes, a few large ones and a transposed (non-contiguous) view."""
-    shapes = [(16,), (4, 4), (3, 5, 2), (), (256,)] * 12 + [(200, 100), (1 << 14,)]
+    """Small tensors of several shapes (packed, 40 of each), small ones not packed (too few of a shape,
+    or above the packing size), a few large ones and transposed (non-contiguous) views."""
+    packed = [(16,), (4, 4), (3, 5, 2), (), (256,)] * 40
+    shapes = packed + [(7,)] * 5 + [(4096,)] * 40 + [(200, 100), (1 << 14,)]
     grads = [torch.randn(s, generator=gen) for s in shapes]
     grads.insert(7, torch.randn(300, 200, generator=gen).t())  # large but not contiguous
     grads.insert(3, torch.randn(8, 6, generator=gen).t())  # small and not contiguous
