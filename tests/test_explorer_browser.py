@@ -566,6 +566,27 @@ def test_lines_left_out_under_a_covering_line_change_only_edge_pixels(page, key)
         assert got["strong"] <= 30 and got["differ"] <= 1200, got
 
 
+def test_the_overflow_label_stays_whole_inside_the_axes(page):
+    # On the valley the unclipped run overflows at step 6, at the left edge of each curve: its label is
+    # drawn over that step but kept inside the axes (it was cut in half). Every text drawn on the two
+    # curves is recorded, with how wide it is.
+    _open(page, "?surface=valley")
+    page.evaluate(
+        """() => { window.texts = []; const fill = CanvasRenderingContext2D.prototype.fillText;
+        CanvasRenderingContext2D.prototype.fillText = function (text, x, y) {
+            const width = this.measureText(text).width;
+            if (this.canvas.id) window.texts.push([this.canvas.id, text, x, this.textAlign, width]);
+            return fill.apply(this, arguments); }; }"""
+    )
+    before = _count(page, "cliffRedraws")
+    page.click("#step")
+    _wait_more(page, "cliffRedraws", before)
+    labels = [t for t in page.evaluate("window.texts") if t[1].startswith("overflow")]
+    assert {t[0] for t in labels} == {"loss-canvas", "norm-canvas"}
+    for _, _, x, align, width in labels:
+        assert align == "center" and x - width / 2 >= 50  # the curves' axes start 50 px in
+
+
 def test_every_canvas_follows_its_box_when_the_window_is_resized(page):
     # The canvases' sizes are kept by a ResizeObserver (no layout is forced while drawing): after a
     # resize each one must be redrawn at its new size, not stretched.

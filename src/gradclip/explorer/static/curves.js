@@ -59,7 +59,9 @@ export function drawCurve(canvas, runs, key, { steps, frame, hline = null, ylabe
     if (i >= 0 && ys[i] > 0 && Number.isFinite(ys[i])) marker(ctx, ax.px(i), ax.py(Math.max(lo, ys[i])), SHAPES[m], COLORS[m], 4.5);
     if (runs[m].diverged) {
       ctx.font = "bold 12px system-ui, sans-serif"; ctx.fillStyle = TEXT_COLORS[m]; ctx.textAlign = "center";
-      ctx.fillText("overflow ↑", ax.px(ys.length - 1), ax.box.top + 12);
+      // Over the last step, kept whole inside the axes (a run that overflows at once ends at the left edge).
+      const text = "overflow ↑", half = ctx.measureText(text).width / 2 + 2, { left, width } = ax.box;
+      ctx.fillText(text, Math.min(Math.max(ax.px(ys.length - 1), left + half), left + width - half), ax.box.top + 12);
     }
   }
   ctx.restore();
