@@ -42,12 +42,12 @@ DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-def _monitor_run(path: Path, losses, norms, *, close: bool = True) -> GradMonitor:
+def _monitor_run(path: Path, losses, norms, *, close: bool = True, threshold: float | None = 1.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        monitor = GradMonitor(log_dir=path, max_norm=1.0)
+        monitor = GradMonitor(log_dir=path, max_norm=threshold)
         for loss, norm in zip(losses, norms, strict=True):
-            monitor.record(norm, threshold=1.0, loss=loss)
+            monitor.record(norm, threshold=threshold, loss=loss)
         if close:
             monitor.close()
     return monitor
@@ -61,7 +61,7 @@ def runs_dir(tmp_path_factory):
     # Shaped like `gradclip demo`'s pair: one bad batch at step 60 wrecks the unclipped run.
     wrecked = [2.3 * 0.98**i if i < 60 else 500.0 + 50 * rng.random() for i in range(n)]
     spike = [0.5 + 0.1 * rng.random() if i != 60 else 2e7 for i in range(n)]
-    _monitor_run(root / "demo" / "no-clipping", wrecked, spike)
+    _monitor_run(root / "demo" / "no-clipping", wrecked, spike, threshold=None)
     _monitor_run(root / "demo" / "clipped", [2.3 * 0.98**i for i in range(n)], spike)
     (root / "broken").mkdir()
     (root / "broken" / "grads.jsonl").write_text("this is not a gradclip log\n")
@@ -327,6 +327,20 @@ def test_runs_view_overlays_two_runs_and_marks_diverged_advice(page):
     assert "Unreliable advice" in cards.nth(0).text_content()
     assert "Unreliable" not in cards.nth(1).text_content()
     assert "diverged" in page.text_content("#run-summary")
+    # Without clipping beside with it, in either order: the cliff view's styles (vermillion solid, blue
+    # dashed), and the cards' borders the same; one run alone is solid, in its kind's colour.
+    lines = """() => Object.fromEntries(document.getElementById('run-plot').data
+        .filter(t => !t.name.includes(':')).map(t => [t.name, [t.line.color, t.line.dash]]))"""
+    borders = "() => [...document.querySelectorAll('.run-card')].map(c => getComputedStyle(c).borderTopStyle)"
+    pair = {"demo/no-clipping": ["#D55E00", "solid"], "demo/clipped": ["#0072B2", "dash"]}
+    assert page.evaluate(lines) == pair and page.evaluate(borders) == ["solid", "dashed"]
+    _open(page, "?run=demo/clipped&compare=demo/no-clipping")
+    _wait_more(page, "runsRedraws", 0)
+    assert page.evaluate(lines) == pair and page.evaluate(borders) == ["dashed", "solid"]
+    for run, color in (("demo/clipped", "#0072B2"), ("demo/no-clipping", "#D55E00")):
+        _open(page, f"?run={run}")
+        _wait_more(page, "runsRedraws", 0)
+        assert page.evaluate(lines) == {run: [color, "solid"]}
 
 
 def test_runs_list_works_by_keyboard_and_an_unreadable_run_says_so(page):

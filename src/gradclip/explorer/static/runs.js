@@ -6,13 +6,22 @@ import { COLORS, PLOT_CONFIG, api, fmt, registerSettings, settingsChanged } from
 const $ = (id) => document.getElementById(id);
 const escape = (text) => String(text).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 const REFRESH_MS = 2000;
-// First run solid, second dashed, in two palette colours that stay apart under colour-vision deficiencies.
-const STYLES = [{ color: COLORS.norm, dash: "solid" }, { color: COLORS.none, dash: "dash" }];
+// Two palette colours that stay apart under colour-vision deficiencies, one line solid and one dashed.
+// A run without clipping (no threshold recorded) beside one with it takes the cliff view's styles:
+// vermillion solid for no clipping, blue dashed for clipping; otherwise the first run is blue solid,
+// the second vermillion dashed.
+const clips = (run) => run.timeline["gradclip/threshold"].some((c) => c !== null && Number.isFinite(c));
+
+function runStyles(runs) {
+  const kinds = runs.map(clips);
+  if (runs.length === 1) return [{ color: kinds[0] ? COLORS.norm : COLORS.none, dash: "solid" }];
+  if (kinds[0] !== kinds[1]) return kinds.map((c) => (c ? { color: COLORS.norm, dash: "dash" } : { color: COLORS.none, dash: "solid" }));
+  return [{ color: COLORS.norm, dash: "solid" }, { color: COLORS.none, dash: "dash" }];
+}
 const state = { list: [], run: null, compare: null, data: {}, timer: null, generation: 0 };
 
-function traces(run, k) {
+function traces(run, k, st) {
   const t = run.timeline; // the series are named as the run log's fields (gradclip.sinks.TAGS)
-  const st = STYLES[k];
   const name = (what) => `${run.id}: ${what}`;
   const norm = run.bucket > 1 ? `largest norm per ${run.bucket} steps` : "gradient norm";
   return [
@@ -71,8 +80,12 @@ async function drawRuns(runs) {
     yaxis2: { type: "log", title: { text: "gradient norm" }, exponentformat: "power", domain: [0, 0.44] },
     legend: { orientation: "h", x: 0, y: -0.14, yanchor: "top" },
   };
-  await Plotly.react("run-plot", runs.flatMap((r, k) => traces(r, k)), layout, PLOT_CONFIG);
-  $("run-details").innerHTML = runs.map((r, k) => `<div class="run-card" data-order="${k}">${details(r)}</div>`).join("");
+  const styles = runStyles(runs);
+  await Plotly.react("run-plot", runs.flatMap((r, k) => traces(r, k, styles[k])), layout, PLOT_CONFIG);
+  $("run-details").innerHTML = runs.map((r, k) => {
+    const border = `border-top: 3px ${styles[k].dash === "dash" ? "dashed" : "solid"} ${styles[k].color}`;
+    return `<div class="run-card" data-order="${k}" style="${border}">${details(r)}</div>`;
+  }).join("");
   $("run-summary").textContent = summary(runs);
 }
 
