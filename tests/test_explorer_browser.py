@@ -203,6 +203,71 @@ def test_default_scene_tells_the_story(page):
     assert "jumps from its low of" in page.text_content("#loss-summary")
 
 
+def _captions(page, frames) -> list[str]:
+    texts = []
+    for frame in frames:
+        before = _count(page, "cliffRedraws")
+        _set_range(page, "#frame", min(frame, int(page.get_attribute("#frame", "max"))))
+        _wait_more(page, "cliffRedraws", before)
+        texts.append(page.text_content("#caption"))
+    return texts
+
+
+@pytest.mark.parametrize(
+    ("query", "story"),
+    [
+        ("?surface=bowl", "not needed"),  # the unclipped run converges fastest: nothing was saved
+        ("?surface=valley", "overshoots"),  # each step lands higher up the other wall, then overflow
+        ("?surface=bowl&lr=0.6", "overshoots"),  # lr above 2 / (largest curvature): a growing oscillation
+    ],
+)
+def test_each_surface_is_narrated_as_what_happens_on_it(page, query, story):
+    # The cliff's words (a cliff, a throw, a stranded run) belong to the cliff; the valley and a bowl
+    # at too high a learning rate are wrecked by overshooting; the bowl at its defaults needs no rescue.
+    _open(page, query)
+    captions = _captions(page, [1, 3, 5, 30, 60, 10**6])
+    summary = page.text_content("#loss-summary")
+    text = " ".join([*captions, summary])
+    for cliff_word in ("cliff", "threw", "stranded", "throws it away"):
+        assert cliff_word not in text, (cliff_word, text)
+    if story == "not needed":
+        assert "not needed" in summary and "overshoots" not in text
+    else:
+        assert story in captions[1] and story in summary
+
+
+CATAPULTS_JS = """async (cases) => {
+    const m = await import('/static/landscapes.js');
+    return cases.map((c) => m.catapults(c.name, c.start[0], c.start[1], c));
+}"""
+
+
+def test_the_catapult_region_follows_its_rule_on_the_full_trajectories(page):
+    # The worker's check stops as soon as it knows; the rule, applied here to the Python reference's
+    # whole unclipped trajectory: some step longer than a quarter of the map's shorter side lands at
+    # 10x the lowest loss so far, or the run overflows. The three default scenes: the cliff and the
+    # valley are catapults, the bowl (a long first stride that lands lower) is not.
+    cases = _random_settings(random.Random(3), 40, steps=(100, 500), lr_decades=(-1.5, 0.5))
+    cases += [{"name": n, "start": list(land.start), "steps": land.steps, "lr": land.lr, "threshold": 1.0}
+              for n, land in cliff.LANDSCAPES.items()]  # fmt: skip
+    for case in cases:
+        (u0, u1), (v0, v1) = cliff.LANDSCAPES[case["name"]].bounds
+        case["jump"] = min(u1 - u0, v1 - v0) / 4
+    _open(page)
+    got = page.evaluate(CATAPULTS_JS, cases)
+    expected = []
+    for case in cases:
+        t = cliff.simulate(case["name"], case["start"], lr=case["lr"], threshold=1.0, steps=case["steps"],
+                           method="none")  # fmt: skip
+        steps = np.hypot(*np.diff(t.points, axis=0).T)
+        low = np.minimum.accumulate(t.loss[: len(steps)])
+        landed = t.loss[1 : len(steps) + 1]
+        expected.append(bool(t.diverged or np.any((steps > case["jump"]) & (landed >= 10 * low))))
+    assert got == expected
+    assert got[-3:] == [True, True, False]  # cliff, valley, bowl at their defaults
+    assert 0 < sum(got) < len(got)
+
+
 def test_play_moves_the_markers_and_narrates(page):
     _open(page)
     page.click("#play")

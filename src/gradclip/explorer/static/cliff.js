@@ -194,7 +194,7 @@ function drawText() {
   const share = state.region?.key === regionKey() ? state.region.share : null;
   setText("caption", caption(state.runs, state.frame, state.s, state.land, jump));
   setText("surface-summary", mapSummary(state.runs, state.frame, state.land, share));
-  setText("loss-summary", lossSummary(state.runs, jump));
+  setText("loss-summary", lossSummary(state.runs, jump, state.land));
   setText("norm-summary", normSummary(state.runs, state.s));
   setNumber("frame", state.frame);
   setAttr("frame", "aria-valuetext", `step ${state.frame} of ${maxFrame()}`);

@@ -163,16 +163,22 @@ export function surfaceGrid(name, bounds, grid) {
 }
 
 /**
- * Whether an unclipped run from (u, v) is catapulted: some single step is longer than `jump` (a
- * quarter of the map's shorter side), or the run diverges. Stops early once that happens.
+ * Whether an unclipped run from (u, v) is catapulted: some single step longer than `jump` (a quarter
+ * of the map's shorter side) lands where the loss is at least 10x the lowest it has been, or the run
+ * diverges. A long step that lands lower (a first stride down a bowl) is not a catapult. Stops early
+ * once it is decided (story.catapult applies the same rule to a simulated run).
  */
 export function catapults(name, u, v, { lr, steps, jump }) {
   const f = LOSS_AND_GRAD[name];
-  for (let k = 0; k < steps; k++) {
+  let low = Infinity, thrown = false;
+  for (let k = 0; k <= steps; k++) {
     const [l, gu, gv] = f(u, v);
     if (!(Number.isFinite(l) && Number.isFinite(gu) && Number.isFinite(gv))) return true;
+    if (thrown && l >= 10 * low) return true;
+    low = Math.min(low, l);
+    if (k === steps) return false;
     const du = lr * gu, dv = lr * gv;
-    if (!(Math.hypot(du, dv) <= jump)) return true;
+    thrown = !(Math.hypot(du, dv) <= jump);
     const u1 = u - du, v1 = v - dv;
     if (Object.is(u1, u) && Object.is(v1, v)) return false; // at rest: every later step repeats this short one
     u = u1; v = v1;
