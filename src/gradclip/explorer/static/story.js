@@ -112,7 +112,10 @@ export function lossSummary(runs, jump, land) {
   });
   const rise = lossJump(runs.none);
   let why = "";
-  if (!wrecked(runs)) {
+  const acted = (r) => r.clipped.some((x) => x);
+  if (!acted(runs.norm) && !acted(runs.value)) {
+    why = " Clipping never acted: every gradient stayed within the threshold, so the three runs are one.";
+  } else if (!wrecked(runs)) {
     why = " Clipping was not needed here: without it the run ends lower than ten times norm clipping's loss.";
   } else if (land.name === "cliff") {
     const hit = catapult(runs.none, jump);
