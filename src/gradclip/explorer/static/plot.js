@@ -163,7 +163,8 @@ export function polyline(ctx, ax, xs, ys, n, { color, dash = [], width = 2, halo
   const path = xs ? thinPath(ax, xs, ys, n, new Path2D(), from) : thinSeries(ax, ys, n, new Path2D(), from);
   ctx.save();
   // Bevel joins look the same at these widths and rasterise faster than round ones (a run that
-  // oscillates has a corner every step); round caps keep the dots of a dotted line round.
+  // oscillates has a corner every step). A solid line ends in round caps; dashes and dots take butt
+  // caps, which rasterise about twice as fast (a dot is then a small square).
   ctx.lineJoin = "bevel";
   ctx.lineCap = dash.length ? "butt" : "round";
   if (halo) {
@@ -221,7 +222,7 @@ class Simplifier {
 
 // A path in the plane, in data units; non-finite points break the line. `path` receives moveTo and
 // lineTo calls in pixels (a Path2D, or a recorder in the tests). A segment the path has already drawn
-// (both ends within 1/8 px, either way round) is not drawn again: a run that hops back and forth across
+// (both ends on the same points of a 1/8 px grid, either way round) is not drawn again: a run that hops back and forth across
 // a valley retraces the same few segments hundreds of times, and each retrace costs as much to
 // rasterise as a new segment while changing no pixel. Points before `from` are left out.
 export function thinPath(ax, xs, ys, n, path = new Path2D(), from = 0) {
