@@ -371,9 +371,11 @@ def _packed_l2(grads: list[Tensor], per_tensor: bool) -> tuple[Sequence[Tensor],
     the rows, so no Python loop runs per tensor. The total alone is a BLAS dot over the packed
     buffer (10,000 x 256 floats: more accurate than ``vector_norm`` against a float64 reference,
     1.7e-5 against 4.6e-5 relative, and faster); per-tensor norms stay one tensor (`NormRows`).
+    Tensors of more than ``_PACK_MAX_NUMEL`` elements are not copied (the total of 256 tensors of
+    8192 elements: 1062 us packed against 809 us by the general path; of 2048: 318 against 393).
     """
     first = grads[0]
-    if len(grads) < _PACK_MIN_COUNT or not first.is_cpu or first.numel() >= _DOT_MIN_NUMEL:
+    if len(grads) < _PACK_MIN_COUNT or not first.is_cpu or first.numel() > _PACK_MAX_NUMEL:
         return None
     if first.shape != grads[-1].shape:  # a model's mixed shapes: no failed copy (ResNet-50's first is small)
         return None
