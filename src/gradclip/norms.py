@@ -422,14 +422,12 @@ def _packed_norms(small: list[Tensor], foreach: bool) -> Tensor | None:
     if not packs:
         return None
     out = torch.empty(len(small), dtype=first.dtype)
-    rest = torch.ones(len(small), dtype=torch.bool)
     for idx in packs:
-        rows = torch.tensor(idx)
-        out[rows] = torch.linalg.vector_norm(_stack_rows([small[i] for i in idx]), dim=1)
-        rest[rows] = False
-    if bool(rest.any()):
-        others = rest.nonzero().view(-1)
-        out[others] = torch.stack(_each_norm([small[i] for i in others.tolist()], foreach))
+        out[torch.tensor(idx)] = torch.linalg.vector_norm(_stack_rows([small[i] for i in idx]), dim=1)
+    in_packs = {i for idx in packs for i in idx}
+    rest = [i for i in range(len(small)) if i not in in_packs]
+    if rest:
+        out[torch.tensor(rest)] = torch.stack(_each_norm([small[i] for i in rest], foreach))
     return out
 
 
